@@ -1,0 +1,15 @@
+// The subcommands of the `vigil` tool; each file apps/vigil/cmd_*.cpp registers one or a few.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace vigil::cli {
+
+/// Shared by all subcommands: the exit code the chosen subcommand wants the process to end with.
+struct Context {
+  int exit_code = 0;
+};
+
+void add_replay_command(CLI::App& app, Context& ctx);
+
+}  // namespace vigil::cli

@@ -1,0 +1,86 @@
+// Durable file writing: full writes, fsync of files and folders, atomic replace, and a seam
+// through which tests inject ENOSPC, EIO and short writes.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "vigil/error.hpp"
+
+namespace vigil {
+
+/// A write, fsync, rename or other file-system call failed; the message names the file and errno.
+class IoError : public Error {
+ public:
+  IoError(const std::string& what, int err) : Error(what), errno_value_(err) {}
+  /// The errno of the failing call (ENOSPC, EIO, ...), or 0 for a short write that set none.
+  int errno_value() const { return errno_value_; }
+
+ private:
+  int errno_value_;
+};
+
+/// The system calls the durable writers use. Tests subclass it to fail on purpose; everything
+/// else uses FileOps::real(). Methods follow the POSIX calls (return -1 and set errno on failure).
+class FileOps {
+ public:
+  virtual ~FileOps() = default;
+  virtual int open(const char* path, int flags, mode_t mode);
+  virtual ssize_t write(int fd, const void* data, size_t size);
+  virtual ssize_t pwrite(int fd, const void* data, size_t size, off_t offset);
+  virtual int fsync(int fd);
+  virtual int close(int fd);
+  virtual int rename(const char* from, const char* to);
+  virtual int mkdir(const char* path, mode_t mode);
+
+  /// The pass-through implementation (stateless, shared).
+  static const std::shared_ptr<FileOps>& real();
+};
+
+/// A file opened for writing that must be synced and closed explicitly; an unclosed file is
+/// closed (without sync) on destruction and counts as abandoned.
+class DurableFile {
+ public:
+  /// Creates `path` (it must not exist: O_CREAT|O_EXCL) for writing.
+  static DurableFile create(const std::filesystem::path& path,
+                            std::shared_ptr<FileOps> ops = FileOps::real());
+  DurableFile(DurableFile&& other) noexcept;
+  DurableFile& operator=(DurableFile&& other) noexcept;
+  DurableFile(const DurableFile&) = delete;
+  DurableFile& operator=(const DurableFile&) = delete;
+  ~DurableFile();
+
+  /// Writes all of `data` (continues after short writes and EINTR); throws IoError on failure.
+  void write_all(std::span<const std::byte> data);
+  /// Bytes written so far.
+  std::size_t size() const { return written_; }
+  /// fsync; throws IoError (the file must then be treated as lost, never retried).
+  void sync();
+  /// close, reporting errors; safe to call once.
+  void close();
+  int fd() const { return fd_; }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  DurableFile(std::filesystem::path path, int fd, std::shared_ptr<FileOps> ops);
+  std::filesystem::path path_;
+  int fd_ = -1;
+  std::size_t written_ = 0;
+  std::shared_ptr<FileOps> ops_;
+};
+
+/// fsyncs a folder so that renames and creations inside it are durable.
+void fsync_dir(const std::filesystem::path& dir, const std::shared_ptr<FileOps>& ops = FileOps::real());
+
+/// Replaces `path` with `bytes` atomically and durably: temporary file in the same folder,
+/// write, fsync, rename over `path`, fsync the folder. On failure the old file is untouched.
+void atomic_write_file(const std::filesystem::path& path, std::string_view bytes,
+                       const std::shared_ptr<FileOps>& ops = FileOps::real());
+
+}  // namespace vigil

@@ -1,0 +1,161 @@
+// The safetensors tensor-file format: a byte-compatible writer and a strict, memory-mapped
+// reader, with vigil's per-tensor XXH3-64 checksums kept inside `__metadata__`.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vigil/error.hpp"
+#include "vigil/io.hpp"
+
+namespace vigil {
+
+/// Element types of the safetensors format (the reference's names via dtype_name()).
+enum class DType : std::uint8_t {
+  BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, I64, U64, F64
+};
+
+/// "F32", "BF16", ... as the safetensors reference spells them.
+std::string_view dtype_name(DType dtype);
+/// Parses a reference dtype name; nullopt if unknown.
+std::optional<DType> parse_dtype(std::string_view name);
+/// Bytes per element.
+std::size_t dtype_size(DType dtype);
+
+/// A named, non-owning view of one tensor's bytes: row-major, little-endian, contiguous.
+struct TensorView {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<std::uint64_t> shape;  ///< empty = scalar (one element)
+  std::span<const std::byte> data;   ///< exactly dtype_size * product(shape) bytes
+};
+
+/// The `__metadata__` map: strings to strings.
+using Metadata = std::map<std::string, std::string>;
+
+/// Metadata keys vigil adds; plain safetensors readers ignore them.
+inline constexpr std::string_view kChecksumKeyPrefix = "vigil.xxh3:";  ///< + tensor name -> 16 hex
+inline constexpr std::string_view kFormatKey = "vigil.format";          ///< "1"
+
+/// Every way a file can be wrong, each its own kind (safetensors' reader has the same set).
+enum class FormatErrorKind {
+  FileTooSmall,          ///< fewer than 8 bytes
+  HeaderTooLarge,        ///< header length above 100,000,000
+  HeaderOutOfBounds,     ///< header length past the end of the file
+  InvalidUtf8,           ///< header is not UTF-8
+  InvalidJson,           ///< header is not JSON
+  NotAnObject,           ///< header (or a tensor entry) is not a JSON object
+  InvalidMetadata,       ///< `__metadata__` is not a string-to-string map
+  InvalidTensorEntry,    ///< missing/extra field, wrong type in dtype/shape/data_offsets
+  UnknownDType,          ///< dtype not in the reference's list
+  UnsupportedDType,      ///< a 4/6-bit dtype the reference added later
+  DuplicateName,         ///< the same tensor name twice
+  InvalidOffsets,        ///< offsets not sorted, not starting at 0, not contiguous, or begin > end
+  ElementCountOverflow,  ///< product(shape) * dtype size overflows 64 bits
+  SizeMismatch,          ///< byte span differs from product(shape) * dtype size
+  TrailingBytes,         ///< the data does not end exactly at the end of the file
+  ChecksumMismatch,      ///< a tensor's XXH3-64 differs from the one stored
+  InvalidChecksum,       ///< a stored checksum is malformed or names no tensor
+};
+
+/// A malformed or corrupt tensor file. what() is one line naming the tensor and the numbers.
+class FormatError : public Error {
+ public:
+  FormatError(FormatErrorKind kind, const std::string& what) : Error(what), kind_(kind) {}
+  FormatErrorKind kind() const { return kind_; }
+
+ private:
+  FormatErrorKind kind_;
+};
+
+/// Options of the writer.
+struct SafetensorsWriteOptions {
+  /// Store each tensor's XXH3-64 in `__metadata__` (default true).
+  bool checksums = true;
+  /// Largest single write; data is streamed from the caller's memory, never copied whole
+  /// (default 8 MiB).
+  std::size_t block_bytes = std::size_t{8} << 20;
+  /// The file layer (tests inject faults through it).
+  std::shared_ptr<FileOps> ops = FileOps::real();
+
+  SafetensorsWriteOptions& with_checksums(bool v) { checksums = v; return *this; }
+  SafetensorsWriteOptions& with_block_bytes(std::size_t v) { block_bytes = v; return *this; }
+  SafetensorsWriteOptions& with_ops(std::shared_ptr<FileOps> v) { ops = std::move(v); return *this; }
+};
+
+/// Writes a complete safetensors file into `out` (header then data in the reference order:
+/// dtype alignment largest first, then name). Does not sync or close `out`.
+/// Throws OptionError for invalid input (duplicate names, data size not matching the shape).
+void write_safetensors(DurableFile& out, std::span<const TensorView> tensors,
+                       const Metadata& metadata = {}, const SafetensorsWriteOptions& options = {});
+
+/// Writes `path` atomically and durably (temporary name, fsync, rename, fsync of the folder).
+void save_safetensors(const std::filesystem::path& path, std::span<const TensorView> tensors,
+                      const Metadata& metadata = {}, const SafetensorsWriteOptions& options = {});
+
+/// Where one tensor lies in a file.
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<std::uint64_t> shape;
+  std::uint64_t begin = 0;  ///< data_offsets[0], relative to the start of the data section
+  std::uint64_t end = 0;    ///< data_offsets[1]
+  std::uint64_t size() const { return end - begin; }
+};
+
+/// Options of the reader.
+struct SafetensorsReadOptions {
+  /// Check every tensor's stored XXH3-64 while opening (default true). Files without vigil
+  /// checksums (from other writers) open fine either way.
+  bool verify_checksums = true;
+  SafetensorsReadOptions& with_verify_checksums(bool v) { verify_checksums = v; return *this; }
+};
+
+/// An opened, validated tensor file. Views stay valid while the object lives.
+class SafetensorsFile {
+ public:
+  /// Memory-maps and validates `path`. Throws FormatError (malformed), IoError (cannot read).
+  static SafetensorsFile open(const std::filesystem::path& path,
+                              const SafetensorsReadOptions& options = {});
+  /// Validates a file image held by the caller (no copy; `bytes` must outlive the object).
+  static SafetensorsFile from_bytes(std::span<const std::byte> bytes,
+                                    const SafetensorsReadOptions& options = {});
+
+  SafetensorsFile(SafetensorsFile&&) noexcept;
+  SafetensorsFile& operator=(SafetensorsFile&&) noexcept;
+  ~SafetensorsFile();
+
+  const Metadata& metadata() const;
+  /// Tensors in file order.
+  const std::vector<TensorInfo>& tensors() const;
+  /// nullptr if there is no tensor of that name.
+  const TensorInfo* find(std::string_view name) const;
+  /// Zero-copy view; throws Error naming the tensor and the ones that exist if it is missing.
+  TensorView view(std::string_view name) const;
+  /// Copies a tensor's bytes into `dst` (its size must match exactly).
+  void copy_to(std::string_view name, std::span<std::byte> dst) const;
+  /// True if the file carries vigil checksums.
+  bool has_checksums() const;
+  /// Checks every stored checksum now; throws FormatError(ChecksumMismatch) naming the tensor.
+  void verify_checksums() const;
+  /// Size of the whole file in bytes.
+  std::uint64_t file_size() const;
+
+ private:
+  struct Impl;
+  explicit SafetensorsFile(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+/// XXH3-64 of a byte span (the checksum vigil stores).
+std::uint64_t xxh3_64(std::span<const std::byte> bytes);
+
+}  // namespace vigil

@@ -1,0 +1,49 @@
+// Helpers shared by the tests: scratch folders and running the built CLI.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace vigil::test {
+
+/// A fresh folder under the system temp dir, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// What a finished child process left behind.
+struct RunResult {
+  int exit_code = -1;  ///< exit status, or 128+signal if it was killed by a signal
+  std::string out;     ///< everything it wrote to stdout
+  std::string err;     ///< everything it wrote to stderr
+};
+
+/// Runs `argv` (argv[0] is a path to the program) with optional stdin text; waits for it.
+RunResult run_process(const std::vector<std::string>& argv, const std::string& stdin_text = "");
+
+/// Runs the built `vigil` tool with the given arguments.
+RunResult run_vigil(const std::vector<std::string>& args, const std::string& stdin_text = "");
+
+/// The shared/ folder beside the clone (conformance cases live there).
+std::filesystem::path shared_dir();
+
+/// The repository's root folder.
+std::filesystem::path source_dir();
+
+/// Writes `text` to `path`, creating parent folders.
+void write_file(const std::filesystem::path& path, const std::string& text);
+
+/// Reads the whole file at `path`.
+std::string read_file(const std::filesystem::path& path);
+
+}  // namespace vigil::test
