@@ -1,0 +1,81 @@
+// A torch::nn::Module's full state (parameters and buffers) as named tensors with PyTorch's
+// state_dict names, and loading it back with the checks of load_state_dict().
+#pragma once
+
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "vigil/error.hpp"
+#include "vigil/safetensors.hpp"
+#include "vigil/torch/tensor_bridge.hpp"
+
+namespace vigil::torch {
+
+/// Parameters and buffers of `module` and all its children, named as PyTorch's state_dict()
+/// names them ("0.weight", "features.2.bias", "bn.running_mean", "bn.num_batches_tracked") and
+/// in the same order (pre-order over modules; a module's parameters, then its buffers).
+/// Contiguous CPU tensors are shared with the module (zero copy, see NamedTensors); others are
+/// copied. Undefined tensors (e.g. a Linear without bias) are skipped, as PyTorch does.
+NamedTensors module_state(const ::torch::nn::Module& module);
+
+/// Options of load_module_state.
+struct LoadStateOptions {
+  /// Like PyTorch's strict: when true (default), any missing or unexpected key is an error and
+  /// nothing is loaded; when false, the matching tensors are loaded and the others reported.
+  bool strict = true;
+  /// Like Hugging Face's ignore_mismatched_sizes: when true, tensors whose shape or dtype differs
+  /// are skipped and reported instead of failing (default false: they are always an error, as in
+  /// PyTorch, where strict=False does not excuse a size mismatch).
+  bool ignore_mismatched = false;
+
+  LoadStateOptions& with_strict(bool v) {
+    strict = v;
+    return *this;
+  }
+  LoadStateOptions& with_ignore_mismatched(bool v) {
+    ignore_mismatched = v;
+    return *this;
+  }
+};
+
+/// What a load did not use, as PyTorch's load_state_dict() returns it.
+struct LoadStateResult {
+  std::vector<std::string> missing_keys;     ///< in the module, not in the source
+  std::vector<std::string> unexpected_keys;  ///< in the source, not in the module
+  /// Present in both but with a different shape or dtype, e.g.
+  /// "0.weight: shape [10, 784] in the file, [256, 784] in the model".
+  std::vector<std::string> mismatched;
+  std::size_t loaded = 0;  ///< how many tensors were copied
+};
+
+/// The source does not fit the module. what() is one line listing every problem; the lists are
+/// kept for programs. Nothing has been loaded when this is thrown.
+class StateDictError : public InputError {
+ public:
+  StateDictError(const std::string& what, LoadStateResult result)
+      : InputError(what), result_(std::move(result)) {}
+  const LoadStateResult& result() const { return result_; }
+
+ private:
+  LoadStateResult result_;
+};
+
+/// Copies `tensors` into the module's existing parameters and buffers (in place, under
+/// NoGradGuard, converting to each tensor's device; the dtype must match exactly). Every check is
+/// made before anything is copied: on StateDictError the module is untouched.
+LoadStateResult load_module_state(::torch::nn::Module& module, std::span<const TensorView> tensors,
+                                  const LoadStateOptions& options = {});
+/// Same, from an opened tensor file (zero copy from its mapping into the module).
+LoadStateResult load_module_state(::torch::nn::Module& module, const SafetensorsFile& file,
+                                  const LoadStateOptions& options = {});
+/// Same, from a file path (checksums verified when present).
+LoadStateResult load_module_state(::torch::nn::Module& module, const std::filesystem::path& path,
+                                  const LoadStateOptions& options = {});
+
+/// Writes the module's state to `path` atomically (a plain safetensors file any reader loads).
+void save_module_state(const std::filesystem::path& path, const ::torch::nn::Module& module,
+                       const Metadata& metadata = {});
+
+}  // namespace vigil::torch
