@@ -1,0 +1,194 @@
+// The Callback interface (Keras hooks), TrainContext (the loop state callbacks read and steer) and
+// CallbackList, which drives the hooks from the Trainer or from a hand-written training loop.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vigil/error.hpp"
+#include "vigil/monitor.hpp"
+#include "vigil/safetensors.hpp"
+#include "vigil/torch/tensor_bridge.hpp"
+
+namespace vigil::torch {
+
+class CallbackList;
+
+/// One finished epoch: its index, the optimizer steps taken so far, and its metrics.
+struct EpochRecord {
+  int epoch = 0;
+  std::int64_t step = 0;
+  Logs logs;
+};
+
+/// A checkpoint opened for resuming: its tensor files (mapped, verified) and its state.json.
+/// Produced by BackupAndRestore (or by hand) and applied by CallbackList::on_train_begin.
+struct RestorePoint {
+  std::filesystem::path path;                ///< the checkpoint folder (for messages)
+  std::optional<SafetensorsFile> model;      ///< model.safetensors
+  std::optional<SafetensorsFile> optimizer;  ///< optimizer.safetensors (may be absent)
+  std::optional<SafetensorsFile> callbacks;  ///< callbacks.safetensors (may be absent)
+  nlohmann::json state;                      ///< the parsed state.json
+};
+
+/// Everything needed to resume exactly, captured from a live loop. Tensors are shared with the
+/// model and optimizer (zero copy): clone() before writing it while training goes on.
+struct TrainingSnapshot {
+  NamedTensors model;      ///< state_dict of the model
+  NamedTensors optimizer;  ///< optimizer state tensors ("state.<param>.<field>")
+  NamedTensors callbacks;  ///< tensors callbacks keep (e.g. best weights), "<callback>/<name>"
+  /// {"epoch", "batch", "global_step", "epoch_complete", "history", "stop_training",
+  ///  "stop_reason", "optimizer", "rng", "callbacks", "loop", "extra", "metrics"}
+  nlohmann::json state;
+
+  /// A deep copy that later training steps cannot change.
+  TrainingSnapshot clone() const;
+};
+
+/// What a training loop exposes to callbacks: Keras's `callback.model` and `callback.params`,
+/// plus the position in the run. The Trainer fills it; a hand-written loop fills it itself.
+struct TrainContext {
+  /// The model being trained (its parameters change in place).
+  std::shared_ptr<::torch::nn::Module> model;
+  /// The optimizer, not owned; may be null in a loop without one (then no optimizer state).
+  ::torch::optim::Optimizer* optimizer = nullptr;
+  /// The callback list driving this loop, not owned (set by CallbackList).
+  CallbackList* callbacks = nullptr;
+
+  int epochs = 0;                    ///< epochs planned
+  int epoch = 0;                     ///< current epoch, 0-based
+  std::int64_t steps_per_epoch = 0;  ///< batches in one epoch
+  std::int64_t batch = 0;            ///< batches of the current epoch already done
+  std::int64_t global_step = 0;      ///< optimizer steps since the run began
+  /// True inside on_epoch_end and later until the next epoch begins: the current epoch is done.
+  bool epoch_complete = false;
+
+  /// Finished epochs, appended by CallbackList::on_epoch_end (restored on resume).
+  std::vector<EpochRecord> history;
+
+  /// Set through request_stop(); the loop ends after the current epoch (or batch, if interrupted).
+  bool stop_training = false;
+  std::string stop_reason;
+  /// True when a signal or the user interrupted training: the run is not finished, it can resume.
+  bool interrupted = false;
+  /// The folder resumed from, if the run was resumed (set when a RestorePoint is applied).
+  std::optional<std::filesystem::path> resumed_from;
+
+  /// The loop's own resumable state (e.g. partial epoch sums); saved and restored verbatim.
+  nlohmann::json loop = nlohmann::json::object();
+  /// Anything the program wants in every checkpoint's state.json (e.g. the run's options).
+  nlohmann::json extra = nlohmann::json::object();
+
+  /// Set by a callback (BackupAndRestore) in on_train_begin; applied by CallbackList once every
+  /// callback's on_train_begin has run, so that restored states are not reset afterwards.
+  std::optional<RestorePoint> pending_restore;
+
+  /// Asks the loop to stop; the first reason given is kept.
+  void request_stop(std::string reason);
+
+  /// Captures the full training state (see TrainingSnapshot). `metrics` are the logs to record
+  /// with it (e.g. the epoch's), kept under "metrics".
+  TrainingSnapshot snapshot(const Logs& metrics = {}) const;
+  /// Applies a restore point now: model, optimizer, torch RNG, position, history, stop state,
+  /// the loop state and every callback's state. Throws InputError if it does not fit.
+  void restore(const RestorePoint& point);
+};
+
+/// A training callback with Keras's hooks. Every hook does nothing by default. `logs` carry the
+/// metrics known at that moment (batch hooks: the batch's; epoch end: the epoch's, with val_*).
+class Callback {
+ public:
+  virtual ~Callback() = default;
+
+  /// The key under which this callback's state is checkpointed; unique within a CallbackList.
+  virtual std::string name() const = 0;
+
+  virtual void on_train_begin(TrainContext& ctx, const Logs& logs) { (void)ctx, (void)logs; }
+  virtual void on_train_end(TrainContext& ctx, const Logs& logs) { (void)ctx, (void)logs; }
+  virtual void on_epoch_begin(TrainContext& ctx, int epoch, const Logs& logs) {
+    (void)ctx, (void)epoch, (void)logs;
+  }
+  virtual void on_epoch_end(TrainContext& ctx, int epoch, const Logs& logs) {
+    (void)ctx, (void)epoch, (void)logs;
+  }
+  virtual void on_batch_begin(TrainContext& ctx, std::int64_t batch, const Logs& logs) {
+    (void)ctx, (void)batch, (void)logs;
+  }
+  virtual void on_batch_end(TrainContext& ctx, std::int64_t batch, const Logs& logs) {
+    (void)ctx, (void)batch, (void)logs;
+  }
+  /// After validation at the end of an epoch, with the val_* metrics only.
+  virtual void on_validation_end(TrainContext& ctx, const Logs& logs) { (void)ctx, (void)logs; }
+  /// After a RestorePoint was applied (on_train_begin has run for everyone).
+  virtual void on_resume(TrainContext& ctx) { (void)ctx; }
+  /// Training is being interrupted (signal) and will end with on_train_end right after: the place
+  /// to write a resumable checkpoint before anything (restore_best_weights) changes the model.
+  virtual void on_interrupt(TrainContext& ctx) { (void)ctx; }
+
+  /// State to checkpoint as JSON (null = nothing) and to get back on resume.
+  virtual nlohmann::json state() const { return nullptr; }
+  virtual void load_state(const nlohmann::json& state) { (void)state; }
+  /// Tensors to checkpoint (stored in callbacks.safetensors under "<name()>/<tensor>").
+  virtual NamedTensors state_tensors() const { return {}; }
+  /// Gets back what state_tensors() gave, without the prefix; called after load_state().
+  virtual void load_state_tensors(const NamedTensors& tensors) { (void)tensors; }
+};
+
+/// An ordered list of callbacks, called in order for every hook. Also the owner of the rules a
+/// hand-written loop must follow: on_epoch_end appends to ctx.history, and on_train_begin
+/// applies a pending restore after every callback has begun.
+class CallbackList {
+ public:
+  CallbackList() = default;
+  explicit CallbackList(std::vector<std::shared_ptr<Callback>> callbacks);
+
+  /// Appends a callback; throws OptionError if its name() is already taken.
+  CallbackList& add(std::shared_ptr<Callback> callback);
+  const std::vector<std::shared_ptr<Callback>>& callbacks() const { return callbacks_; }
+  /// The first callback of type T, or nullptr.
+  template <class T>
+  std::shared_ptr<T> find() const {
+    for (const auto& c : callbacks_)
+      if (auto p = std::dynamic_pointer_cast<T>(c)) return p;
+    return nullptr;
+  }
+
+  /// Sets ctx.callbacks, calls every on_train_begin, then applies ctx.pending_restore (if any)
+  /// and calls every on_resume. After it, ctx.epoch/ctx.batch say where the loop must start.
+  void on_train_begin(TrainContext& ctx, const Logs& logs = {});
+  void on_train_end(TrainContext& ctx, const Logs& logs = {});
+  /// Sets ctx.epoch, clears ctx.epoch_complete and calls every on_epoch_begin.
+  void on_epoch_begin(TrainContext& ctx, int epoch, const Logs& logs = {});
+  /// Sets ctx.epoch_complete, appends {epoch, global_step, logs} to ctx.history, then calls every
+  /// on_epoch_end.
+  void on_epoch_end(TrainContext& ctx, int epoch, const Logs& logs);
+  void on_batch_begin(TrainContext& ctx, std::int64_t batch, const Logs& logs = {});
+  void on_batch_end(TrainContext& ctx, std::int64_t batch, const Logs& logs);
+  void on_validation_end(TrainContext& ctx, const Logs& logs);
+  /// Sets ctx.interrupted and calls every on_interrupt.
+  void on_interrupt(TrainContext& ctx);
+
+  /// {name: state} of every callback whose state is not null.
+  nlohmann::json states() const;
+  /// Hands each callback its entry of `states` (callbacks without one keep theirs).
+  void load_states(const nlohmann::json& states);
+  /// Every callback's tensors, prefixed "<name>/".
+  NamedTensors state_tensors() const;
+  /// Hands each callback the tensors under its prefix (prefix removed).
+  void load_state_tensors(const NamedTensors& tensors);
+
+ private:
+  std::vector<std::shared_ptr<Callback>> callbacks_;
+};
+
+/// JSON of one epoch's logs (non-finite values as "nan"/"inf" strings) and back.
+nlohmann::json logs_to_json(const Logs& logs);
+Logs logs_from_json(const nlohmann::json& json);
+
+}  // namespace vigil::torch

@@ -1,0 +1,248 @@
+// TrainContext snapshots and restores, and CallbackList's dispatch rules.
+#include "vigil/torch/callback.hpp"
+
+#include <fmt/core.h>
+
+#include <set>
+
+#include "vigil/torch/module_state.hpp"
+#include "vigil/torch/optimizer_state.hpp"
+#include "vigil/torch/rng_state.hpp"
+
+namespace vigil::torch {
+
+namespace {
+
+NamedTensors tensors_of(const SafetensorsFile& file) {
+  NamedTensors out;
+  for (const auto& info : file.tensors()) out.add(info.name, to_tensor(file.view(info.name)));
+  return out;
+}
+
+std::vector<TensorView> views_of(const SafetensorsFile& file) {
+  std::vector<TensorView> out;
+  out.reserve(file.tensors().size());
+  for (const auto& info : file.tensors()) out.push_back(file.view(info.name));
+  return out;
+}
+
+template <class T>
+T get_or(const nlohmann::json& j, const char* key, T fallback) {
+  if (!j.is_object() || !j.contains(key) || j.at(key).is_null()) return fallback;
+  return j.at(key).get<T>();
+}
+
+}  // namespace
+
+nlohmann::json logs_to_json(const Logs& logs) {
+  auto j = nlohmann::json::object();
+  for (const auto& [k, v] : logs) j[k] = number_to_json(v);
+  return j;
+}
+
+Logs logs_from_json(const nlohmann::json& json) {
+  if (!json.is_object()) throw InputError("metrics logs in a checkpoint are not a JSON object");
+  Logs logs;
+  for (const auto& [k, v] : json.items()) logs[k] = number_from_json(v);
+  return logs;
+}
+
+TrainingSnapshot TrainingSnapshot::clone() const {
+  return TrainingSnapshot{model.clone(), optimizer.clone(), callbacks.clone(), state};
+}
+
+void TrainContext::request_stop(std::string reason) {
+  if (!stop_training) stop_reason = std::move(reason);
+  stop_training = true;
+}
+
+TrainingSnapshot TrainContext::snapshot(const Logs& metrics) const {
+  if (!model) throw OptionError("TrainContext::snapshot: no model in the training context");
+  TrainingSnapshot snap;
+  snap.model = module_state(*model);
+  nlohmann::json& s = snap.state;
+  s = nlohmann::json::object();
+  if (optimizer != nullptr) {
+    auto os = optimizer_state(*optimizer, *model);
+    snap.optimizer = std::move(os.tensors);
+    s["optimizer"] = std::move(os.json);
+  }
+  if (callbacks != nullptr) {
+    snap.callbacks = callbacks->state_tensors();
+    s["callbacks"] = callbacks->states();
+  } else {
+    s["callbacks"] = nlohmann::json::object();
+  }
+  s["epoch"] = epoch;
+  s["batch"] = batch;
+  s["epoch_complete"] = epoch_complete;
+  s["steps_per_epoch"] = steps_per_epoch;
+  s["epochs"] = epochs;
+  s["global_step"] = global_step;
+  auto hist = nlohmann::json::array();
+  for (const auto& r : history)
+    hist.push_back({{"epoch", r.epoch}, {"step", r.step}, {"logs", logs_to_json(r.logs)}});
+  s["history"] = std::move(hist);
+  // An interruption is not a decision about the run: the resumed run must go on.
+  const bool stopped = stop_training && !interrupted;
+  s["stop_training"] = stopped;
+  s["stop_reason"] = stopped ? stop_reason : std::string();
+  s["rng"] = torch_rng_state_json();
+  s["loop"] = loop;
+  s["extra"] = extra;
+  s["metrics"] = logs_to_json(metrics);
+  return snap;
+}
+
+void TrainContext::restore(const RestorePoint& point) {
+  if (!model) throw OptionError("TrainContext::restore: no model in the training context");
+  const auto& s = point.state;
+  if (!s.is_object())
+    throw InputError(fmt::format("{}: state.json is not a JSON object", point.path.string()));
+  if (!point.model)
+    throw InputError(
+        fmt::format("{}: the checkpoint has no model.safetensors", point.path.string()));
+  try {
+    // Everything that can fail on a mismatch is checked by these loaders before they change
+    // anything; the model goes first because it is the most likely to differ (another --hidden).
+    load_module_state(*model, *point.model);
+    if (optimizer != nullptr) {
+      if (!s.contains("optimizer"))
+        throw InputError("it holds no optimizer state, but this run has an optimizer");
+      const auto views = point.optimizer ? views_of(*point.optimizer) : std::vector<TensorView>{};
+      load_optimizer_state(*optimizer, *model, s.at("optimizer"), views);
+    }
+    if (s.contains("rng")) set_torch_rng_state_json(s.at("rng"));
+
+    epoch = get_or<int>(s, "epoch", 0);
+    batch = get_or<std::int64_t>(s, "batch", 0);
+    global_step = get_or<std::int64_t>(s, "global_step", 0);
+    epoch_complete = get_or<bool>(s, "epoch_complete", false);
+    if (epoch_complete) {
+      ++epoch;
+      batch = 0;
+      epoch_complete = false;
+    }
+    history.clear();
+    for (const auto& r : s.value("history", nlohmann::json::array()))
+      history.push_back(EpochRecord{r.at("epoch").get<int>(), r.at("step").get<std::int64_t>(),
+                                    logs_from_json(r.at("logs"))});
+    stop_training = get_or<bool>(s, "stop_training", false);
+    stop_reason = get_or<std::string>(s, "stop_reason", "");
+    interrupted = false;
+    loop = s.value("loop", nlohmann::json::object());
+    if (callbacks != nullptr) {
+      callbacks->load_states(s.value("callbacks", nlohmann::json::object()));
+      if (point.callbacks) callbacks->load_state_tensors(tensors_of(*point.callbacks));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(
+        fmt::format("{}: state.json is malformed ({})", point.path.string(), e.what()));
+  } catch (const StateDictError& e) {
+    throw InputError(
+        fmt::format("cannot resume from {}: the model differs: {}", point.path.string(), e.what()));
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("cannot resume from {}: {}", point.path.string(), e.what()));
+  }
+  resumed_from = point.path;
+}
+
+CallbackList::CallbackList(std::vector<std::shared_ptr<Callback>> callbacks) {
+  for (auto& c : callbacks) add(std::move(c));
+}
+
+CallbackList& CallbackList::add(std::shared_ptr<Callback> callback) {
+  if (!callback) throw OptionError("CallbackList::add: null callback");
+  const auto name = callback->name();
+  for (const auto& c : callbacks_)
+    if (c->name() == name)
+      throw OptionError(fmt::format(
+          "two callbacks are named '{}': give one another name (their checkpointed states would "
+          "collide)",
+          name));
+  callbacks_.push_back(std::move(callback));
+  return *this;
+}
+
+void CallbackList::on_train_begin(TrainContext& ctx, const Logs& logs) {
+  ctx.callbacks = this;
+  for (auto& c : callbacks_) c->on_train_begin(ctx, logs);
+  if (ctx.pending_restore) {
+    // Moved out first: a failed restore must not be retried by the next on_train_begin.
+    RestorePoint point = std::move(*ctx.pending_restore);
+    ctx.pending_restore.reset();
+    ctx.restore(point);
+    for (auto& c : callbacks_) c->on_resume(ctx);
+  }
+}
+
+void CallbackList::on_train_end(TrainContext& ctx, const Logs& logs) {
+  for (auto& c : callbacks_) c->on_train_end(ctx, logs);
+}
+
+void CallbackList::on_epoch_begin(TrainContext& ctx, int epoch, const Logs& logs) {
+  ctx.epoch = epoch;
+  ctx.epoch_complete = false;
+  for (auto& c : callbacks_) c->on_epoch_begin(ctx, epoch, logs);
+}
+
+void CallbackList::on_epoch_end(TrainContext& ctx, int epoch, const Logs& logs) {
+  ctx.epoch = epoch;
+  ctx.epoch_complete = true;
+  ctx.history.push_back(EpochRecord{epoch, ctx.global_step, logs});
+  for (auto& c : callbacks_) c->on_epoch_end(ctx, epoch, logs);
+}
+
+void CallbackList::on_batch_begin(TrainContext& ctx, std::int64_t batch, const Logs& logs) {
+  for (auto& c : callbacks_) c->on_batch_begin(ctx, batch, logs);
+}
+
+void CallbackList::on_batch_end(TrainContext& ctx, std::int64_t batch, const Logs& logs) {
+  for (auto& c : callbacks_) c->on_batch_end(ctx, batch, logs);
+}
+
+void CallbackList::on_validation_end(TrainContext& ctx, const Logs& logs) {
+  for (auto& c : callbacks_) c->on_validation_end(ctx, logs);
+}
+
+void CallbackList::on_interrupt(TrainContext& ctx) {
+  ctx.interrupted = true;
+  for (auto& c : callbacks_) c->on_interrupt(ctx);
+}
+
+nlohmann::json CallbackList::states() const {
+  auto j = nlohmann::json::object();
+  for (const auto& c : callbacks_) {
+    auto s = c->state();
+    if (!s.is_null()) j[c->name()] = std::move(s);
+  }
+  return j;
+}
+
+void CallbackList::load_states(const nlohmann::json& states) {
+  if (!states.is_object()) throw InputError("callback states in a checkpoint are not an object");
+  for (auto& c : callbacks_) {
+    auto it = states.find(c->name());
+    if (it != states.end()) c->load_state(*it);
+  }
+}
+
+NamedTensors CallbackList::state_tensors() const {
+  NamedTensors all;
+  for (const auto& c : callbacks_) all.append(c->state_tensors(), c->name() + "/");
+  return all;
+}
+
+void CallbackList::load_state_tensors(const NamedTensors& tensors) {
+  for (auto& c : callbacks_) {
+    const std::string prefix = c->name() + "/";
+    NamedTensors mine;
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const auto& n = tensors.names()[i];
+      if (n.rfind(prefix, 0) == 0) mine.add(n.substr(prefix.size()), tensors.tensors()[i]);
+    }
+    if (!mine.empty()) c->load_state_tensors(mine);
+  }
+}
+
+}  // namespace vigil::torch
