@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -76,11 +77,27 @@ class DurableFile {
 };
 
 /// fsyncs a folder so that renames and creations inside it are durable.
-void fsync_dir(const std::filesystem::path& dir, const std::shared_ptr<FileOps>& ops = FileOps::real());
+void fsync_dir(const std::filesystem::path& dir,
+               const std::shared_ptr<FileOps>& ops = FileOps::real());
+
+/// Temporary files of the atomic writers are named ".<final name>.tmp-<pid>-<random>" beside
+/// the final file, so that a crash leaves only names is_temporary_name() recognizes.
+inline constexpr std::string_view kTemporaryInfix = ".tmp-";
+/// A fresh temporary name in the same folder as `path` (same file system, so rename is atomic).
+std::filesystem::path temporary_path_for(const std::filesystem::path& path);
+/// True for a file name made by temporary_path_for() (leftovers of an interrupted write).
+bool is_temporary_name(std::string_view filename);
 
 /// Replaces `path` with `bytes` atomically and durably: temporary file in the same folder,
 /// write, fsync, rename over `path`, fsync the folder. On failure the old file is untouched.
 void atomic_write_file(const std::filesystem::path& path, std::string_view bytes,
                        const std::shared_ptr<FileOps>& ops = FileOps::real());
+
+/// Like atomic_write_file(), but `fill` streams the content into the temporary file (any size).
+/// On any exception the temporary file is removed, the old `path` is untouched, and the
+/// exception propagates.
+void atomic_write_file_with(const std::filesystem::path& path,
+                            const std::function<void(DurableFile&)>& fill,
+                            const std::shared_ptr<FileOps>& ops = FileOps::real());
 
 }  // namespace vigil
