@@ -27,8 +27,9 @@ std::string_view mode_name(Mode mode);
 /// Any other setting throws OptionError.
 Mode resolve_mode(std::string_view monitor, std::string_view setting);
 
-/// Keras' test: for Min, (current - |min_delta|) < reference; for Max,
-/// (current + |min_delta|) > reference; computed in double exactly that way. NaN never improves.
+/// Keras' test with its signed delta d (-|min_delta| for Min, +|min_delta| for Max): for Min,
+/// (current - d) < reference, i.e. current + |min_delta| < reference; for Max,
+/// (current - d) > reference. Computed in double exactly that way. NaN never improves.
 bool is_improvement(Mode mode, double current, double reference, double min_delta);
 
 /// Looks `monitor` up in `logs`. If absent: throws InputError naming the metrics that exist
