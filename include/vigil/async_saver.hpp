@@ -1,0 +1,92 @@
+// AsyncSaver: background checkpoint writes. A request's tensors are copied once into host
+// buffers that are kept and reused across saves; a worker std::jthread writes them.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "vigil/checkpoint_manager.hpp"
+
+namespace vigil {
+
+/// Host copies of a request's tensors in buffers that survive from one save to the next (a
+/// buffer only grows when a tensor got bigger), and the request pointing at them.
+class TensorSnapshot {
+ public:
+  /// Copies `request` (tensors into the buffers, the rest by value).
+  void capture(const SaveRequest& request);
+  /// The copied request; its views point into this snapshot's buffers.
+  const SaveRequest& request() const { return request_; }
+  /// Bytes the buffers hold.
+  std::size_t capacity_bytes() const;
+  /// How many times a buffer had to be (re)allocated since construction.
+  std::size_t allocations() const { return allocations_; }
+
+ private:
+  std::vector<std::vector<std::byte>> buffers_;
+  SaveRequest request_;
+  std::size_t allocations_ = 0;
+};
+
+/// Options of AsyncSaver.
+struct AsyncSaverOptions {
+  /// A request arriving while a save is in flight replaces the waiting one (true) instead of
+  /// blocking until the flight ends (false) (default false).
+  bool coalesce = false;
+  AsyncSaverOptions& with_coalesce(bool v) {
+    coalesce = v;
+    return *this;
+  }
+};
+
+/// At most one save in flight, written by `writer` on a worker thread. Errors of a background
+/// save are kept and rethrown by the next submit() or wait(); the destructor waits and logs.
+class AsyncSaver {
+ public:
+  using Writer = std::function<SaveResult(const SaveRequest&)>;
+  explicit AsyncSaver(Writer writer, AsyncSaverOptions options = {});
+  /// Finishes the save in flight (and a waiting one); logs an error to stderr, never throws.
+  ~AsyncSaver();
+  AsyncSaver(const AsyncSaver&) = delete;
+  AsyncSaver& operator=(const AsyncSaver&) = delete;
+
+  /// Rethrows a pending background error, then snapshots `request` and returns once the copy is
+  /// taken (blocking first for the save in flight unless coalescing).
+  void submit(const SaveRequest& request);
+  /// Waits until nothing is in flight or waiting; returns the results since the last call;
+  /// rethrows a background error once.
+  std::vector<SaveResult> wait();
+  /// True while a save is in flight or waiting.
+  bool busy() const;
+  /// Requests dropped because a newer one replaced them while waiting (coalescing).
+  std::size_t coalesced() const;
+  /// Buffer bytes of all snapshots and how often they were allocated (for tests and stats).
+  std::size_t buffer_bytes() const;
+  std::size_t buffer_allocations() const;
+
+ private:
+  void run(std::stop_token stop);
+  void rethrow_error_locked(std::unique_lock<std::mutex>& lock);
+
+  Writer writer_;
+  AsyncSaverOptions options_;
+  mutable std::mutex mutex_;
+  std::condition_variable_any changed_;
+  // Two snapshots: one being written, one filling or waiting; they swap when a flight starts.
+  std::unique_ptr<TensorSnapshot> flying_;
+  std::unique_ptr<TensorSnapshot> waiting_;
+  bool has_waiting_ = false;
+  bool in_flight_ = false;
+  std::size_t coalesced_ = 0;
+  std::exception_ptr error_;
+  std::vector<SaveResult> results_;
+  std::jthread worker_;  // last member: stops and joins before the others are destroyed
+};
+
+}  // namespace vigil

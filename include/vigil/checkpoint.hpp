@@ -1,0 +1,151 @@
+// One checkpoint folder (model.safetensors, optimizer.safetensors, ..., state.json): written
+// durably and atomically, verified file by file, and opened again for resuming.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vigil/error.hpp"
+#include "vigil/io.hpp"
+#include "vigil/monitor.hpp"
+#include "vigil/safetensors.hpp"
+
+namespace vigil {
+
+/// A checkpoint folder is incomplete, corrupt or unusable; what() names the folder, the file and
+/// the problem.
+class CheckpointError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The JSON file every checkpoint folder holds (its presence marks a checkpoint folder).
+inline constexpr std::string_view kStateFileName = "state.json";
+/// Tensor files are "<stem>.safetensors", e.g. "model.safetensors".
+inline constexpr std::string_view kTensorFileSuffix = ".safetensors";
+/// The stem whose file is the model weights (copied to best/model.safetensors by the manager).
+inline constexpr std::string_view kModelStem = "model";
+
+/// Tensor files of one checkpoint: file stem ("model", "optimizer") -> its tensors.
+using TensorFiles = std::map<std::string, std::vector<TensorView>, std::less<>>;
+
+/// Where in the loop a checkpoint was taken.
+enum class SavePoint {
+  EpochEnd,  ///< after an epoch finished (validation metrics available)
+  Step,      ///< in the middle of an epoch, after an optimizer step
+};
+
+/// Everything written into one checkpoint folder. The views must stay valid during the write.
+struct CheckpointContent {
+  std::int64_t epoch = 0;  ///< 0-based epoch the checkpoint belongs to
+  std::int64_t step = 0;   ///< optimizer steps taken so far
+  SavePoint at = SavePoint::EpochEnd;
+  Logs metrics;       ///< metrics at that point (non-finite values are kept, see monitor.hpp)
+  TensorFiles files;  ///< stems must be plain names: [A-Za-z0-9_.-], not starting with '.'
+  /// The caller's state (stopper state, RNG, data order, options); stored untouched under "state".
+  nlohmann::json state = nlohmann::json::object();
+  /// Orders the checkpoints of a run (the manager counts up); newer = larger.
+  std::uint64_t sequence = 0;
+};
+
+/// One tensor file of a checkpoint as recorded in state.json.
+struct CheckpointFileInfo {
+  std::string file;         ///< "model.safetensors"
+  std::uint64_t bytes = 0;  ///< its exact size
+  std::uint64_t xxh3 = 0;   ///< XXH3-64 of the whole file
+};
+
+/// What state.json says about a checkpoint (after verification, what is really on disk).
+struct CheckpointInfo {
+  std::string name;            ///< folder name, e.g. "epoch-0007"
+  std::filesystem::path path;  ///< the folder
+  std::int64_t epoch = 0;
+  std::int64_t step = 0;
+  SavePoint at = SavePoint::EpochEnd;
+  std::uint64_t sequence = 0;
+  Logs metrics;
+  std::vector<CheckpointFileInfo> files;  ///< sorted by file name
+  /// Sum of the tensor files' sizes.
+  std::uint64_t total_bytes() const;
+  /// True if there is a "<stem>.safetensors" file.
+  bool has_file(std::string_view stem) const;
+};
+
+/// Options of write_checkpoint().
+struct CheckpointWriteOptions {
+  /// The file layer; tests inject ENOSPC/EIO through it (default FileOps::real()).
+  std::shared_ptr<FileOps> ops = FileOps::real();
+  /// Largest single write when streaming tensor data from the caller's memory (default 8 MiB).
+  std::size_t block_bytes = std::size_t{8} << 20;
+
+  CheckpointWriteOptions& with_ops(std::shared_ptr<FileOps> v) {
+    ops = std::move(v);
+    return *this;
+  }
+  CheckpointWriteOptions& with_block_bytes(std::size_t v) {
+    block_bytes = v;
+    return *this;
+  }
+};
+
+/// Writes the checkpoint folder `dir` (which must not exist) durably and atomically: a temporary
+/// folder ".<name>.tmp-<pid>-<random>" in the same parent, every file written from the caller's
+/// memory and fsynced, the folder fsynced, renamed to `dir`, the parent fsynced. On any failure
+/// the temporary folder is removed, nothing else is touched, and the error (IoError,
+/// OptionError) propagates; a failed write or fsync is never retried.
+CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const CheckpointContent& content,
+                                const CheckpointWriteOptions& options = {});
+
+/// Options of verify_checkpoint() and Checkpoint::open().
+struct CheckpointVerifyOptions {
+  /// Hash every file completely and compare with state.json (default true). false checks
+  /// state.json, the sizes and the tensor files' headers only (fast, misses flipped data bytes).
+  bool checksums = true;
+  CheckpointVerifyOptions& with_checksums(bool v) {
+    checksums = v;
+    return *this;
+  }
+};
+
+/// Checks a checkpoint folder: state.json parses and its own checksum matches; every file it
+/// lists exists with the recorded size, is a valid safetensors file, and (with checksums) hashes
+/// to the recorded XXH3-64; no listed file is missing. Throws CheckpointError naming the problem.
+CheckpointInfo verify_checkpoint(const std::filesystem::path& dir,
+                                 const CheckpointVerifyOptions& options = {});
+
+/// A verified checkpoint folder opened for reading (resuming, evaluation).
+class Checkpoint {
+ public:
+  /// Verifies `dir` (see verify_checkpoint) and reads its state. Throws CheckpointError.
+  static Checkpoint open(const std::filesystem::path& dir,
+                         const CheckpointVerifyOptions& options = {});
+
+  const CheckpointInfo& info() const { return info_; }
+  /// The caller's state exactly as given to write_checkpoint().
+  const nlohmann::json& state() const { return state_; }
+  /// True if the checkpoint has "<stem>.safetensors".
+  bool has_file(std::string_view stem) const { return info_.has_file(stem); }
+  /// Maps "<stem>.safetensors". Per-tensor checksums are checked again only if the folder was
+  /// opened without checksums (a full verification already hashed every byte). Throws
+  /// CheckpointError if there is no such file, FormatError/IoError if it cannot be read.
+  SafetensorsFile open_file(std::string_view stem) const;
+
+ private:
+  Checkpoint(CheckpointInfo info, nlohmann::json state, bool verified);
+  CheckpointInfo info_;
+  nlohmann::json state_;
+  bool verified_ = false;
+};
+
+/// "epoch_end" or "step" (as stored in state.json).
+std::string_view save_point_name(SavePoint at);
+
+}  // namespace vigil

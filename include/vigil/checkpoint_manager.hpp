@@ -1,0 +1,256 @@
+// CheckpointManager: the checkpoint policy of one run directory (when to save, which checkpoints
+// to keep, best/ and last, the manifest) and resuming from what is really on disk.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vigil/checkpoint.hpp"
+#include "vigil/io.hpp"
+#include "vigil/monitor.hpp"
+#include "vigil/run_lock.hpp"
+
+namespace vigil {
+
+class AsyncSaver;
+
+/// Options of CheckpointManager, in the vocabulary of Keras/Lightning ModelCheckpoint, the
+/// Hugging Face Trainer and Orbax CheckpointManager. Retention rules combine as a union: a
+/// checkpoint is removed only when no rule keeps it, and the best and the newest checkpoint are
+/// never removed. With neither save_top_k nor keep_last set, every checkpoint is kept.
+struct CheckpointManagerOptions {
+  /// Metric that ranks checkpoints (default "val_loss"); empty = none (then save_top_k,
+  /// save_best_only and best/ are unavailable). A checkpoint whose metrics lack it (e.g. a
+  /// mid-epoch save) is never ranked, never best, and skipped under save_best_only.
+  std::string monitor = "val_loss";
+  /// "min", "max" or "auto" (from the monitor's name, see resolve_mode) (default "auto").
+  std::string mode = "auto";
+  /// Keep the k best checkpoints by `monitor`; ties keep the newer; NaN ranks last;
+  /// -1 = all (Lightning) (default unset: no rank rule).
+  std::optional<int> save_top_k;
+  /// Keep the n newest checkpoints (HF save_total_limit, Orbax max_to_keep); -1 = all
+  /// (default unset: no recency rule).
+  std::optional<int> keep_last;
+  /// Keep permanently every checkpoint taken at the end of an epoch with (epoch + 1) % n == 0,
+  /// like Orbax keep_period; 0 = off (default 0).
+  int keep_every_n_epochs = 0;
+  /// Save only when `monitor` improves on the best so far (strictly, Keras) (default false).
+  bool save_best_only = false;
+  /// should_save() at an epoch end is true when (epoch + 1) % n == 0; 0 = never (default 1).
+  int save_every_n_epochs = 1;
+  /// should_save() after a step is true when step % n == 0 (step = optimizer steps taken);
+  /// 0 = never (default 0).
+  std::int64_t save_every_n_steps = 0;
+  /// should_save() is also true (at epoch ends and steps) once this many seconds passed since
+  /// the last save or since the manager was opened; 0 = off (default 0).
+  double save_every_seconds = 0;
+  /// A checkpoint becomes best (and is saved under save_best_only) only if it is better than
+  /// this value, Keras' initial_value_threshold (default unset).
+  std::optional<double> initial_value_threshold;
+  /// Folder name of a checkpoint, with fields {epoch}, {step} and any metric, each with an
+  /// optional format spec such as {epoch:04d} or {val_loss:.4f}; see template.hpp
+  /// (default "epoch-{epoch:04d}"). A name already taken gets "-v1", "-v2", ... appended.
+  std::string filename = "epoch-{epoch:04d}";
+  /// submit() saves with save_async() instead of save() (default false).
+  bool async = false;
+  /// When save_async() is called while a save is in flight: true = keep only the newest waiting
+  /// request and return at once (older waiting ones are dropped); false = block until the save
+  /// in flight finished (default false).
+  bool async_coalesce = false;
+  /// Hash every file of every checkpoint when the manager opens (default true); false checks
+  /// state.json, sizes and headers only (fast for huge checkpoints).
+  bool verify_on_open = true;
+  /// The file layer (tests inject faults through it) (default FileOps::real()).
+  std::shared_ptr<FileOps> ops = FileOps::real();
+
+  CheckpointManagerOptions& with_monitor(std::string v) {
+    monitor = std::move(v);
+    return *this;
+  }
+  CheckpointManagerOptions& with_mode(std::string v) {
+    mode = std::move(v);
+    return *this;
+  }
+  CheckpointManagerOptions& with_save_top_k(int v) {
+    save_top_k = v;
+    return *this;
+  }
+  CheckpointManagerOptions& with_keep_last(int v) {
+    keep_last = v;
+    return *this;
+  }
+  CheckpointManagerOptions& with_keep_every_n_epochs(int v) {
+    keep_every_n_epochs = v;
+    return *this;
+  }
+  CheckpointManagerOptions& with_save_best_only(bool v) {
+    save_best_only = v;
+    return *this;
+  }
+  CheckpointManagerOptions& with_save_every_n_epochs(int v) {
+    save_every_n_epochs = v;
+    return *this;
+  }
+  CheckpointManagerOptions& with_save_every_n_steps(std::int64_t v) {
+    save_every_n_steps = v;
+    return *this;
+  }
+  CheckpointManagerOptions& with_save_every_seconds(double v) {
+    save_every_seconds = v;
+    return *this;
+  }
+  CheckpointManagerOptions& with_initial_value_threshold(double v) {
+    initial_value_threshold = v;
+    return *this;
+  }
+  CheckpointManagerOptions& with_filename(std::string v) {
+    filename = std::move(v);
+    return *this;
+  }
+  CheckpointManagerOptions& with_async(bool v) {
+    async = v;
+    return *this;
+  }
+  CheckpointManagerOptions& with_async_coalesce(bool v) {
+    async_coalesce = v;
+    return *this;
+  }
+  CheckpointManagerOptions& with_verify_on_open(bool v) {
+    verify_on_open = v;
+    return *this;
+  }
+  CheckpointManagerOptions& with_ops(std::shared_ptr<FileOps> v) {
+    ops = std::move(v);
+    return *this;
+  }
+
+  /// Throws OptionError naming the bad option (negative counts, unknown mode, a bad template,
+  /// save_top_k/save_best_only without a monitor).
+  void validate() const;
+};
+
+/// One save: where in training, the metrics, the tensor files and the caller's state.
+struct SaveRequest {
+  std::int64_t epoch = 0;  ///< 0-based
+  std::int64_t step = 0;   ///< optimizer steps taken so far
+  SavePoint at = SavePoint::EpochEnd;
+  Logs metrics;
+  /// Stem -> tensors; "model" becomes best/model.safetensors. Views must stay valid until save()
+  /// returns (save_async() copies them before returning).
+  TensorFiles files;
+  /// Written as "state" in state.json (stopper state, RNG, data order, options, ...).
+  nlohmann::json state = nlohmann::json::object();
+};
+
+/// What one save did.
+struct SaveResult {
+  bool saved = false;                        ///< false: skipped (save_best_only), see reason
+  std::string reason;                        ///< why it was skipped, a sentence
+  std::optional<CheckpointInfo> checkpoint;  ///< the committed checkpoint
+  bool is_best = false;                      ///< it became best/ (improved on the best)
+  std::vector<std::string> removed;          ///< checkpoints rotated out by this save
+};
+
+/// What opening a run directory found and did.
+struct OpenReport {
+  std::vector<std::string> removed_leftovers;  ///< temporary folders/files of interrupted writes
+  /// Folders in checkpoints/ that failed verification: name -> the problem. They are skipped
+  /// (never read, never deleted), so resume picks the newest intact checkpoint.
+  std::vector<std::pair<std::string, std::string>> skipped;
+  /// Set when `last` is missing, unreadable or names no intact checkpoint (the manager rewrites
+  /// it on the next save).
+  std::optional<std::string> last_problem;
+};
+
+/// Manages DIR/checkpoints/<name>/, DIR/best/model.safetensors, DIR/last (a pointer file holding
+/// the newest checkpoint's name: replaced atomically by rename, unlike a symlink it survives
+/// copying to file systems and archives without symlinks) and DIR/checkpoints/manifest.json.
+/// Holds the run lock (DIR/.vigil.lock) while open. Not copyable or movable; one thread at a
+/// time calls it (save_async's writer thread is internal).
+class CheckpointManager {
+ public:
+  /// Creates DIR if needed, takes the run lock (LockError if another process holds it), removes
+  /// leftovers of interrupted writes, and lists and verifies the checkpoints on disk.
+  explicit CheckpointManager(std::filesystem::path run_dir, CheckpointManagerOptions options = {});
+  /// Waits for the save in flight; an error of it is logged to stderr (never thrown).
+  ~CheckpointManager();
+  CheckpointManager(const CheckpointManager&) = delete;
+  CheckpointManager& operator=(const CheckpointManager&) = delete;
+
+  const std::filesystem::path& run_dir() const { return run_dir_; }
+  const CheckpointManagerOptions& options() const { return options_; }
+  /// The resolved direction of `monitor` (Min when there is no monitor).
+  Mode mode() const { return mode_; }
+  const OpenReport& open_report() const { return report_; }
+
+  /// The every-n policies: at an epoch end, save_every_n_epochs; after a step,
+  /// save_every_n_steps; at both, save_every_seconds since the last save.
+  bool should_save(std::int64_t epoch, std::int64_t step,
+                   std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now(),
+                   SavePoint at = SavePoint::EpochEnd) const;
+
+  /// Saves synchronously: applies save_best_only, commits the checkpoint, updates best/ and
+  /// last, rotates, rewrites the manifest. Waits for a save in flight first (and rethrows its
+  /// error). On failure nothing committed is lost and the next save may succeed.
+  SaveResult save(const SaveRequest& request);
+  /// Copies the request's tensors into reused host buffers, returns, and saves in the
+  /// background (at most one save in flight; see async_coalesce). Rethrows the error of an
+  /// earlier background save.
+  void save_async(const SaveRequest& request);
+  /// save_async() if options().async, else save() (the result is then dropped).
+  void submit(const SaveRequest& request);
+  /// Waits for background saves; returns the results finished since the last call. Rethrows a
+  /// background error (once).
+  std::vector<SaveResult> wait();
+
+  /// Committed, intact checkpoints, oldest first. Waits for a save in flight.
+  std::vector<CheckpointInfo> checkpoints();
+  /// The newest intact checkpoint (the one to resume from).
+  std::optional<CheckpointInfo> latest();
+  /// The checkpoint best/model.safetensors was copied from.
+  std::optional<CheckpointInfo> best();
+  /// The best monitored value so far (only from checkpoints that beat initial_value_threshold).
+  std::optional<double> best_value();
+  /// Opens a checkpoint by name (already verified when the manager opened or saved it).
+  Checkpoint open(std::string_view name);
+
+  /// The manifest's content: options, best, last, next sequence, kept checkpoints with metrics.
+  /// The manager rebuilds all of it from the disk on open, so a resumed run rotates exactly as
+  /// an uninterrupted one.
+  nlohmann::json manifest();
+
+  static std::filesystem::path checkpoints_dir(const std::filesystem::path& run_dir);
+  static std::filesystem::path best_model_path(const std::filesystem::path& run_dir);
+  static std::filesystem::path last_path(const std::filesystem::path& run_dir);
+  static std::filesystem::path manifest_path(const std::filesystem::path& run_dir);
+
+ private:
+  SaveResult save_now(const SaveRequest& request);
+  void rotate(SaveResult& result);
+  void write_manifest();
+  void load();
+  std::optional<double> metric_of(const CheckpointInfo& info) const;
+  void drain();
+
+  std::filesystem::path run_dir_;
+  CheckpointManagerOptions options_;
+  Mode mode_ = Mode::Min;
+  RunLock lock_;
+  OpenReport report_;
+  std::vector<CheckpointInfo> entries_;  // oldest first
+  std::optional<std::string> best_name_;
+  std::optional<double> best_value_;
+  std::uint64_t next_sequence_ = 1;
+  std::chrono::steady_clock::time_point last_save_time_;
+  std::unique_ptr<AsyncSaver> saver_;
+};
+
+}  // namespace vigil
