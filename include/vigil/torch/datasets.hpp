@@ -75,8 +75,9 @@ const std::vector<std::string>& fashion_mnist_classes();
 
 /// One IDX array (unsigned bytes only, magic 0x0000080N): its dimensions and data.
 struct IdxArray {
-  std::vector<std::int64_t> dims;
+  std::vector<std::int64_t> dims;  ///< dims[0] is the number of items read (after a limit)
   std::vector<std::uint8_t> data;
+  std::int64_t total = 0;  ///< items the file holds (dims[0] before a limit)
 };
 /// Reads an IDX file (gunzipping if it starts with the gzip magic) and checks the magic number,
 /// the number of dimensions (`expected_rank`), and that the data fills the file exactly.
@@ -102,7 +103,7 @@ TrainValidation train_validation_split(const Dataset& data, double validation_fr
 /// What the target column means.
 enum class Task {
   Auto,            ///< Classification if every target is an integer in [0, kMaxAutoClasses)
-                   ///< (labels), regression otherwise.
+                   ///< (labels) or any target is text; regression otherwise.
   Classification,  ///< Targets are class labels: non-negative integers, or text (classes are then
                    ///< the sorted distinct strings).
   Regression,      ///< Targets are numbers.
@@ -213,7 +214,7 @@ class BatchIterator {
   std::int64_t next_index() const;
 
  private:
-  const Dataset* data_;
+  Dataset data_;  // tensors are reference-counted: holding a copy is cheap and safe
   std::vector<std::int64_t> order_;
   std::int64_t batch_size_;
   std::int64_t position_;
