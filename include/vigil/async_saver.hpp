@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -29,7 +30,12 @@ class TensorSnapshot {
   std::size_t allocations() const { return allocations_; }
 
  private:
-  std::vector<std::vector<std::byte>> buffers_;
+  // Not std::vector<std::byte>: growing one would zero-fill bytes about to be overwritten.
+  struct Buffer {
+    std::unique_ptr<std::byte[]> data;
+    std::size_t capacity = 0;
+  };
+  std::vector<Buffer> buffers_;
   SaveRequest request_;
   std::size_t allocations_ = 0;
 };

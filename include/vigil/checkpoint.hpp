@@ -145,6 +145,9 @@ class Checkpoint {
   bool verified_ = false;
 };
 
+/// XXH3-64 of a whole file, read sequentially in 1 MiB blocks. Throws CheckpointError.
+std::uint64_t xxh3_file(const std::filesystem::path& path);
+
 /// "epoch_end" or "step" (as stored in state.json).
 std::string_view save_point_name(SavePoint at);
 

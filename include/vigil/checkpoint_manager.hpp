@@ -236,6 +236,7 @@ class CheckpointManager {
   SaveResult save_now(const SaveRequest& request);
   void rotate(SaveResult& result);
   void write_manifest();
+  nlohmann::json manifest_json() const;
   void load();
   std::optional<double> metric_of(const CheckpointInfo& info) const;
   void drain();
@@ -248,6 +249,8 @@ class CheckpointManager {
   std::vector<CheckpointInfo> entries_;  // oldest first
   std::optional<std::string> best_name_;
   std::optional<double> best_value_;
+  bool best_published_ = true;        // false while best/ lags behind best_name_ (a failed copy)
+  std::vector<SaveResult> finished_;  // results collected by save()/drain() for wait()
   std::uint64_t next_sequence_ = 1;
   std::chrono::steady_clock::time_point last_save_time_;
   std::unique_ptr<AsyncSaver> saver_;

@@ -1,0 +1,517 @@
+// The checkpoint policy. The disk is the source of truth: every checkpoint's state.json carries
+// its metrics and sequence number, so the manager's state (what is kept, what is best, what is
+// newest) is rebuilt from the folders on open, and the manifest is an index written after them.
+#include "vigil/checkpoint_manager.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <system_error>
+
+#include <fmt/core.h>
+
+#include "vigil/async_saver.hpp"
+#include "vigil/template.hpp"
+
+namespace vigil {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string errno_text(int err) {
+  return err == 0 ? "no error code" : std::strerror(err);
+}
+
+std::string read_small(const fs::path& p, std::size_t limit) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) return {};
+  std::string s(limit, '\0');
+  in.read(s.data(), static_cast<std::streamsize>(limit));
+  s.resize(static_cast<std::size_t>(in.gcount()));
+  return s;
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  std::size_t i = 0;
+  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  return s.substr(i);
+}
+
+// Copies a committed file through the durable writer (so the fault seam sees every write).
+void copy_file_durably(const fs::path& src, const fs::path& dst,
+                       const std::shared_ptr<FileOps>& ops) {
+  int fd = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    throw IoError(fmt::format("cannot read {}: {}", src.string(), errno_text(err)), err);
+  }
+  std::vector<std::byte> buf(std::size_t{4} << 20);
+  try {
+    atomic_write_file_with(
+        dst,
+        [&](DurableFile& out) {
+          for (;;) {
+            ssize_t n = ::read(fd, buf.data(), buf.size());
+            if (n < 0) {
+              int err = errno;
+              if (err == EINTR) continue;
+              throw IoError(fmt::format("cannot read {}: {}", src.string(), errno_text(err)), err);
+            }
+            if (n == 0) break;
+            out.write_all(std::span<const std::byte>(buf.data(), static_cast<std::size_t>(n)));
+          }
+        },
+        ops);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+}
+
+nlohmann::json optional_int_json(const std::optional<int>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+}  // namespace
+
+void CheckpointManagerOptions::validate() const {
+  if (mode != "min" && mode != "max" && mode != "auto") {
+    throw OptionError(fmt::format("mode must be min, max or auto, not \"{}\"", mode));
+  }
+  if (save_top_k && *save_top_k < -1)
+    throw OptionError(fmt::format("save_top_k must be -1 (all), 0 or more, not {}", *save_top_k));
+  if (keep_last && *keep_last < -1)
+    throw OptionError(fmt::format("keep_last must be -1 (all), 0 or more, not {}", *keep_last));
+  if (keep_every_n_epochs < 0)
+    throw OptionError(
+        fmt::format("keep_every_n_epochs must be 0 (off) or more, not {}", keep_every_n_epochs));
+  if (save_every_n_epochs < 0)
+    throw OptionError(
+        fmt::format("save_every_n_epochs must be 0 (never) or more, not {}", save_every_n_epochs));
+  if (save_every_n_steps < 0)
+    throw OptionError(
+        fmt::format("save_every_n_steps must be 0 (never) or more, not {}", save_every_n_steps));
+  if (!(save_every_seconds >= 0) || std::isinf(save_every_seconds))
+    throw OptionError(fmt::format("save_every_seconds must be 0 (off) or a positive number, not {}",
+                                  save_every_seconds));
+  if (monitor.empty()) {
+    if (save_top_k && *save_top_k > 0)
+      throw OptionError("save_top_k needs a monitor (a metric to rank checkpoints by)");
+    if (save_best_only) throw OptionError("save_best_only needs a monitor");
+  }
+  if (initial_value_threshold && std::isnan(*initial_value_threshold))
+    throw OptionError("initial_value_threshold must not be NaN");
+  // Fails early on a bad template instead of at the first save, hours into training.
+  auto tmpl = NameTemplate::parse(filename);
+  (void)tmpl.render(0, 0, {});
+}
+
+fs::path CheckpointManager::checkpoints_dir(const fs::path& run_dir) {
+  return run_dir / "checkpoints";
+}
+fs::path CheckpointManager::best_model_path(const fs::path& run_dir) {
+  return run_dir / "best" / "model.safetensors";
+}
+fs::path CheckpointManager::last_path(const fs::path& run_dir) {
+  return run_dir / "last";
+}
+fs::path CheckpointManager::manifest_path(const fs::path& run_dir) {
+  return checkpoints_dir(run_dir) / "manifest.json";
+}
+
+CheckpointManager::CheckpointManager(fs::path run_dir, CheckpointManagerOptions options)
+    : run_dir_(std::move(run_dir)), options_(std::move(options)) {
+  options_.validate();
+  if (!options_.ops) options_.ops = FileOps::real();
+  if (!options_.monitor.empty()) mode_ = resolve_mode(options_.monitor, options_.mode);
+  lock_ = RunLock::acquire(run_dir_);
+  load();
+  last_save_time_ = std::chrono::steady_clock::now();
+}
+
+CheckpointManager::~CheckpointManager() {
+  // AsyncSaver's destructor waits for the flight and logs its error; it must finish before the
+  // state it writes into goes away.
+  saver_.reset();
+}
+
+std::optional<double> CheckpointManager::metric_of(const CheckpointInfo& info) const {
+  if (options_.monitor.empty()) return std::nullopt;
+  auto it = info.metrics.find(options_.monitor);
+  if (it == info.metrics.end()) return std::nullopt;
+  return it->second;
+}
+
+void CheckpointManager::load() {
+  std::error_code ec;
+  auto cdir = checkpoints_dir(run_dir_);
+  fs::create_directories(cdir, ec);
+  if (ec) {
+    throw IoError(fmt::format("cannot create {}: {}", cdir.string(), ec.message()), ec.value());
+  }
+  // Leftovers of interrupted writes: temporary checkpoint folders, manifest, last, best copies.
+  for (const auto& dir : {run_dir_, cdir, best_model_path(run_dir_).parent_path()}) {
+    if (!fs::is_directory(dir, ec)) continue;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      auto name = e.path().filename().string();
+      if (!is_temporary_name(name)) continue;
+      std::error_code rec;
+      fs::remove_all(e.path(), rec);
+      report_.removed_leftovers.push_back(fs::relative(e.path(), run_dir_, rec).string());
+    }
+  }
+  for (const auto& e : fs::directory_iterator(cdir, ec)) {
+    auto name = e.path().filename().string();
+    if (!e.is_directory() || is_temporary_name(name)) continue;
+    try {
+      entries_.push_back(verify_checkpoint(
+          e.path(), CheckpointVerifyOptions{}.with_checksums(options_.verify_on_open)));
+    } catch (const CheckpointError& err) {
+      report_.skipped.emplace_back(name, err.what());
+    }
+  }
+  std::sort(entries_.begin(), entries_.end(), [](const CheckpointInfo& a, const CheckpointInfo& b) {
+    return std::tie(a.sequence, a.step, a.epoch, a.name) <
+           std::tie(b.sequence, b.step, b.epoch, b.name);
+  });
+  for (const auto& e : entries_) next_sequence_ = std::max(next_sequence_, e.sequence + 1);
+  // Replaying Keras' strict-improvement rule over the kept checkpoints gives the same best as the
+  // uninterrupted run had: the best one is never deleted, and all others were not better.
+  for (const auto& e : entries_) {
+    auto v = metric_of(e);
+    if (!v) continue;
+    bool improves = best_value_ ? is_improvement(mode_, *v, *best_value_, 0.0)
+                    : options_.initial_value_threshold
+                        ? is_improvement(mode_, *v, *options_.initial_value_threshold, 0.0)
+                        : !std::isnan(*v);
+    if (improves) {
+      best_name_ = e.name;
+      best_value_ = *v;
+    }
+  }
+
+  auto last_file = last_path(run_dir_);
+  std::string pointed;
+  if (fs::exists(fs::symlink_status(last_file, ec))) pointed = trim(read_small(last_file, 4096));
+  bool last_ok = false;
+  if (!entries_.empty()) last_ok = pointed == entries_.back().name;
+  if (!pointed.empty() && !last_ok) {
+    bool exists = std::any_of(entries_.begin(), entries_.end(),
+                              [&](const CheckpointInfo& e) { return e.name == pointed; });
+    if (!exists) {
+      report_.last_problem =
+          fmt::format("last names \"{}\", which is not an intact checkpoint", pointed);
+    }
+  } else if (pointed.empty() && !entries_.empty()) {
+    report_.last_problem = "last is missing";
+  }
+  // Bring best/, last and the manifest in line with the disk after a crash between the steps of
+  // a save (only this process writes here: it holds the lock).
+  if (!entries_.empty() && !last_ok) {
+    atomic_write_file(last_file, entries_.back().name + "\n", options_.ops);
+  } else if (entries_.empty() && !pointed.empty()) {
+    fs::remove(last_file, ec);
+  }
+  if (best_name_) {
+    const auto& b = *std::find_if(entries_.begin(), entries_.end(),
+                                  [&](const CheckpointInfo& e) { return e.name == *best_name_; });
+    auto it = std::find_if(b.files.begin(), b.files.end(), [](const CheckpointFileInfo& f) {
+      return f.file == "model.safetensors";
+    });
+    if (it != b.files.end()) {
+      auto bp = best_model_path(run_dir_);
+      bool current = false;
+      auto size = fs::file_size(bp, ec);
+      if (!ec && size == it->bytes) {
+        // Without verify_on_open the size must do; with it, the copy is hashed like the rest.
+        try {
+          current = !options_.verify_on_open || xxh3_file(bp) == it->xxh3;
+        } catch (const Error&) {
+          current = false;
+        }
+      }
+      if (!current) {
+        fs::create_directories(bp.parent_path(), ec);
+        copy_file_durably(b.path / it->file, bp, options_.ops);
+      }
+      best_published_ = true;
+    }
+  }
+  write_manifest();
+}
+
+bool CheckpointManager::should_save(std::int64_t epoch, std::int64_t step,
+                                    std::chrono::steady_clock::time_point now, SavePoint at) const {
+  if (options_.save_every_seconds > 0 &&
+      std::chrono::duration<double>(now - last_save_time_).count() >= options_.save_every_seconds) {
+    return true;
+  }
+  if (at == SavePoint::EpochEnd) {
+    auto n = options_.save_every_n_epochs;
+    return n > 0 && (epoch + 1) % n == 0;
+  }
+  auto n = options_.save_every_n_steps;
+  return n > 0 && step > 0 && step % n == 0;
+}
+
+void CheckpointManager::drain() {
+  if (!saver_) return;
+  auto done = saver_->wait();
+  for (auto& r : done) finished_.push_back(std::move(r));
+}
+
+SaveResult CheckpointManager::save(const SaveRequest& request) {
+  drain();
+  last_save_time_ = std::chrono::steady_clock::now();
+  return save_now(request);
+}
+
+void CheckpointManager::save_async(const SaveRequest& request) {
+  if (!saver_) {
+    saver_ =
+        std::make_unique<AsyncSaver>([this](const SaveRequest& r) { return save_now(r); },
+                                     AsyncSaverOptions{}.with_coalesce(options_.async_coalesce));
+  }
+  last_save_time_ = std::chrono::steady_clock::now();
+  saver_->submit(request);
+}
+
+void CheckpointManager::submit(const SaveRequest& request) {
+  if (options_.async)
+    save_async(request);
+  else
+    finished_.push_back(save(request));
+}
+
+std::vector<SaveResult> CheckpointManager::wait() {
+  drain();
+  return std::exchange(finished_, {});
+}
+
+SaveResult CheckpointManager::save_now(const SaveRequest& request) {
+  SaveResult result;
+  std::optional<double> value;
+  if (!options_.monitor.empty()) {
+    if (const double* v = find_metric(request.metrics, options_.monitor, false)) value = *v;
+  }
+  bool improves = false;
+  if (value) {
+    improves = best_value_ ? is_improvement(mode_, *value, *best_value_, 0.0)
+               : options_.initial_value_threshold
+                   ? is_improvement(mode_, *value, *options_.initial_value_threshold, 0.0)
+                   : !std::isnan(*value);
+  }
+  if (options_.save_best_only && !improves) {
+    result.reason =
+        !value ? fmt::format("not saved: {} is not among the metrics and save_best_only is set",
+                             options_.monitor)
+        : best_value_ ? fmt::format("not saved: {} = {} did not improve on the best {}",
+                                    options_.monitor, *value, *best_value_)
+                      : fmt::format("not saved: {} = {} did not beat initial_value_threshold {}",
+                                    options_.monitor, *value, *options_.initial_value_threshold);
+    return result;
+  }
+
+  auto cdir = checkpoints_dir(run_dir_);
+  auto base =
+      NameTemplate::parse(options_.filename).render(request.epoch, request.step, request.metrics);
+  std::string name = base;
+  std::error_code ec;
+  for (int v = 1; fs::exists(fs::symlink_status(cdir / name, ec)) || name == "manifest.json"; ++v) {
+    name = fmt::format("{}-v{}", base, v);
+  }
+  CheckpointContent content;
+  content.epoch = request.epoch;
+  content.step = request.step;
+  content.at = request.at;
+  content.metrics = request.metrics;
+  content.files = request.files;
+  content.state = request.state;
+  content.sequence = next_sequence_;
+  auto info =
+      write_checkpoint(cdir / name, content, CheckpointWriteOptions{}.with_ops(options_.ops));
+  ++next_sequence_;
+  entries_.push_back(info);
+  result.saved = true;
+  result.checkpoint = info;
+
+  if (improves) {
+    best_name_ = info.name;
+    best_value_ = *value;
+    best_published_ = false;
+    result.is_best = true;
+  }
+  // A best/ copy that failed earlier is retried here, so best/ never stays stale for long.
+  if (best_name_ && !best_published_) {
+    auto it = std::find_if(entries_.begin(), entries_.end(),
+                           [&](const CheckpointInfo& e) { return e.name == *best_name_; });
+    if (it != entries_.end() && it->has_file(kModelStem)) {
+      auto bp = best_model_path(run_dir_);
+      fs::create_directories(bp.parent_path(), ec);
+      copy_file_durably(it->path / "model.safetensors", bp, options_.ops);
+    }
+    best_published_ = true;
+  }
+  atomic_write_file(last_path(run_dir_), info.name + "\n", options_.ops);
+  rotate(result);
+  write_manifest();
+  return result;
+}
+
+void CheckpointManager::rotate(SaveResult& result) {
+  if (!options_.save_top_k && !options_.keep_last) return;
+  std::set<std::string> keep;
+  if (best_name_) keep.insert(*best_name_);
+  if (!entries_.empty()) keep.insert(entries_.back().name);
+  if (options_.keep_last) {
+    std::size_t n =
+        *options_.keep_last < 0 ? entries_.size() : static_cast<std::size_t>(*options_.keep_last);
+    for (std::size_t i = 0; i < std::min(n, entries_.size()); ++i)
+      keep.insert(entries_[entries_.size() - 1 - i].name);
+  }
+  if (options_.save_top_k) {
+    std::vector<std::pair<double, const CheckpointInfo*>> ranked;
+    for (const auto& e : entries_)
+      if (auto v = metric_of(e)) ranked.emplace_back(*v, &e);
+    // Better first; NaN last; equal values: the newer first (the rule for ties).
+    std::stable_sort(ranked.begin(), ranked.end(), [&](const auto& a, const auto& b) {
+      bool an = std::isnan(a.first), bn = std::isnan(b.first);
+      if (an != bn) return bn;
+      if (!an && a.first != b.first)
+        return mode_ == Mode::Min ? a.first < b.first : a.first > b.first;
+      return a.second->sequence > b.second->sequence;
+    });
+    std::size_t k =
+        *options_.save_top_k < 0 ? ranked.size() : static_cast<std::size_t>(*options_.save_top_k);
+    for (std::size_t i = 0; i < std::min(k, ranked.size()); ++i)
+      keep.insert(ranked[i].second->name);
+  }
+  if (options_.keep_every_n_epochs > 0) {
+    for (const auto& e : entries_)
+      if (e.at == SavePoint::EpochEnd && (e.epoch + 1) % options_.keep_every_n_epochs == 0)
+        keep.insert(e.name);
+  }
+  auto cdir = checkpoints_dir(run_dir_);
+  std::vector<CheckpointInfo> kept;
+  std::exception_ptr first_error;
+  for (auto& e : entries_) {
+    if (keep.count(e.name)) {
+      kept.push_back(std::move(e));
+      continue;
+    }
+    // Renaming to a temporary name first: a crash half-way through the removal leaves a name
+    // that the next open deletes, never a half-deleted "checkpoint".
+    auto doomed = temporary_path_for(e.path);
+    if (options_.ops->rename(e.path.c_str(), doomed.c_str()) != 0) {
+      int err = errno;
+      if (!first_error) {
+        first_error =
+            std::make_exception_ptr(IoError(fmt::format("cannot remove rotated checkpoint {}: {}",
+                                                        e.path.string(), errno_text(err)),
+                                            err));
+      }
+      kept.push_back(std::move(e));
+      continue;
+    }
+    std::error_code ec;
+    fs::remove_all(doomed, ec);
+    result.removed.push_back(e.name);
+  }
+  entries_ = std::move(kept);
+  if (!result.removed.empty()) fsync_dir(cdir, options_.ops);
+  if (first_error) std::rethrow_exception(first_error);
+}
+
+nlohmann::json CheckpointManager::manifest_json() const {
+  nlohmann::json j = nlohmann::json::object();
+  j["format"] = "vigil-manifest/1";
+  j["monitor"] = options_.monitor;
+  j["mode"] = options_.monitor.empty() ? nlohmann::json(nullptr) : nlohmann::json(mode_name(mode_));
+  j["best"] = best_name_ ? nlohmann::json(*best_name_) : nlohmann::json(nullptr);
+  j["best_value"] = best_value_ ? number_to_json(*best_value_) : nlohmann::json(nullptr);
+  j["last"] = entries_.empty() ? nlohmann::json(nullptr) : nlohmann::json(entries_.back().name);
+  j["next_sequence"] = next_sequence_;
+  j["policy"] = {{"save_top_k", optional_int_json(options_.save_top_k)},
+                 {"keep_last", optional_int_json(options_.keep_last)},
+                 {"keep_every_n_epochs", options_.keep_every_n_epochs},
+                 {"save_best_only", options_.save_best_only},
+                 {"filename", options_.filename}};
+  auto list = nlohmann::json::array();
+  for (const auto& e : entries_) {
+    nlohmann::json m = nlohmann::json::object();
+    for (const auto& [k, v] : e.metrics) m[k] = number_to_json(v);
+    nlohmann::json files = nlohmann::json::object();
+    for (const auto& f : e.files)
+      files[f.file] = {{"bytes", f.bytes}, {"xxh3", fmt::format("{:016x}", f.xxh3)}};
+    list.push_back({{"name", e.name},
+                    {"epoch", e.epoch},
+                    {"step", e.step},
+                    {"at", save_point_name(e.at)},
+                    {"sequence", e.sequence},
+                    {"metrics", m},
+                    {"files", files}});
+  }
+  j["checkpoints"] = list;
+  return j;
+}
+
+void CheckpointManager::write_manifest() {
+  atomic_write_file(manifest_path(run_dir_), manifest_json().dump(1) + "\n", options_.ops);
+}
+
+std::vector<CheckpointInfo> CheckpointManager::checkpoints() {
+  drain();
+  return entries_;
+}
+
+std::optional<CheckpointInfo> CheckpointManager::latest() {
+  drain();
+  if (entries_.empty()) return std::nullopt;
+  return entries_.back();
+}
+
+std::optional<CheckpointInfo> CheckpointManager::best() {
+  drain();
+  if (!best_name_) return std::nullopt;
+  for (const auto& e : entries_)
+    if (e.name == *best_name_) return e;
+  return std::nullopt;
+}
+
+std::optional<double> CheckpointManager::best_value() {
+  drain();
+  return best_value_;
+}
+
+Checkpoint CheckpointManager::open(std::string_view name) {
+  drain();
+  for (const auto& e : entries_) {
+    if (e.name == name) {
+      // Verified when listed or written; reopening re-reads state.json and the headers only.
+      return Checkpoint::open(e.path, CheckpointVerifyOptions{}.with_checksums(false));
+    }
+  }
+  std::string names;
+  for (const auto& e : entries_) names += (names.empty() ? "" : ", ") + e.name;
+  throw CheckpointError(fmt::format("no intact checkpoint named \"{}\" in {} (there are: {})", name,
+                                    checkpoints_dir(run_dir_).string(),
+                                    names.empty() ? "none" : names));
+}
+
+nlohmann::json CheckpointManager::manifest() {
+  drain();
+  return manifest_json();
+}
+
+}  // namespace vigil
