@@ -11,5 +11,6 @@ struct Context {
 };
 
 void add_replay_command(CLI::App& app, Context& ctx);
+void add_inspect_command(CLI::App& app, Context& ctx);
 
 }  // namespace vigil::cli

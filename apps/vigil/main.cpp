@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
 
   vigil::cli::Context ctx;
   vigil::cli::add_replay_command(app, ctx);
+  vigil::cli::add_inspect_command(app, ctx);
 
   try {
     app.parse(argc, argv);
