@@ -3,7 +3,6 @@
 #include "vigil/early_stopping.hpp"
 
 #include <cmath>
-#include <deque>
 #include <limits>
 #include <string>
 #include <vector>
@@ -37,7 +36,7 @@ struct RuleState {
   std::optional<double> last_strip_value;
   long ups = 0;
   // Robust: the most recent `steps` finite oriented values.
-  std::deque<double> window;
+  std::vector<double> window;
   // The figure the last evaluation computed (GL, PQ, count), for the reason sentence.
   double figure = 0;
   double figure2 = 0;
@@ -377,13 +376,13 @@ struct EarlyStopper::Impl {
       case RuleKind::Robust: {
         if (!std::isfinite(o)) return false;
         s.window.push_back(o);
-        while (s.window.size() > static_cast<std::size_t>(rule.steps)) s.window.pop_front();
+        if (s.window.size() > static_cast<std::size_t>(rule.steps))
+          s.window.erase(s.window.begin());
         if (s.window.size() < static_cast<std::size_t>(rule.steps)) return false;
-        const std::vector<double> w(s.window.begin(), s.window.end());
         // dnn_trainer's test: stagnation must show with and without the top 10% of values,
         // so a single spike can neither cause nor hide it.
-        const auto plain = count_steps_without_decrease(w, rule.probability, 0.0);
-        const auto robust = count_steps_without_decrease(w, rule.probability, 0.10);
+        const auto plain = count_steps_without_decrease(s.window, rule.probability, 0.0);
+        const auto robust = count_steps_without_decrease(s.window, rule.probability, 0.10);
         s.figure = static_cast<double>(std::min(plain, robust));
         return plain >= static_cast<std::size_t>(rule.steps) &&
                robust >= static_cast<std::size_t>(rule.steps);
@@ -434,9 +433,20 @@ struct EarlyStopper::Impl {
     StopDecision d;
     d.warning = std::move(warning);
 
+    const std::string& m = options.monitor;
     if (monitored_value_present && epoch >= options.start_from_epoch) {
       d.monitored = true;
       ++monitored;
+    }
+    if (d.monitored && options.check_finite && !std::isfinite(value)) {
+      // Lightning checks finiteness before anything else: a NaN or infinite value stops at
+      // once and never becomes the best (not even -inf when minimising).
+      d.stop = true;
+      d.reason_kind = StopReason::NonFinite;
+      d.reason = fmt::format(
+          "{} is {} at epoch {}; stopping because check_finite is on{}", m, num(value), epoch,
+          best_epoch ? fmt::format("; best {} at epoch {}", num(best), *best_epoch) : "");
+    } else if (d.monitored) {
       // Keras: the counter grows every monitored epoch and resets on an improvement that
       // also beats the baseline; the best moves on any improvement.
       ++wait;
@@ -450,29 +460,20 @@ struct EarlyStopper::Impl {
       const double o = orient(value);
       if (o < opt) opt = o;
 
-      // Every rule sees every monitored epoch, even one a check below stops on, so their
+      // Every rule sees every monitored epoch, even one a threshold stops on, so their
       // memories stay identical whichever check fires.
       std::size_t first_fired = options.rules.size();
       std::size_t fired_count = 0;
-      std::vector<char> fired(options.rules.size(), 0);
       for (std::size_t i = 0; i < options.rules.size(); ++i) {
         if (evaluate(i, epoch, value, train)) {
-          fired[i] = 1;
           ++fired_count;
           if (first_fired == options.rules.size()) first_fired = i;
         }
       }
 
       const bool min = mode == Mode::Min;
-      const std::string& m = options.monitor;
-      if (options.check_finite && !std::isfinite(value)) {
-        d.stop = true;
-        d.reason_kind = StopReason::NonFinite;
-        d.reason = fmt::format(
-            "{} is {} at epoch {}; stopping because check_finite is on{}", m, num(value), epoch,
-            best_epoch ? fmt::format("; best {} at epoch {}", num(best), *best_epoch) : "");
-      } else if (options.stopping_threshold && (min ? value < *options.stopping_threshold
-                                                    : value > *options.stopping_threshold)) {
+      if (options.stopping_threshold &&
+          (min ? value < *options.stopping_threshold : value > *options.stopping_threshold)) {
         d.stop = true;
         d.reason_kind = StopReason::StoppingThreshold;
         d.reason = fmt::format("{} = {} at epoch {} is {} the stopping threshold {}", m, num(value),

@@ -1,0 +1,214 @@
+// `vigil replay`: JSON and human output, logs, every conformance case through --batch, and
+// one clear error line for each kind of bad input.
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_support.hpp"
+
+namespace {
+
+using nlohmann::json;
+using vigil::test::run_vigil;
+using vigil::test::TempDir;
+using vigil::test::write_file;
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+// A usage or input error: non-zero exit (not a crash), nothing on stdout, one line on stderr.
+void expect_clean_error(const vigil::test::RunResult& r, const std::string& needle) {
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(r.exit_code, 128) << "killed by a signal";
+  EXPECT_EQ(r.out, "");
+  const auto err = lines(r.err);
+  ASSERT_EQ(err.size(), 1u) << r.err;
+  EXPECT_EQ(err[0].rfind("vigil: error: ", 0), 0u) << err[0];
+  EXPECT_NE(err[0].find(needle), std::string::npos) << err[0];
+}
+
+TEST(Replay, ValuesJson) {
+  const auto r =
+      run_vigil({"replay", "--values", "0.9,0.8,0.85,0.84", "--patience", "2", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = json::parse(r.out);
+  EXPECT_EQ(j.at("stopped"), true);
+  EXPECT_EQ(j.at("stop_epoch"), 3);
+  EXPECT_EQ(j.at("best_epoch"), 1);
+  EXPECT_EQ(j.at("best_value"), 0.8);
+  EXPECT_EQ(j.at("reason_kind"), "patience");
+  EXPECT_NE(j.at("reason").get<std::string>().find("did not improve"), std::string::npos);
+}
+
+TEST(Replay, NonFiniteValuesAreWrittenAsStrings) {
+  // Without the finite check, -inf is an improvement on 0.5 when minimising.
+  const auto r = run_vigil(
+      {"replay", "--values", "0.5, -inf,1", "--no-check-finite", "--patience", "1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = json::parse(r.out);
+  EXPECT_EQ(j.at("best_value"), "-inf");
+  EXPECT_EQ(j.at("stop_epoch"), 2);
+  // With it (the default), a non-finite value stops at once and never becomes the best.
+  const auto c = run_vigil({"replay", "--values", "0.5, -inf", "--json"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(json::parse(c.out).at("best_value"), 0.5);
+  EXPECT_EQ(json::parse(c.out).at("reason_kind"), "non_finite");
+  const auto n = run_vigil({"replay", "--values", "nan,NaN", "--no-check-finite", "--json"});
+  ASSERT_EQ(n.exit_code, 0) << n.err;
+  EXPECT_TRUE(json::parse(n.out).at("best_value").is_null());
+}
+
+TEST(Replay, HumanOutputMarksBestAndStop) {
+  const auto r = run_vigil({"replay", "--values", "0.9,0.8,0.85,0.84,0.7", "--patience", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("0.8  <- best"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("0.84  <- stop"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("0.7  (not run)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("▁"), std::string::npos) << r.out;  // the sparkline
+  EXPECT_NE(r.out.find("stopped after epoch 3 (patience)"), std::string::npos) << r.out;
+}
+
+TEST(Replay, LogFromTheExample) {
+  const auto log = (vigil::test::source_dir() / "examples/data/metrics.csv").string();
+  const auto r = run_vigil({"replay", "--log", log, "--patience", "3", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = json::parse(r.out);
+  EXPECT_EQ(j.at("stopped"), true);
+  const auto acc = run_vigil({"replay", "--log", log, "--monitor", "val_accuracy", "--json"});
+  ASSERT_EQ(acc.exit_code, 0) << acc.err;
+  EXPECT_EQ(json::parse(acc.out).at("best_value"), 0.8453);  // max mode inferred: best first
+}
+
+TEST(Replay, LogTimeBudgetAndPq) {
+  TempDir dir;
+  write_file(dir / "m.csv",
+             "epoch,step,loss,val_loss,lr,seconds\n"
+             "0,1,1.0,1.0,0.1,10\n1,2,0.9,0.9,0.1,10\n2,3,0.8,0.85,0.1,10\n"
+             "3,4,0.79,0.86,0.1,10\n4,5,0.785,0.88,0.1,10\n5,6,0.78,0.9,0.1,10\n");
+  const auto path = (dir / "m.csv").string();
+  const auto t =
+      run_vigil({"replay", "--log", path, "--patience", "9", "--time-budget", "25", "--json"});
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_EQ(json::parse(t.out).at("stop_epoch"), 2);  // 30 s elapsed after epoch 2
+  EXPECT_EQ(json::parse(t.out).at("reason_kind"), "time_budget");
+  const auto pq = run_vigil({"replay", "--log", path, "--rule", "pq:0.91:3", "--json"});
+  ASSERT_EQ(pq.exit_code, 0) << pq.err;
+  EXPECT_EQ(json::parse(pq.out).at("stop_epoch"), 5);
+  EXPECT_EQ(json::parse(pq.out).at("reason_kind"), "pq");
+}
+
+TEST(Replay, JsonLinesLogAndNonStrict) {
+  TempDir dir;
+  write_file(
+      dir / "m.jsonl",
+      "{\"epoch\": 0, \"val_loss\": 1.0}\n{\"epoch\": 1}\n{\"epoch\": 2, \"val_loss\": 1.1}\n");
+  const auto path = (dir / "m.jsonl").string();
+  const auto strict = run_vigil({"replay", "--log", path, "--json"});
+  expect_clean_error(strict, "val_loss");
+  const auto lax = run_vigil({"replay", "--log", path, "--no-strict", "--json"});
+  ASSERT_EQ(lax.exit_code, 0) << lax.err;
+  EXPECT_NE(lax.err.find("vigil: warning: epoch 1"), std::string::npos) << lax.err;
+  EXPECT_EQ(json::parse(lax.out).at("stop_epoch"), 2);
+}
+
+json conformance() {
+  std::ifstream in(vigil::test::shared_dir() / "conformance" / "early_stopping.json");
+  return json::parse(in);
+}
+
+void check_batch_output(const json& cases, const std::string& out) {
+  const auto got = lines(out);
+  ASSERT_EQ(got.size(), cases.size());
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto& c = cases[i];
+    SCOPED_TRACE("case " + c.at("name").get<std::string>());
+    const auto r = json::parse(got[i]);
+    const auto& e = c.at("expected");
+    EXPECT_EQ(r.at("name"), c.at("name"));
+    for (const char* key : {"stopped", "stop_epoch", "best_epoch", "best_value", "reason_kind"})
+      EXPECT_EQ(r.at(key), e.at(key)) << key;
+    EXPECT_TRUE(r.at("reason").is_string());
+  }
+}
+
+TEST(Replay, EveryConformanceCaseThroughBatch) {
+  const auto doc = conformance();
+  const auto& cases = doc.at("cases");
+  std::string input;
+  for (const auto& c : cases)
+    input += json{{"name", c.at("name")}, {"values", c.at("values")}, {"options", c.at("options")}}
+                 .dump() +
+             "\n";
+  TempDir dir;
+  write_file(dir / "batch.jsonl", input);
+  const auto file = run_vigil({"replay", "--batch", (dir / "batch.jsonl").string()});
+  ASSERT_EQ(file.exit_code, 0) << file.err;
+  check_batch_output(cases, file.out);
+  const auto piped = run_vigil({"replay", "--batch", "-"}, input);
+  ASSERT_EQ(piped.exit_code, 0) << piped.err;
+  EXPECT_EQ(piped.out, file.out);
+}
+
+TEST(Replay, BatchFlagsAreDefaultsAndBadLinesAnswerInPlace) {
+  const std::string input =
+      "{\"values\": [1, 1, 1]}\n"
+      "{\"values\": [1, 1, 1], \"options\": {\"patience\": 5}}\n"
+      "{\"values\": [1, \"x\"]}\n"
+      "not json\n"
+      "{\"values\": [1, 2], \"options\": {\"patience\": -1}}\n"
+      "{\"values\": [1, 2], \"options\": {\"rule\": \"gl\"}}\n"
+      "{\"values\": [3, 2, 1]}\n";
+  const auto r = run_vigil({"replay", "--batch", "-", "--patience", "1"}, input);
+  EXPECT_EQ(r.exit_code, 1);
+  const auto out = lines(r.out);
+  ASSERT_EQ(out.size(), 7u) << r.out;
+  EXPECT_EQ(json::parse(out[0]).at("stop_epoch"), 1);   // --patience 1 from the flags
+  EXPECT_EQ(json::parse(out[1]).at("stopped"), false);  // the line's own patience wins
+  for (int i : {2, 3, 4, 5}) EXPECT_TRUE(json::parse(out[i]).contains("error")) << out[i];
+  EXPECT_NE(out[2].find("line 3"), std::string::npos);
+  EXPECT_EQ(json::parse(out[6]).at("best_epoch"), 2);
+  const auto err = lines(r.err);
+  ASSERT_EQ(err.size(), 1u) << r.err;
+  EXPECT_NE(err[0].find("4 of 7 batch cases failed"), std::string::npos) << err[0];
+}
+
+TEST(Replay, BadInputs) {
+  TempDir dir;
+  write_file(dir / "empty.csv", "");
+  write_file(dir / "m.csv", "epoch,loss,val_acc\n0,1,0.5\n");
+  const auto empty = (dir / "empty.csv").string();
+  const auto m = (dir / "m.csv").string();
+  expect_clean_error(run_vigil({"replay", "--values", "1,2", "--bogus"}), "bogus");
+  expect_clean_error(run_vigil({"replay", "--values", "1,two,3"}), "item 2 'two' is not a number");
+  expect_clean_error(run_vigil({"replay", "--values", "1,,3"}), "item 2");
+  expect_clean_error(run_vigil({"replay", "--values", "1,2", "--mode", "up"}), "unknown mode 'up'");
+  expect_clean_error(run_vigil({"replay", "--values", "1,2", "--rule", "gl:5,sometimes"}),
+                     "unknown rule 'sometimes'");
+  expect_clean_error(run_vigil({"replay", "--values", "1,2", "--rule", "robust:2"}), "STEPS");
+  expect_clean_error(run_vigil({"replay", "--values", "1,2", "--patience", "-1"}),
+                     "patience must be 0 or more");
+  expect_clean_error(run_vigil({"replay", "--values", "1,2", "--patience", "many"}), "patience");
+  expect_clean_error(run_vigil({"replay", "--values", "1,2", "--combine", "most"}), "combine");
+  expect_clean_error(run_vigil({"replay", "--values", "1,2", "--monitor", "widgets"}), "--mode");
+  expect_clean_error(run_vigil({"replay", "--log", (dir / "absent.csv").string()}),
+                     "does not exist");
+  expect_clean_error(run_vigil({"replay", "--log", empty}), "is empty");
+  expect_clean_error(run_vigil({"replay", "--log", m}),
+                     "no column 'val_loss' (columns: epoch, loss, val_acc)");
+  expect_clean_error(
+      run_vigil({"replay", "--log", m, "--monitor", "val_acc", "--time-budget", "5"}), "seconds");
+  expect_clean_error(run_vigil({"replay", "--batch", (dir / "absent.jsonl").string()}),
+                     "cannot open");
+  expect_clean_error(run_vigil({"replay"}), "--values");
+  expect_clean_error(run_vigil({"replay", "--values", "1", "--log", m}), "excludes");
+}
+
+}  // namespace
