@@ -1,0 +1,223 @@
+// Background saves: snapshot semantics, reused buffers, one flight at a time, coalescing, and
+// errors surfacing on the next call, wait() and destruction. Run under TSan too.
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstring>
+#include <future>
+#include <latch>
+
+#include "test_support.hpp"
+#include "vigil/async_saver.hpp"
+#include "vigil/checkpoint_manager.hpp"
+
+namespace vigil {
+namespace {
+
+using test::TempDir;
+namespace fs = std::filesystem;
+
+struct Training {
+  std::vector<float> weights = std::vector<float>(1024);
+  std::vector<std::int32_t> counts = std::vector<std::int32_t>(64);
+  SaveRequest request(std::int64_t epoch, double val_loss) {
+    std::fill(weights.begin(), weights.end(), static_cast<float>(epoch));
+    std::fill(counts.begin(), counts.end(), static_cast<std::int32_t>(epoch));
+    SaveRequest r;
+    r.epoch = epoch;
+    r.step = epoch * 10;
+    r.metrics["val_loss"] = val_loss;
+    r.files["model"] = {TensorView{"w", DType::F32, {32, 32}, std::as_bytes(std::span(weights))}};
+    r.files["optimizer"] = {TensorView{"n", DType::I32, {64}, std::as_bytes(std::span(counts))}};
+    r.state = {{"epoch", epoch}};
+    return r;
+  }
+};
+
+float weight_of(const fs::path& ckpt) {
+  auto f = SafetensorsFile::open(ckpt / "model.safetensors");
+  float v = 0;
+  std::memcpy(&v, f.view("w").data.data(), sizeof v);
+  return v;
+}
+
+TEST(Async, SavesTheSnapshotNotTheLaterState) {
+  TempDir tmp;
+  Training run;
+  CheckpointManager m(tmp.path());
+  for (int e = 0; e < 5; ++e) {
+    m.save_async(run.request(e, 1.0 - 0.1 * e));
+    // Training goes on and changes the tensors at once: the checkpoint must not see it.
+    std::fill(run.weights.begin(), run.weights.end(), -1.0f);
+  }
+  auto results = m.wait();
+  ASSERT_EQ(results.size(), 5u);
+  for (int e = 0; e < 5; ++e) {
+    ASSERT_TRUE(results[static_cast<std::size_t>(e)].saved);
+    EXPECT_EQ(weight_of(results[static_cast<std::size_t>(e)].checkpoint->path),
+              static_cast<float>(e));
+  }
+  EXPECT_EQ(m.latest()->name, "epoch-0004");
+  EXPECT_EQ(m.best()->name, "epoch-0004");
+}
+
+TEST(Async, BuffersAreAllocatedOnceAndReused) {
+  std::atomic<int> writes{0};
+  AsyncSaver saver([&](const SaveRequest&) {
+    ++writes;
+    return SaveResult{};
+  });
+  Training run;
+  for (int e = 0; e < 6; ++e) saver.submit(run.request(e, 0.5));
+  saver.wait();
+  EXPECT_EQ(writes.load(), 6);
+  // Two tensors, one snapshot (waiting, not coalescing): two allocations in all.
+  EXPECT_EQ(saver.buffer_allocations(), 2u);
+  EXPECT_EQ(saver.buffer_bytes(), 1024 * sizeof(float) + 64 * sizeof(std::int32_t));
+}
+
+// A writer that blocks until released, to hold a save in flight deterministically.
+struct Gate {
+  std::promise<void> started;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+};
+
+TEST(Async, CoalescingKeepsOnlyTheNewestWaitingRequest) {
+  Gate gate;
+  std::mutex seen_mutex;
+  std::vector<std::int64_t> seen;
+  bool first = true;
+  AsyncSaver saver(
+      [&](const SaveRequest& r) {
+        if (first) {
+          first = false;
+          gate.started.set_value();
+          gate.released.wait();
+        }
+        std::lock_guard lock(seen_mutex);
+        seen.push_back(r.epoch);
+        SaveResult res;
+        res.saved = true;
+        return res;
+      },
+      AsyncSaverOptions{}.with_coalesce(true));
+  Training run;
+  saver.submit(run.request(0, 1));
+  gate.started.get_future().wait();  // epoch 0 is in flight now
+  saver.submit(run.request(1, 1));
+  saver.submit(run.request(2, 1));  // replaces 1, which never started
+  saver.submit(run.request(3, 1));  // replaces 2
+  EXPECT_TRUE(saver.busy());
+  EXPECT_EQ(saver.coalesced(), 2u);
+  gate.release.set_value();
+  EXPECT_EQ(saver.wait().size(), 2u);
+  std::lock_guard lock(seen_mutex);
+  EXPECT_EQ(seen, (std::vector<std::int64_t>{0, 3}));
+}
+
+TEST(Async, WaitingPolicyBlocksUntilTheFlightEnds) {
+  Gate gate;
+  std::atomic<int> done{0};
+  std::atomic<bool> first{true};
+  AsyncSaver saver([&](const SaveRequest&) {
+    if (first.exchange(false)) {
+      gate.started.set_value();
+      gate.released.wait();
+    }
+    ++done;
+    return SaveResult{};
+  });
+  Training run;
+  saver.submit(run.request(0, 1));
+  gate.started.get_future().wait();
+  auto second = std::async(std::launch::async, [&] { saver.submit(run.request(1, 1)); });
+  // The second submit cannot finish while the first save is held.
+  EXPECT_EQ(second.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
+  gate.release.set_value();
+  second.get();
+  saver.wait();
+  EXPECT_EQ(done.load(), 2);
+  EXPECT_EQ(saver.coalesced(), 0u);
+}
+
+TEST(Async, ErrorsSurfaceOnTheNextCallAndOnce) {
+  AsyncSaver saver([&](const SaveRequest& r) -> SaveResult {
+    if (r.epoch == 1) throw IoError("disk on fire", EIO);
+    SaveResult res;
+    res.saved = true;
+    return res;
+  });
+  Training run;
+  saver.submit(run.request(0, 1));
+  saver.submit(run.request(1, 1));  // waits for 0, then starts 1, which fails
+  EXPECT_THROW(saver.submit(run.request(2, 1)), IoError);
+  std::vector<SaveResult> done;
+  EXPECT_NO_THROW(done = saver.wait());  // reported once
+  EXPECT_EQ(done.size(), 1u);            // epoch 0
+  saver.submit(run.request(3, 1));
+  EXPECT_EQ(saver.wait().size(), 1u);  // epoch 3
+}
+
+TEST(Async, DestructorWaitsAndLogsInsteadOfThrowing) {
+  testing::internal::CaptureStderr();
+  {
+    AsyncSaver saver([](const SaveRequest&) -> SaveResult { throw IoError("no space", ENOSPC); });
+    Training run;
+    saver.submit(run.request(0, 1));
+  }
+  auto err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("background checkpoint save failed: no space"), std::string::npos) << err;
+}
+
+TEST(Async, ManagerDestructorFlushesTheSaveInFlight) {
+  TempDir tmp;
+  Training run;
+  {
+    CheckpointManager m(tmp.path(), CheckpointManagerOptions{}.with_async(true));
+    m.submit(run.request(0, 0.5));
+    m.submit(run.request(1, 0.4));
+  }
+  CheckpointManager reopened(tmp.path());
+  ASSERT_EQ(reopened.checkpoints().size(), 2u);
+  EXPECT_EQ(reopened.latest()->name, "epoch-0001");
+  EXPECT_EQ(weight_of(reopened.latest()->path), 1.0f);
+}
+
+class FailingOps : public FileOps {
+ public:
+  std::atomic<bool> fail{false};
+  ssize_t write(int fd, const void* data, size_t size) override {
+    if (fail) {
+      errno = ENOSPC;
+      return -1;
+    }
+    return FileOps::write(fd, data, size);
+  }
+};
+
+TEST(Async, ManagerErrorsSurfaceAndTheNextSaveSucceeds) {
+  TempDir tmp;
+  Training run;
+  auto ops = std::make_shared<FailingOps>();
+  CheckpointManager m(tmp.path(), CheckpointManagerOptions{}.with_ops(ops));
+  m.save_async(run.request(0, 0.5));
+  m.wait();
+  ops->fail = true;
+  m.save_async(run.request(1, 0.4));
+  try {
+    m.wait();
+    FAIL() << "the background error was lost";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.errno_value(), ENOSPC);
+  }
+  ops->fail = false;
+  m.save_async(run.request(2, 0.3));
+  auto results = m.wait();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].checkpoint->name, "epoch-0002");
+  EXPECT_EQ(m.checkpoints().size(), 2u);
+}
+
+}  // namespace
+}  // namespace vigil
