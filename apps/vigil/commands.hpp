@@ -12,5 +12,10 @@ struct Context {
 
 void add_replay_command(CLI::App& app, Context& ctx);
 void add_inspect_command(CLI::App& app, Context& ctx);
+#ifdef VIGIL_WITH_TORCH
+void add_train_command(CLI::App& app, Context& ctx);  // torch_train.cpp
+void add_eval_command(CLI::App& app, Context& ctx);   // torch_eval.cpp
+#endif
+void add_verify_command(CLI::App& app, Context& ctx);
 
 }  // namespace vigil::cli

@@ -21,6 +21,11 @@ int main(int argc, char** argv) {
   vigil::cli::Context ctx;
   vigil::cli::add_replay_command(app, ctx);
   vigil::cli::add_inspect_command(app, ctx);
+#ifdef VIGIL_WITH_TORCH
+  vigil::cli::add_train_command(app, ctx);
+  vigil::cli::add_eval_command(app, ctx);
+#endif
+  vigil::cli::add_verify_command(app, ctx);
 
   try {
     app.parse(argc, argv);

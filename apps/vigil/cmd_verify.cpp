@@ -1,0 +1,296 @@
+// `vigil verify PATH`: checks a tensor file, a checkpoint folder or a whole run directory
+// (format, checksums, manifest, pointers) without changing anything; exit 0 only if all intact.
+// Leftovers of interrupted writes are reported but are not failures: they are never read.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "vigil/checkpoint.hpp"
+#include "vigil/checkpoint_manager.hpp"
+#include "vigil/io.hpp"
+#include "vigil/safetensors.hpp"
+
+namespace vigil::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct VerifyOptions {
+  std::string path;
+  bool quick = false;
+};
+
+// Names on disk may hold anything; never let control characters reach a terminal raw.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7F)
+      out += fmt::format("\\x{:02x}", c);
+    else
+      out.push_back(static_cast<char>(c));
+  }
+  return out;
+}
+
+class Report {
+ public:
+  void ok(const std::string& what, const std::string& detail) {
+    fmt::print("ok        {}: {}\n", printable(what), detail);
+  }
+  void bad(const std::string& what, const std::string& problem) {
+    ++problems_;
+    fmt::print("DAMAGED   {}: {}\n", printable(what), printable(problem));
+  }
+  void leftover(const std::string& what) {
+    ++leftovers_;
+    fmt::print(
+        "leftover  {}: an interrupted write (never read as a checkpoint; removed when the "
+        "run is next opened)\n",
+        printable(what));
+  }
+  void note(const std::string& what, const std::string& text) {
+    fmt::print("note      {}: {}\n", printable(what), printable(text));
+  }
+  int problems() const { return problems_; }
+  int leftovers() const { return leftovers_; }
+
+ private:
+  int problems_ = 0;
+  int leftovers_ = 0;
+};
+
+std::string human_bytes(std::uint64_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024.0 && u < 4) {
+    v /= 1024.0;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} B", n) : fmt::format("{:.1f} {}", v, units[u]);
+}
+
+void verify_file(const fs::path& path, const std::string& label, bool quick, Report& report) {
+  try {
+    auto f = SafetensorsFile::open(path, SafetensorsReadOptions{}.with_verify_checksums(!quick));
+    std::string checks = !f.has_checksums() ? "no vigil checksums, data not checked"
+                         : quick            ? "checksums not checked (--quick)"
+                                            : "checksums verified";
+    report.ok(label,
+              fmt::format("{} tensor{}, {}, {}", f.tensors().size(),
+                          f.tensors().size() == 1 ? "" : "s", human_bytes(f.file_size()), checks));
+  } catch (const Error& e) {
+    report.bad(label, e.what());
+  }
+}
+
+std::optional<CheckpointInfo> verify_folder(const fs::path& dir, const std::string& label,
+                                            bool quick, Report& report) {
+  try {
+    auto info = verify_checkpoint(dir, CheckpointVerifyOptions{}.with_checksums(!quick));
+    report.ok(label, fmt::format("checkpoint of epoch {}, step {}, {} tensor file{}, {}{}",
+                                 info.epoch, info.step, info.files.size(),
+                                 info.files.size() == 1 ? "" : "s", human_bytes(info.total_bytes()),
+                                 quick ? ", data not hashed (--quick)" : ", checksums verified"));
+    return info;
+  } catch (const Error& e) {
+    report.bad(label, e.what());
+    return std::nullopt;
+  }
+}
+
+std::string read_pointer(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::string s(4096, '\0');
+  in.read(s.data(), static_cast<std::streamsize>(s.size()));
+  s.resize(static_cast<std::size_t>(in.gcount()));
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  return s;
+}
+
+void verify_run(const fs::path& run, bool quick, Report& report) {
+  auto cdir = CheckpointManager::checkpoints_dir(run);
+  auto best_path = CheckpointManager::best_model_path(run);
+  std::error_code ec;
+  for (const auto& dir : {run, cdir, best_path.parent_path()}) {
+    if (!fs::is_directory(dir, ec)) continue;
+    for (const auto& e : fs::directory_iterator(dir, ec))
+      if (is_temporary_name(e.path().filename().string()))
+        report.leftover(fs::relative(e.path(), run, ec).string());
+  }
+
+  std::map<std::string, CheckpointInfo> intact;
+  std::set<std::string> damaged;
+  if (fs::is_directory(cdir, ec)) {
+    std::vector<fs::path> dirs;
+    for (const auto& e : fs::directory_iterator(cdir, ec))
+      if (e.is_directory() && !is_temporary_name(e.path().filename().string()))
+        dirs.push_back(e.path());
+    std::sort(dirs.begin(), dirs.end());
+    for (const auto& d : dirs) {
+      auto name = d.filename().string();
+      if (auto info = verify_folder(d, "checkpoints/" + name, quick, report))
+        intact.emplace(name, std::move(*info));
+      else
+        damaged.insert(name);
+    }
+  }
+  std::string newest;
+  std::uint64_t newest_seq = 0;
+  for (const auto& [name, info] : intact) {
+    if (newest.empty() || info.sequence > newest_seq) {
+      newest = name;
+      newest_seq = info.sequence;
+    }
+  }
+
+  // The manifest: its checkpoints are written before it, so after a crash it may lag behind
+  // the folders (a note); it must never contradict what a folder records (damage).
+  auto manifest_path = CheckpointManager::manifest_path(run);
+  std::optional<std::string> manifest_best;
+  if (fs::exists(manifest_path, ec)) {
+    try {
+      std::ifstream in(manifest_path, std::ios::binary);
+      auto j = nlohmann::json::parse(in);
+      if (!j.is_object() || j.value("format", "") != "vigil-manifest/1")
+        throw Error("not a vigil manifest");
+      if (j.contains("best") && j["best"].is_string()) manifest_best = j["best"].get<std::string>();
+      std::set<std::string> listed;
+      int contradictions = 0;
+      for (const auto& c : j.at("checkpoints")) {
+        auto name = c.at("name").get<std::string>();
+        listed.insert(name);
+        auto it = intact.find(name);
+        if (it == intact.end()) continue;
+        for (const auto& f : it->second.files) {
+          auto rec = c.at("files").at(f.file);
+          if (rec.at("bytes").get<std::uint64_t>() != f.bytes ||
+              rec.at("xxh3").get<std::string>() != fmt::format("{:016x}", f.xxh3)) {
+            ++contradictions;
+            report.bad(
+                "checkpoints/manifest.json",
+                fmt::format("its record of {}/{} differs from the checkpoint's own", name, f.file));
+          }
+        }
+      }
+      std::vector<std::string> missing, unlisted;
+      for (const auto& n : listed)
+        if (!intact.count(n) && !damaged.count(n)) missing.push_back(n);
+      for (const auto& [n, info] : intact)
+        if (!listed.count(n)) unlisted.push_back(n);
+      if (contradictions == 0) {
+        report.ok("checkpoints/manifest.json", fmt::format("{} checkpoint{} listed", listed.size(),
+                                                           listed.size() == 1 ? "" : "s"));
+      }
+      if (!missing.empty() || !unlisted.empty()) {
+        report.note("checkpoints/manifest.json",
+                    fmt::format("behind the folders (a save was interrupted; rewritten on the next "
+                                "open): {} listed but gone, {} present but unlisted",
+                                missing.size(), unlisted.size()));
+      }
+    } catch (const std::exception& e) {
+      report.bad("checkpoints/manifest.json", fmt::format("unreadable: {}", e.what()));
+    }
+  } else if (!intact.empty()) {
+    report.note("checkpoints/manifest.json", "missing (rewritten on the next open)");
+  }
+
+  if (fs::exists(fs::symlink_status(best_path, ec))) {
+    verify_file(best_path, "best/model.safetensors", quick, report);
+    if (manifest_best && intact.count(*manifest_best) && !quick) {
+      const auto& info = intact.at(*manifest_best);
+      auto f = std::find_if(info.files.begin(), info.files.end(), [](const CheckpointFileInfo& x) {
+        return x.file == "model.safetensors";
+      });
+      try {
+        if (f != info.files.end() && xxh3_file(best_path) != f->xxh3) {
+          report.note("best/model.safetensors",
+                      fmt::format("differs from {}'s model (a save was interrupted after "
+                                  "updating best/; fixed on the next open)",
+                                  *manifest_best));
+        }
+      } catch (const Error&) {
+        // Already reported by verify_file.
+      }
+    }
+  }
+
+  auto last = CheckpointManager::last_path(run);
+  if (fs::exists(fs::symlink_status(last, ec))) {
+    auto name = read_pointer(last);
+    if (intact.count(name)) {
+      report.ok("last", fmt::format("-> {}", name));
+      if (name != newest) {
+        report.note("last", fmt::format("names {}, but {} is newer (a save was interrupted; fixed "
+                                        "on the next open)",
+                                        name, newest));
+      }
+    } else if (damaged.count(name)) {
+      report.bad("last", fmt::format("names {}, which is damaged", name));
+    } else {
+      report.bad("last",
+                 fmt::format("names \"{}\", which does not exist (dangling pointer)", name));
+    }
+  } else if (!intact.empty()) {
+    report.note("last", fmt::format("missing; the newest intact checkpoint is {}", newest));
+  }
+  fmt::print("{}: {} intact checkpoint{}, {} damaged, {} leftover{}\n", run.string(), intact.size(),
+             intact.size() == 1 ? "" : "s", damaged.size(), report.leftovers(),
+             report.leftovers() == 1 ? "" : "s");
+}
+
+}  // namespace
+
+void add_verify_command(CLI::App& app, Context& ctx) {
+  auto opts = std::make_shared<VerifyOptions>();
+  auto* cmd = app.add_subcommand(
+      "verify",
+      "Check a tensor file, a checkpoint folder or a run directory (format, checksums, manifest, "
+      "pointers); exit 0 only if everything is intact");
+  cmd->add_option("PATH", opts->path, "a .safetensors file, a checkpoint folder or a run directory")
+      ->required();
+  cmd->add_flag("--quick", opts->quick,
+                "check structure and sizes only; do not hash the data (misses flipped bytes)");
+  cmd->callback([opts, &ctx] {
+    fs::path path(opts->path);
+    std::error_code ec;
+    auto st = fs::status(path, ec);
+    Report report;
+    if (ec || !fs::exists(st)) {
+      throw OptionError(fmt::format("{}: no such file or folder", opts->path));
+    } else if (fs::is_regular_file(st)) {
+      verify_file(path, opts->path, opts->quick, report);
+    } else if (!fs::is_directory(st)) {
+      throw OptionError(fmt::format("{} is neither a file nor a folder", opts->path));
+    } else if (fs::exists(path / kStateFileName, ec)) {
+      verify_folder(path, opts->path, opts->quick, report);
+    } else if (fs::is_directory(CheckpointManager::checkpoints_dir(path), ec) ||
+               fs::exists(CheckpointManager::last_path(path), ec) ||
+               fs::exists(CheckpointManager::best_model_path(path), ec)) {
+      verify_run(path, opts->quick, report);
+    } else {
+      throw OptionError(fmt::format(
+          "{} is not a checkpoint folder (no {}) nor a run directory (no checkpoints/, best/ or "
+          "last)",
+          opts->path, kStateFileName));
+    }
+    if (report.problems() > 0) {
+      fmt::print(stderr, "vigil: error: verification failed: {} problem{} (see above)\n",
+                 report.problems(), report.problems() == 1 ? "" : "s");
+      ctx.exit_code = 1;
+    } else {
+      ctx.exit_code = 0;
+    }
+  });
+}
+
+}  // namespace vigil::cli
