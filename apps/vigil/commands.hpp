@@ -11,6 +11,7 @@ struct Context {
 };
 
 void add_replay_command(CLI::App& app, Context& ctx);
+void add_plot_command(CLI::App& app, Context& ctx);  // cmd_plot.cpp
 void add_inspect_command(CLI::App& app, Context& ctx);
 #ifdef VIGIL_WITH_TORCH
 void add_train_command(CLI::App& app, Context& ctx);  // torch_train.cpp

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
 
   vigil::cli::Context ctx;
   vigil::cli::add_replay_command(app, ctx);
+  vigil::cli::add_plot_command(app, ctx);
   vigil::cli::add_inspect_command(app, ctx);
 #ifdef VIGIL_WITH_TORCH
   vigil::cli::add_train_command(app, ctx);
