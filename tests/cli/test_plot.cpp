@@ -1,0 +1,107 @@
+// `vigil plot RUN_DIR`: the SVG lands in the run folder with the run's best and stop epochs
+// (replayed from run.json) and its checkpoints; bad folders get one clear error line.
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "test_support.hpp"
+
+namespace {
+
+using vigil::test::read_file;
+using vigil::test::run_vigil;
+using vigil::test::TempDir;
+using vigil::test::write_file;
+
+const char* kMetrics =
+    "epoch,step,loss,accuracy,val_loss,val_accuracy,lr,seconds\n"
+    "0,10,0.90,0.60,0.80,0.65,0.01,1.0\n"
+    "1,20,0.60,0.75,0.62,0.74,0.01,1.0\n"
+    "2,30,0.45,0.82,0.50,0.80,0.01,1.0\n"
+    "3,40,0.38,0.86,0.52,0.81,0.01,1.0\n"
+    "4,50,0.33,0.88,0.55,0.80,0.01,1.0\n";
+
+std::vector<std::string> attr_values(const std::string& svg, const std::string& cls,
+                                     const std::string& attr) {
+  std::vector<std::string> out;
+  const std::regex element("<[a-z]+ class=\"" + cls + "\"[^>]*>");
+  const std::regex value(attr + "=\"([^\"]*)\"");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), element);
+       it != std::sregex_iterator(); ++it) {
+    std::smatch m;
+    const std::string tag = it->str();
+    if (std::regex_search(tag, m, value)) out.push_back(m[1]);
+  }
+  return out;
+}
+
+std::size_t point_count(const std::string& points) {
+  std::istringstream in(points);
+  std::size_t n = 0;
+  for (std::string p; in >> p;) ++n;
+  return n;
+}
+
+TEST(Plot, DrawsTheRunWithItsBestStopAndCheckpoints) {
+  TempDir run;
+  write_file(run / "metrics.csv", kMetrics);
+  write_file(run / "run.json",
+             R"({"epochs": 30, "early_stopping": {"monitor": "val_loss", "patience": 2}})");
+  write_file(
+      run / "checkpoints/manifest.json",
+      R"({"checkpoints": [{"name": "epoch-0001", "epoch": 1}, {"name": "epoch-0002", "epoch": 2}]})");
+  const auto r = run_vigil({"plot", run.path().string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("best epoch 2; stopped after epoch 4; 2 checkpoints"), std::string::npos)
+      << r.out;
+  const auto svg = read_file(run / "learning_curve.svg");
+  EXPECT_EQ(svg.rfind("<?xml", 0), 0u);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  EXPECT_EQ(attr_values(svg, "curve", "data-name"), (std::vector<std::string>{"loss", "val_loss"}));
+  for (const auto& pts : attr_values(svg, "curve", "points")) EXPECT_EQ(point_count(pts), 5u);
+  EXPECT_EQ(attr_values(svg, "best-epoch", "data-epoch"), std::vector<std::string>{"2"});
+  EXPECT_EQ(attr_values(svg, "stop-epoch", "data-epoch"), std::vector<std::string>{"4"});
+  EXPECT_EQ(attr_values(svg, "checkpoint", "data-epoch"), (std::vector<std::string>{"1", "2"}));
+}
+
+TEST(Plot, OtherMetricAndOutputWithoutRunJson) {
+  TempDir run;
+  write_file(run / "metrics.csv", kMetrics);
+  const auto out = (run / "acc.svg").string();
+  const auto r = run_vigil({"plot", run.path().string(), "--metric", "accuracy", "--out", out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto svg = read_file(out);
+  EXPECT_EQ(attr_values(svg, "curve", "data-name"),
+            (std::vector<std::string>{"accuracy", "val_accuracy"}));
+  // No run.json: the best validation accuracy (maximised, by its name) and no stop line.
+  EXPECT_EQ(attr_values(svg, "best-epoch", "data-epoch"), std::vector<std::string>{"3"});
+  EXPECT_TRUE(attr_values(svg, "stop-epoch", "data-epoch").empty());
+}
+
+void expect_clean_error(const vigil::test::RunResult& r, const std::string& needle) {
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(r.exit_code, 128);
+  std::istringstream err(r.err);
+  std::string first, second;
+  std::getline(err, first);
+  EXPECT_FALSE(std::getline(err, second)) << r.err;
+  EXPECT_EQ(first.rfind("vigil: error: ", 0), 0u) << first;
+  EXPECT_NE(first.find(needle), std::string::npos) << first;
+}
+
+TEST(Plot, BadRunFolders) {
+  TempDir run;
+  expect_clean_error(run_vigil({"plot", (run / "nope").string()}), "does not exist");
+  expect_clean_error(run_vigil({"plot", run.path().string()}), "has no metrics.csv");
+  write_file(run / "metrics.csv", kMetrics);
+  expect_clean_error(run_vigil({"plot", run.path().string(), "--metric", "f1"}),
+                     "neither 'f1' nor 'val_f1'");
+  expect_clean_error(run_vigil({"plot", run.path().string(), "--width", "10"}), "too small");
+  write_file(run / "empty/metrics.csv", "");
+  expect_clean_error(run_vigil({"plot", (run / "empty").string()}), "is empty");
+}
+
+}  // namespace
