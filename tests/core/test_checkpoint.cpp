@@ -94,6 +94,36 @@ TEST(Checkpoint, RefusesAnExistingFolderAndUnsafeStems) {
   EXPECT_FALSE(fs::exists(tmp / "escape.safetensors"));
 }
 
+// Records where every write came from: a synchronous save must stream from the caller's memory
+// in bounded blocks, never from a copy of the state.
+class RecordingOps : public FileOps {
+ public:
+  std::vector<std::pair<const std::byte*, std::size_t>> writes;
+  ssize_t write(int fd, const void* data, size_t size) override {
+    writes.emplace_back(static_cast<const std::byte*>(data), size);
+    return FileOps::write(fd, data, size);
+  }
+};
+
+TEST(Checkpoint, WritesStreamFromTheCallersMemoryInBlocks) {
+  TempDir tmp;
+  std::vector<float> big(300000, 0.5f);  // 1.2 MB
+  CheckpointContent c;
+  c.files["model"] = {TensorView{"big", DType::F32, {big.size()}, std::as_bytes(std::span(big))}};
+  auto ops = std::make_shared<RecordingOps>();
+  write_checkpoint(tmp / "c", c,
+                   CheckpointWriteOptions{}.with_ops(ops).with_block_bytes(256 * 1024));
+  auto begin = reinterpret_cast<const std::byte*>(big.data());
+  auto end = begin + big.size() * sizeof(float);
+  std::size_t from_caller = 0;
+  for (const auto& [p, n] : ops->writes) {
+    EXPECT_LE(n, 256u * 1024 + 4096) << "one write of " << n << " bytes";
+    if (p >= begin && p + n <= end) from_caller += n;
+  }
+  EXPECT_EQ(from_caller, big.size() * sizeof(float));
+  EXPECT_NO_THROW(verify_checkpoint(tmp / "c"));
+}
+
 TEST(Checkpoint, StateOnlyCheckpointIsValid) {
   TempDir tmp;
   CheckpointContent c;
