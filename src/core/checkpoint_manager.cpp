@@ -291,7 +291,7 @@ void CheckpointManager::submit(const SaveRequest& request) {
   if (options_.async)
     save_async(request);
   else
-    finished_.push_back(save(request));
+    (void)save(request);
 }
 
 std::vector<SaveResult> CheckpointManager::wait() {
