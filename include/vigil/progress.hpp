@@ -1,0 +1,96 @@
+// Training progress display: on a terminal a live bar redrawn in place (batches, rate, ETA,
+// latest metrics); otherwise one plain line per epoch. The clock is injectable for tests.
+#pragma once
+
+#include <cstdio>
+#include <functional>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+
+#include "vigil/monitor.hpp"
+
+namespace vigil {
+
+/// Options of ProgressDisplay.
+struct ProgressOptions {
+  /// Live bar (true) or one line per epoch (false). Default: live when writing to a terminal
+  /// (a std::FILE* for which isatty() holds); an ostream is never taken for a terminal.
+  std::optional<bool> live;
+  /// Characters between the brackets of the bar (default 30, at least 5).
+  int bar_width = 30;
+  /// Shortest time between two redraws of the live bar in seconds, so drawing never slows
+  /// training down (default 0.1). The last batch of an epoch is always drawn.
+  double min_redraw_seconds = 0.1;
+  /// Significant digits of metric values (default 4).
+  int precision = 4;
+
+  ProgressOptions& with_live(std::optional<bool> v) {
+    live = v;
+    return *this;
+  }
+  ProgressOptions& with_bar_width(int v) {
+    bar_width = v;
+    return *this;
+  }
+  ProgressOptions& with_min_redraw_seconds(double v) {
+    min_redraw_seconds = v;
+    return *this;
+  }
+  ProgressOptions& with_precision(int v) {
+    precision = v;
+    return *this;
+  }
+};
+
+/// Shows training progress. Feed it the loop's events; epochs are 0-based as everywhere in
+/// vigil ("epoch 3 (4 of 30)"). Not thread-safe: call it from the training loop only.
+class ProgressDisplay {
+ public:
+  /// Seconds on a monotonic clock (default: std::chrono::steady_clock).
+  using Clock = std::function<double()>;
+
+  /// Writes to `out` (not owned; flushed after every write).
+  explicit ProgressDisplay(std::FILE* out, ProgressOptions options = {}, Clock clock = {});
+  /// Writes to `out` (not owned; flushed after every write).
+  explicit ProgressDisplay(std::ostream& out, ProgressOptions options = {}, Clock clock = {});
+
+  /// Starts an epoch; `epochs_total` and `batches_total` are shown when known.
+  void on_epoch_begin(long epoch, std::optional<long> epochs_total = std::nullopt,
+                      std::optional<long> batches_total = std::nullopt);
+  /// A batch (0-based within the epoch) finished with these running metrics.
+  void on_batch_end(long batch, const Logs& logs);
+  /// The epoch finished with these metrics (training and validation): the final line.
+  void on_epoch_end(long epoch, const Logs& logs);
+  /// Prints a line of its own (a warning, "saved checkpoint ...") without garbling the bar.
+  void message(std::string_view text);
+
+  /// Whether the live bar is in use.
+  bool live() const { return live_; }
+
+  /// "0:07", "12:05", "1:02:03" for a number of seconds (rounded; negative or non-finite "?").
+  static std::string format_duration(double seconds);
+
+ private:
+  void write(std::string_view text);
+  void draw(bool final_draw);
+  std::string metrics_text(const Logs& logs) const;
+
+  std::function<void(std::string_view)> sink_;
+  ProgressOptions options_;
+  Clock clock_;
+  bool live_ = false;
+
+  long epoch_ = 0;
+  std::optional<long> epochs_total_;
+  std::optional<long> batches_total_;
+  long batches_done_ = 0;
+  double epoch_start_ = 0;
+  double last_draw_ = 0;
+  bool drawn_ = false;
+  std::size_t last_width_ = 0;
+  Logs latest_;
+};
+
+}  // namespace vigil
