@@ -19,9 +19,11 @@
 namespace vigil {
 
 /// Element types of the safetensors format (the reference's names via dtype_name()).
+// clang-format off
 enum class DType : std::uint8_t {
   BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, I64, U64, F64
 };
+// clang-format on
 
 /// "F32", "BF16", ... as the safetensors reference spells them.
 std::string_view dtype_name(DType dtype);
@@ -43,7 +45,7 @@ using Metadata = std::map<std::string, std::string>;
 
 /// Metadata keys vigil adds; plain safetensors readers ignore them.
 inline constexpr std::string_view kChecksumKeyPrefix = "vigil.xxh3:";  ///< + tensor name -> 16 hex
-inline constexpr std::string_view kFormatKey = "vigil.format";          ///< "1"
+inline constexpr std::string_view kFormatKey = "vigil.format";         ///< "1"
 
 /// Every way a file can be wrong, each its own kind (safetensors' reader has the same set).
 enum class FormatErrorKind {
@@ -61,7 +63,8 @@ enum class FormatErrorKind {
   InvalidOffsets,        ///< offsets not sorted, not starting at 0, not contiguous, or begin > end
   ElementCountOverflow,  ///< product(shape) * dtype size overflows 64 bits
   SizeMismatch,          ///< byte span differs from product(shape) * dtype size
-  TrailingBytes,         ///< the data does not end exactly at the end of the file
+  TrailingBytes,         ///< the data does not end exactly at the end of the file (extra
+                         ///< bytes, or a truncated file)
   ChecksumMismatch,      ///< a tensor's XXH3-64 differs from the one stored
   InvalidChecksum,       ///< a stored checksum is malformed or names no tensor
 };
@@ -86,13 +89,24 @@ struct SafetensorsWriteOptions {
   /// The file layer (tests inject faults through it).
   std::shared_ptr<FileOps> ops = FileOps::real();
 
-  SafetensorsWriteOptions& with_checksums(bool v) { checksums = v; return *this; }
-  SafetensorsWriteOptions& with_block_bytes(std::size_t v) { block_bytes = v; return *this; }
-  SafetensorsWriteOptions& with_ops(std::shared_ptr<FileOps> v) { ops = std::move(v); return *this; }
+  SafetensorsWriteOptions& with_checksums(bool v) {
+    checksums = v;
+    return *this;
+  }
+  SafetensorsWriteOptions& with_block_bytes(std::size_t v) {
+    block_bytes = v;
+    return *this;
+  }
+  SafetensorsWriteOptions& with_ops(std::shared_ptr<FileOps> v) {
+    ops = std::move(v);
+    return *this;
+  }
 };
 
 /// Writes a complete safetensors file into `out` (header then data in the reference order:
-/// dtype alignment largest first, then name). Does not sync or close `out`.
+/// dtype alignment largest first, then name). Does not sync or close `out`. vigil's own keys
+/// in `metadata` (kChecksumKeyPrefix..., kFormatKey) are replaced by fresh ones, or dropped when
+/// checksums are off, so re-saving a file read back never carries stale checksums.
 /// Throws OptionError for invalid input (duplicate names, data size not matching the shape).
 void write_safetensors(DurableFile& out, std::span<const TensorView> tensors,
                        const Metadata& metadata = {}, const SafetensorsWriteOptions& options = {});
@@ -116,7 +130,10 @@ struct SafetensorsReadOptions {
   /// Check every tensor's stored XXH3-64 while opening (default true). Files without vigil
   /// checksums (from other writers) open fine either way.
   bool verify_checksums = true;
-  SafetensorsReadOptions& with_verify_checksums(bool v) { verify_checksums = v; return *this; }
+  SafetensorsReadOptions& with_verify_checksums(bool v) {
+    verify_checksums = v;
+    return *this;
+  }
 };
 
 /// An opened, validated tensor file. Views stay valid while the object lives.

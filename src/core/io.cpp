@@ -14,7 +14,6 @@
 #include <utility>
 
 #include <fmt/core.h>
-#include <fmt/std.h>
 
 namespace vigil {
 
