@@ -47,6 +47,30 @@ Logs logs_from_json(const nlohmann::json& json) {
   return logs;
 }
 
+RestorePoint RestorePoint::from(const Checkpoint& checkpoint) {
+  RestorePoint p;
+  p.path = checkpoint.info().path;
+  if (!checkpoint.has_file(kModelStem))
+    throw InputError(fmt::format("{}: the checkpoint has no model.safetensors", p.path.string()));
+  p.model = checkpoint.open_file(kModelStem);
+  if (checkpoint.has_file(kOptimizerStem)) p.optimizer = checkpoint.open_file(kOptimizerStem);
+  if (checkpoint.has_file(kCallbacksStem)) p.callbacks = checkpoint.open_file(kCallbacksStem);
+  p.state = checkpoint.state();
+  return p;
+}
+
+RestorePoint RestorePoint::open(const std::filesystem::path& dir) {
+  return from(Checkpoint::open(dir));
+}
+
+vigil::TensorFiles TrainingSnapshot::files() const {
+  vigil::TensorFiles f;
+  f[std::string(kModelStem)] = model.views();
+  if (!optimizer.empty()) f[RestorePoint::kOptimizerStem] = optimizer.views();
+  if (!callbacks.empty()) f[RestorePoint::kCallbacksStem] = callbacks.views();
+  return f;
+}
+
 TrainingSnapshot TrainingSnapshot::clone() const {
   return TrainingSnapshot{model.clone(), optimizer.clone(), callbacks.clone(), state};
 }

@@ -124,7 +124,7 @@ FitResult Trainer::fit(const Model& model, ::torch::optim::Optimizer& optimizer,
     callbacks_.on_epoch_begin(ctx, epoch);
 
     BatchIterator batches(train, epoch_order(n, options_.seed, epoch, options_.shuffle), bs,
-                          ctx.batch * bs);
+                          std::min(ctx.batch * bs, n));
     while (!batches.done()) {
       if (options_.interrupt) {
         if (auto reason = options_.interrupt()) {

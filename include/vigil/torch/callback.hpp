@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "vigil/checkpoint.hpp"
 #include "vigil/error.hpp"
 #include "vigil/monitor.hpp"
 #include "vigil/safetensors.hpp"
@@ -35,6 +36,15 @@ struct RestorePoint {
   std::optional<SafetensorsFile> optimizer;  ///< optimizer.safetensors (may be absent)
   std::optional<SafetensorsFile> callbacks;  ///< callbacks.safetensors (may be absent)
   nlohmann::json state;                      ///< the parsed state.json
+
+  /// Stems of the tensor files in a checkpoint folder besides "model" (kModelStem).
+  static constexpr const char* kOptimizerStem = "optimizer";
+  static constexpr const char* kCallbacksStem = "callbacks";
+
+  /// Opens the files of a verified checkpoint; throws InputError if it has no model file.
+  static RestorePoint from(const Checkpoint& checkpoint);
+  /// Opens and verifies the checkpoint folder `dir` (CheckpointError if it is not intact).
+  static RestorePoint open(const std::filesystem::path& dir);
 };
 
 /// Everything needed to resume exactly, captured from a live loop. Tensors are shared with the
@@ -49,6 +59,9 @@ struct TrainingSnapshot {
 
   /// A deep copy that later training steps cannot change.
   TrainingSnapshot clone() const;
+  /// The tensor files of a checkpoint: "model", "optimizer" and "callbacks" (when not empty).
+  /// Views on this snapshot's tensors: keep it alive while they are written.
+  TensorFiles files() const;
 };
 
 /// What a training loop exposes to callbacks: Keras's `callback.model` and `callback.params`,

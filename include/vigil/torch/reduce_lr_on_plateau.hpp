@@ -1,0 +1,88 @@
+// ReduceLROnPlateau callback with Keras's semantics: multiply the learning rate by `factor` once
+// the monitored metric has not improved for `patience` epochs, then wait `cooldown` epochs.
+#pragma once
+
+#include <string>
+
+#include "vigil/torch/callback.hpp"
+
+namespace vigil::torch {
+
+/// Options of ReduceLROnPlateau (Keras's names and defaults).
+struct ReduceLROnPlateauOptions {
+  /// The metric to watch (default "val_loss").
+  std::string monitor = "val_loss";
+  /// "min", "max" or "auto" (from the metric's name, see resolve_mode) (default "auto").
+  std::string mode = "auto";
+  /// New lr = lr * factor; must be in (0, 1) (default 0.1).
+  double factor = 0.1;
+  /// Epochs without improvement before reducing (default 10).
+  int patience = 10;
+  /// Smallest change that counts as an improvement (default 1e-4).
+  double min_delta = 1e-4;
+  /// Epochs to wait after a reduction before counting again (default 0).
+  int cooldown = 0;
+  /// The learning rate never goes below this (default 0).
+  double min_lr = 0.0;
+
+  ReduceLROnPlateauOptions& with_monitor(std::string v) {
+    monitor = std::move(v);
+    return *this;
+  }
+  ReduceLROnPlateauOptions& with_mode(std::string v) {
+    mode = std::move(v);
+    return *this;
+  }
+  ReduceLROnPlateauOptions& with_factor(double v) {
+    factor = v;
+    return *this;
+  }
+  ReduceLROnPlateauOptions& with_patience(int v) {
+    patience = v;
+    return *this;
+  }
+  ReduceLROnPlateauOptions& with_min_delta(double v) {
+    min_delta = v;
+    return *this;
+  }
+  ReduceLROnPlateauOptions& with_cooldown(int v) {
+    cooldown = v;
+    return *this;
+  }
+  ReduceLROnPlateauOptions& with_min_lr(double v) {
+    min_lr = v;
+    return *this;
+  }
+
+  /// Throws OptionError for factor outside (0, 1), negative patience/cooldown/min_lr.
+  void validate() const;
+};
+
+/// Keras's ReduceLROnPlateau on the context's optimizer (every param group). Its counters are
+/// checkpointed; the learning rate itself travels with the optimizer state.
+class ReduceLROnPlateau : public Callback {
+ public:
+  explicit ReduceLROnPlateau(ReduceLROnPlateauOptions options = {});
+  std::string name() const override { return "reduce_lr_on_plateau"; }
+  void on_train_begin(TrainContext& ctx, const Logs& logs) override;
+  void on_epoch_end(TrainContext& ctx, int epoch, const Logs& logs) override;
+  nlohmann::json state() const override;
+  void load_state(const nlohmann::json& state) override;
+
+  double best() const { return best_; }
+  int wait() const { return wait_; }
+  int cooldown_counter() const { return cooldown_counter_; }
+  /// Reductions made so far (for reports).
+  int reductions() const { return reductions_; }
+
+ private:
+  void reset();
+  ReduceLROnPlateauOptions options_;
+  Mode mode_;
+  double best_ = 0;
+  int wait_ = 0;
+  int cooldown_counter_ = 0;
+  int reductions_ = 0;
+};
+
+}  // namespace vigil::torch

@@ -1,0 +1,100 @@
+// ModelCheckpoint and BackupAndRestore: TrainContext snapshots in and out of a CheckpointManager.
+#include <fmt/core.h>
+
+#include "vigil/torch/backup_and_restore.hpp"
+#include "vigil/torch/model_checkpoint.hpp"
+
+namespace vigil::torch {
+
+namespace {
+
+SaveRequest request_for(const TrainContext& ctx, const TrainingSnapshot& snap, SavePoint at,
+                        const Logs& metrics) {
+  SaveRequest r;
+  r.epoch = ctx.epoch;
+  r.step = ctx.global_step;
+  r.at = at;
+  r.metrics = metrics;
+  r.files = snap.files();
+  r.state = snap.state;
+  return r;
+}
+
+}  // namespace
+
+SaveResult save_training_checkpoint(CheckpointManager& manager, const TrainContext& ctx,
+                                    SavePoint at, const Logs& metrics) {
+  const TrainingSnapshot snap = ctx.snapshot(metrics);
+  return manager.save(request_for(ctx, snap, at, metrics));
+}
+
+ModelCheckpoint::ModelCheckpoint(std::shared_ptr<CheckpointManager> manager)
+    : manager_(std::move(manager)) {
+  if (!manager_) throw OptionError("ModelCheckpoint needs a CheckpointManager");
+}
+
+void ModelCheckpoint::save(TrainContext& ctx, SavePoint at, const Logs& metrics) {
+  // The snapshot shares the live tensors: save() writes them before returning and save_async()
+  // copies them before returning, so training cannot change them under the writer.
+  const TrainingSnapshot snap = ctx.snapshot(metrics);
+  const SaveRequest request = request_for(ctx, snap, at, metrics);
+  if (manager_->options().async) {
+    manager_->save_async(request);
+    last_.reset();
+  } else {
+    last_ = manager_->save(request);
+    results_.push_back(*last_);
+  }
+}
+
+void ModelCheckpoint::on_batch_end(TrainContext& ctx, std::int64_t, const Logs& logs) {
+  // The end of an epoch is saved in on_epoch_end with the validation metrics; a step save at the
+  // same place would only duplicate it.
+  if (ctx.batch >= ctx.steps_per_epoch) return;
+  if (manager_->should_save(ctx.epoch, ctx.global_step, std::chrono::steady_clock::now(),
+                            SavePoint::Step))
+    save(ctx, SavePoint::Step, logs);
+}
+
+void ModelCheckpoint::on_epoch_end(TrainContext& ctx, int epoch, const Logs& logs) {
+  last_.reset();
+  if (manager_->should_save(epoch, ctx.global_step, std::chrono::steady_clock::now(),
+                            SavePoint::EpochEnd))
+    save(ctx, SavePoint::EpochEnd, logs);
+}
+
+void ModelCheckpoint::on_train_end(TrainContext&, const Logs&) {
+  for (auto& r : manager_->wait()) results_.push_back(std::move(r));
+}
+
+BackupAndRestore::BackupAndRestore(std::shared_ptr<CheckpointManager> manager,
+                                   BackupAndRestoreOptions options)
+    : manager_(std::move(manager)), options_(options) {
+  if (!manager_) throw OptionError("BackupAndRestore needs a CheckpointManager");
+}
+
+void BackupAndRestore::on_train_begin(TrainContext& ctx, const Logs&) {
+  resumed_from_.reset();
+  interrupt_checkpoint_.reset();
+  auto latest = manager_->latest();
+  if (!latest) return;
+  ctx.pending_restore = RestorePoint::from(manager_->open(latest->name));
+  resumed_from_ = latest;
+}
+
+void BackupAndRestore::on_epoch_end(TrainContext& ctx, int, const Logs& logs) {
+  if (options_.save_every_epoch)
+    save_training_checkpoint(*manager_, ctx, SavePoint::EpochEnd, logs);
+}
+
+void BackupAndRestore::on_interrupt(TrainContext& ctx) {
+  if (!options_.save_on_interrupt) return;
+  manager_->wait();  // a background save in flight is committed first, then ours is the newest
+  const auto at = ctx.epoch_complete ? SavePoint::EpochEnd : SavePoint::Step;
+  const Logs metrics =
+      ctx.epoch_complete && !ctx.history.empty() ? ctx.history.back().logs : Logs{};
+  auto result = save_training_checkpoint(*manager_, ctx, at, metrics);
+  if (result.checkpoint) interrupt_checkpoint_ = result.checkpoint;
+}
+
+}  // namespace vigil::torch
