@@ -179,6 +179,10 @@ void print_warnings(const std::vector<std::string>& warnings) {
 }
 
 int run_values(const ReplayArgs& a, const EarlyStoppingOptions& o) {
+  if (o.time_budget_seconds)
+    throw OptionError(
+        "--values has no elapsed times, so a time budget cannot fire: replay a --log with a "
+        "'seconds' column");
   const auto values = parse_values(a.values);
   const ReplayResult r = replay(values, o);
   if (a.json) {
@@ -238,9 +242,11 @@ int run_log(const ReplayArgs& a, const EarlyStoppingOptions& o) {
   return 0;
 }
 
-// One case per line: {"values": [...], "options": {...}, "train_values": [...]?, "name": ...?}.
+// One case per line: {"values": [...], "options": {...}} with optional "train_values" (for
+// pq), "elapsed_seconds" (cumulative, for a time budget) and "name" (echoed back).
 std::string run_case(const std::string& line, const EarlyStoppingOptions& base,
-                     std::vector<double>& values, std::vector<double>& train) {
+                     std::vector<double>& values, std::vector<double>& train,
+                     std::vector<double>& elapsed) {
   const auto j = nlohmann::json::parse(line);
   if (!j.is_object()) throw InputError("a batch line must be a JSON object with \"values\"");
   const auto v = j.find("values");
@@ -253,10 +259,17 @@ std::string run_case(const std::string& line, const EarlyStoppingOptions& base,
     if (!t->is_array()) throw InputError("\"train_values\" must be an array of numbers");
     for (const auto& x : *t) train.push_back(number_from_json(x));
   }
+  elapsed.clear();
+  if (const auto t = j.find("elapsed_seconds"); t != j.end()) {
+    if (!t->is_array()) throw InputError("\"elapsed_seconds\" must be an array of numbers");
+    for (const auto& x : *t) elapsed.push_back(number_from_json(x));
+  }
   const auto opts = j.find("options");
   const EarlyStoppingOptions o =
       opts == j.end() ? base : EarlyStoppingOptions::from_json(*opts, base);
-  auto out = replay(values, o, train).to_json();
+  if (o.time_budget_seconds && elapsed.empty())
+    throw InputError("a time budget needs \"elapsed_seconds\" (cumulative, one per value)");
+  auto out = replay(values, o, train, elapsed).to_json();
   if (const auto name = j.find("name"); name != j.end()) out["name"] = *name;
   return out.dump();
 }
@@ -272,7 +285,7 @@ int run_batch(const ReplayArgs& a, const EarlyStoppingOptions& base) {
   std::string out;
   out.reserve(1 << 20);
   std::string line;
-  std::vector<double> values, train;
+  std::vector<double> values, train, elapsed;
   long lineno = 0, cases = 0, failed = 0;
   std::string first_error;
   while (std::getline(*in, line)) {
@@ -280,7 +293,7 @@ int run_batch(const ReplayArgs& a, const EarlyStoppingOptions& base) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     ++cases;
     try {
-      out += run_case(line, base, values, train);
+      out += run_case(line, base, values, train, elapsed);
     } catch (const std::exception& e) {
       // One bad case must not hide the answers to the others: report it in place.
       ++failed;

@@ -170,19 +170,25 @@ TEST(Replay, BatchFlagsAreDefaultsAndBadLinesAnswerInPlace) {
       "not json\n"
       "{\"values\": [1, 2], \"options\": {\"patience\": -1}}\n"
       "{\"values\": [1, 2], \"options\": {\"rule\": \"gl\"}}\n"
-      "{\"values\": [3, 2, 1]}\n";
+      "{\"values\": [3, 2, 1]}\n"
+      "{\"values\": [3, 2, 1], \"elapsed_seconds\": [5, 10, 15], \"options\": "
+      "{\"time_budget_seconds\": 10}}\n"
+      "{\"values\": [3, 2, 1], \"options\": {\"time_budget_seconds\": 10}}\n";
   const auto r = run_vigil({"replay", "--batch", "-", "--patience", "1"}, input);
   EXPECT_EQ(r.exit_code, 1);
   const auto out = lines(r.out);
-  ASSERT_EQ(out.size(), 7u) << r.out;
+  ASSERT_EQ(out.size(), 9u) << r.out;
   EXPECT_EQ(json::parse(out[0]).at("stop_epoch"), 1);   // --patience 1 from the flags
   EXPECT_EQ(json::parse(out[1]).at("stopped"), false);  // the line's own patience wins
   for (int i : {2, 3, 4, 5}) EXPECT_TRUE(json::parse(out[i]).contains("error")) << out[i];
   EXPECT_NE(out[2].find("line 3"), std::string::npos);
   EXPECT_EQ(json::parse(out[6]).at("best_epoch"), 2);
+  EXPECT_EQ(json::parse(out[7]).at("reason_kind"), "time_budget");
+  EXPECT_EQ(json::parse(out[7]).at("stop_epoch"), 1);
+  EXPECT_NE(out[8].find("elapsed_seconds"), std::string::npos) << out[8];
   const auto err = lines(r.err);
   ASSERT_EQ(err.size(), 1u) << r.err;
-  EXPECT_NE(err[0].find("4 of 7 batch cases failed"), std::string::npos) << err[0];
+  EXPECT_NE(err[0].find("5 of 9 batch cases failed"), std::string::npos) << err[0];
 }
 
 TEST(Replay, BadInputs) {
@@ -210,6 +216,7 @@ TEST(Replay, BadInputs) {
                      "no column 'val_loss' (columns: epoch, loss, val_acc)");
   expect_clean_error(
       run_vigil({"replay", "--log", m, "--monitor", "val_acc", "--time-budget", "5"}), "seconds");
+  expect_clean_error(run_vigil({"replay", "--values", "1,2", "--time-budget", "5"}), "time budget");
   expect_clean_error(run_vigil({"replay", "--batch", (dir / "absent.jsonl").string()}),
                      "cannot open");
   expect_clean_error(run_vigil({"replay"}), "--values");
