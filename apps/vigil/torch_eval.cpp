@@ -1,0 +1,157 @@
+// `vigil eval --model PATH`: evaluates saved weights on the test set,
+// rebuilding the model from the options its run directory recorded in run.json.
+#include <fmt/core.h>
+
+#include <fstream>
+#include <memory>
+#include <optional>
+
+#include "commands.hpp"
+#include "torch_common.hpp"
+#include "vigil/checkpoint_manager.hpp"
+#include "vigil/torch/module_state.hpp"
+#include "vigil/torch/rng_state.hpp"
+#include "vigil/torch/trainer.hpp"
+
+namespace vigil::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace vt = vigil::torch;
+
+struct EvalArgs {
+  std::string model;
+  std::string run_dir;
+  std::string data;
+  std::int64_t limit_test = -1;
+  std::int64_t batch_size = 1000;
+  bool json = false;
+};
+
+std::optional<fs::path> find_run_dir(fs::path p) {
+  for (int i = 0; i < 4 && !p.empty(); ++i) {
+    if (fs::is_regular_file(p / "run.json"))
+      return p;
+    if (p == p.parent_path())
+      break;
+    p = p.parent_path();
+  }
+  return std::nullopt;
+}
+
+// The weights file PATH stands for: a file; a checkpoint folder or best/ (its
+// model.safetensors); a run directory (best/, else the final model, else the
+// newest checkpoint).
+fs::path resolve_model_file(const fs::path &path) {
+  if (!fs::exists(path))
+    throw InputError(
+        fmt::format("--model {}: no such file or directory", path.string()));
+  if (fs::is_regular_file(path))
+    return path;
+  if (fs::is_regular_file(path / "run.json")) {
+    for (const auto &f :
+         {CheckpointManager::best_model_path(path), path / "model.safetensors"})
+      if (fs::is_regular_file(f))
+        return f;
+    std::ifstream last(CheckpointManager::last_path(path));
+    std::string name;
+    if (last && std::getline(last, name) && !name.empty()) {
+      const auto f =
+          CheckpointManager::checkpoints_dir(path) / name / "model.safetensors";
+      if (fs::is_regular_file(f))
+        return f;
+    }
+    throw InputError(fmt::format("run directory {} holds no saved model yet",
+                                 path.string()));
+  }
+  if (fs::is_regular_file(path / "model.safetensors"))
+    return path / "model.safetensors";
+  throw InputError(fmt::format("--model {}: expected a model.safetensors file, "
+                               "a checkpoint folder or a run directory",
+                               path.string()));
+}
+
+void run_eval(const EvalArgs &a) {
+  const fs::path model_file = resolve_model_file(a.model);
+  std::optional<fs::path> run_dir;
+  if (!a.run_dir.empty())
+    run_dir = fs::path(a.run_dir);
+  else
+    run_dir =
+        find_run_dir(fs::is_directory(a.model) ? fs::path(a.model)
+                                               : model_file.parent_path());
+  if (!run_dir || !fs::is_regular_file(*run_dir / "run.json"))
+    throw InputError(fmt::format("cannot find the run.json recording how {} "
+                                 "was built: pass --run-dir DIR, the run "
+                                 "directory `vigil train` wrote",
+                                 model_file.string()));
+  std::ifstream in(*run_dir / "run.json", std::ios::binary);
+  nlohmann::json recorded;
+  try {
+    recorded = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception &e) {
+    throw InputError(fmt::format("{} is not valid JSON ({})",
+                                 (*run_dir / "run.json").string(), e.what()));
+  }
+  RunConfig config = RunConfig::from_json(recorded);
+  if (!a.data.empty())
+    config.data = a.data;
+  if (a.limit_test >= 0)
+    config.limit_test = a.limit_test;
+
+  RunData data = load_run_data(config, /*need_train=*/false);
+  vt::seed_torch(config.seed);
+  auto net = vt::build_model(data.spec);
+  vt::load_module_state(*net, model_file);
+  const Logs m = vt::evaluate(vt::Model::of(net), data.test, a.batch_size);
+  if (a.json) {
+    nlohmann::json out = {{"model", model_file.string()},
+                          {"run_dir", run_dir->string()},
+                          {"examples", data.test.size()},
+                          {"metrics", vt::logs_to_json(m)}};
+    fmt::print("{}\n", out.dump());
+    return;
+  }
+  fmt::print("model: {} ({} {})\n", model_file.string(), config.model,
+             config.model == "cnn" ? sizes_to_string(config.channels)
+                                   : sizes_to_string(config.hidden));
+  if (m.count("accuracy"))
+    fmt::print("test accuracy: {:.4f} (loss {:.4f}) on {} examples\n",
+               m.at("accuracy"), m.at("loss"), data.test.size());
+  else
+    fmt::print("test loss: {:.4f} on {} examples\n", m.at("loss"),
+               data.test.size());
+}
+
+} // namespace
+
+void add_eval_command(CLI::App &app, Context &ctx) {
+  auto args = std::make_shared<EvalArgs>();
+  auto *cmd = app.add_subcommand(
+      "eval", "Evaluate saved weights on the test set (model options come from "
+              "the run's run.json)");
+  cmd->add_option("--model", args->model,
+                  "A model.safetensors, a checkpoint folder, or a run "
+                  "directory (its best model)")
+      ->required();
+  cmd->add_option("--run-dir", args->run_dir,
+                  "The run directory whose run.json describes the model "
+                  "(default: found above "
+                  "--model)");
+  cmd->add_option("--data", args->data,
+                  "Another copy of the data set (default: the run's)");
+  cmd->add_option(
+      "--limit-test", args->limit_test,
+      "Use only the first N test examples (default: the run's setting)");
+  cmd->add_option("--batch-size", args->batch_size, "Examples per forward pass")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--json", args->json, "Print one JSON object");
+  cmd->callback([args, &ctx]() {
+    run_eval(*args);
+    ctx.exit_code = 0;
+  });
+}
+
+} // namespace vigil::cli
