@@ -14,31 +14,27 @@ namespace vigil::cli {
 
 namespace vt = vigil::torch;
 
-std::vector<std::int64_t> parse_sizes(const std::string &text,
-                                      const char *flag) {
+std::vector<std::int64_t> parse_sizes(const std::string& text, const char* flag) {
   std::vector<std::int64_t> out;
-  if (text.empty())
-    return out;
+  if (text.empty()) return out;
   std::size_t pos = 0;
   while (pos <= text.size()) {
     const auto comma = text.find(',', pos);
-    const auto part = text.substr(
-        pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    const auto part =
+        text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     std::int64_t v = 0;
     auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
     if (ec != std::errc{} || end != part.data() + part.size() || v < 1)
-      throw OptionError(fmt::format(
-          "{} takes positive integers separated by commas, got '{}'", flag,
-          text));
+      throw OptionError(
+          fmt::format("{} takes positive integers separated by commas, got '{}'", flag, text));
     out.push_back(v);
-    if (comma == std::string::npos)
-      break;
+    if (comma == std::string::npos) break;
     pos = comma + 1;
   }
   return out;
 }
 
-std::string sizes_to_string(const std::vector<std::int64_t> &sizes) {
+std::string sizes_to_string(const std::vector<std::int64_t>& sizes) {
   return fmt::format("{}", fmt::join(sizes, ","));
 }
 
@@ -81,14 +77,12 @@ nlohmann::json RunConfig::to_json() const {
   };
 }
 
-RunConfig RunConfig::from_json(const nlohmann::json &j, const RunConfig &d) {
-  if (!j.is_object())
-    throw InputError("run.json is not a JSON object");
+RunConfig RunConfig::from_json(const nlohmann::json& j, const RunConfig& d) {
+  if (!j.is_object()) throw InputError("run.json is not a JSON object");
   RunConfig c = d;
   try {
-    auto get = [&](const char *key, auto &field) {
-      if (j.contains(key) && !j.at(key).is_null())
-        j.at(key).get_to(field);
+    auto get = [&](const char* key, auto& field) {
+      if (j.contains(key) && !j.at(key).is_null()) j.at(key).get_to(field);
     };
     get("data", c.data);
     get("target", c.target);
@@ -111,8 +105,7 @@ RunConfig RunConfig::from_json(const nlohmann::json &j, const RunConfig &d) {
     get("seed", c.seed);
     get("threads", c.threads);
     if (j.contains("early_stopping"))
-      c.early_stopping = EarlyStoppingOptions::from_json(j.at("early_stopping"),
-                                                         d.early_stopping);
+      c.early_stopping = EarlyStoppingOptions::from_json(j.at("early_stopping"), d.early_stopping);
     get("restore_best_weights", c.restore_best_weights);
     get("save_top_k", c.save_top_k);
     get("keep_last", c.keep_last);
@@ -125,16 +118,14 @@ RunConfig RunConfig::from_json(const nlohmann::json &j, const RunConfig &d) {
     get("reduce_lr_factor", c.reduce_lr_factor);
     get("min_lr", c.min_lr);
     get("cooldown", c.cooldown);
-    if (j.contains("standardizer"))
-      c.standardizer = j.at("standardizer");
-  } catch (const nlohmann::json::exception &e) {
-    throw InputError(
-        fmt::format("run.json has a value of the wrong type ({})", e.what()));
+    if (j.contains("standardizer")) c.standardizer = j.at("standardizer");
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(fmt::format("run.json has a value of the wrong type ({})", e.what()));
   }
   return c;
 }
 
-const std::set<std::string> &frozen_keys() {
+const std::set<std::string>& frozen_keys() {
   static const std::set<std::string> keys = {"data",
                                              "target",
                                              "task",
@@ -160,80 +151,66 @@ const std::set<std::string> &frozen_keys() {
 
 namespace {
 
-std::string flag_of(const std::string &key) {
+std::string flag_of(const std::string& key) {
   auto k = key.rfind("early_stopping.", 0) == 0 ? key.substr(15) : key;
-  if (k == "rules")
-    k = "rule";
+  if (k == "rules") k = "rule";
   std::string f = "--";
-  for (char ch : k)
-    f += ch == '_' ? '-' : ch;
+  for (char ch : k) f += ch == '_' ? '-' : ch;
   return f;
 }
 
-std::string show(const nlohmann::json &v) {
-  if (v.is_string())
-    return v.get<std::string>();
-  if (v.is_array() &&
-      std::all_of(v.begin(), v.end(), [](auto &x) { return x.is_number(); })) {
+std::string show(const nlohmann::json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_array() && std::all_of(v.begin(), v.end(), [](auto& x) { return x.is_number(); })) {
     std::string s;
-    for (const auto &x : v)
-      s += (s.empty() ? "" : ",") + x.dump();
+    for (const auto& x : v) s += (s.empty() ? "" : ",") + x.dump();
     return s.empty() ? "(none)" : s;
   }
   return v.dump();
 }
 
-} // namespace
+}  // namespace
 
-nlohmann::json merge_for_resume(const nlohmann::json &recorded,
-                                const nlohmann::json &given,
-                                const std::set<std::string> &explicit_keys,
-                                const std::filesystem::path &run_dir) {
+nlohmann::json merge_for_resume(const nlohmann::json& recorded, const nlohmann::json& given,
+                                const std::set<std::string>& explicit_keys,
+                                const std::filesystem::path& run_dir) {
   nlohmann::json merged = recorded;
-  for (const auto &key : explicit_keys) {
+  for (const auto& key : explicit_keys) {
     const auto ptr = nlohmann::json::json_pointer("/" + [&] {
       std::string p = key;
-      for (auto &ch : p)
-        if (ch == '.')
-          ch = '/';
+      for (auto& ch : p)
+        if (ch == '.') ch = '/';
       return p;
     }());
-    if (!given.contains(ptr))
-      continue;
-    const auto &now = given.at(ptr);
-    if (frozen_keys().count(key) && merged.contains(ptr) &&
-        merged.at(ptr) != now) {
-      throw OptionError(
-          fmt::format("{} cannot change when resuming {} (the run was started "
-                      "with {} {}, now {}): drop the "
-                      "flag to resume, or add --fresh to start a new run (the "
-                      "old one is moved aside)",
-                      flag_of(key), run_dir.string(), flag_of(key),
-                      show(merged.at(ptr)), show(now)));
+    if (!given.contains(ptr)) continue;
+    const auto& now = given.at(ptr);
+    if (frozen_keys().count(key) && merged.contains(ptr) && merged.at(ptr) != now) {
+      throw OptionError(fmt::format(
+          "{} cannot change when resuming {} (the run was started "
+          "with {} {}, now {}): drop the "
+          "flag to resume, or add --fresh to start a new run (the "
+          "old one is moved aside)",
+          flag_of(key), run_dir.string(), flag_of(key), show(merged.at(ptr)), show(now)));
     }
     merged[ptr] = now;
   }
   return merged;
 }
 
-RunData load_run_data(RunConfig &c, bool need_train) {
+RunData load_run_data(RunConfig& c, bool need_train) {
   RunData out;
   const std::uint64_t seed = c.seed;
   if (c.data.rfind("csv:", 0) == 0) {
     const std::filesystem::path file = c.data.substr(4);
     if (c.target.empty())
-      throw OptionError(
-          "--data csv:FILE needs --target COLUMN, the column to predict");
-    auto csv =
-        vt::load_csv(file, vt::CsvOptions{}.with_target(c.target).with_task(
-                               vt::parse_task(c.task)));
+      throw OptionError("--data csv:FILE needs --target COLUMN, the column to predict");
+    auto csv = vt::load_csv(
+        file, vt::CsvOptions{}.with_target(c.target).with_task(vt::parse_task(c.task)));
     // The test rows are held out first, with their own seed, so that
     // --limit-train and the validation split never change which rows are
     // tested.
-    auto tt = vt::train_validation_split(csv.data, c.test_split,
-                                         seed ^ 0x7e57'0000'0000'7e57ULL);
-    vt::Dataset pool =
-        c.limit_train > 0 ? tt.train.head(c.limit_train) : tt.train;
+    auto tt = vt::train_validation_split(csv.data, c.test_split, seed ^ 0x7e57'0000'0000'7e57ULL);
+    vt::Dataset pool = c.limit_train > 0 ? tt.train.head(c.limit_train) : tt.train;
     auto tv = vt::train_validation_split(pool, c.validation_split, seed);
     vt::Standardizer st;
     if (c.standardizer.is_object()) {
@@ -242,32 +219,27 @@ RunData load_run_data(RunConfig &c, bool need_train) {
       st = vt::Standardizer::fit(tv.train.features);
       c.standardizer = st.to_json();
     }
-    out.test =
-        c.limit_test > 0 ? tt.validation.head(c.limit_test) : tt.validation;
+    out.test = c.limit_test > 0 ? tt.validation.head(c.limit_test) : tt.validation;
     out.test.features = st.apply(out.test.features);
     if (need_train) {
       out.train = tv.train;
       out.validation = tv.validation;
       out.train.features = st.apply(out.train.features);
-      if (out.validation.size() > 0)
-        out.validation.features = st.apply(out.validation.features);
+      if (out.validation.size() > 0) out.validation.features = st.apply(out.validation.features);
     }
     out.classification = csv.task == vt::Task::Classification;
-    out.spec.input_shape = {
-        static_cast<std::int64_t>(csv.feature_names.size())};
+    out.spec.input_shape = {static_cast<std::int64_t>(csv.feature_names.size())};
     out.spec.outputs = out.classification ? csv.num_classes : 1;
-    out.description =
-        fmt::format("{} ({} {}, target {})", file.string(),
-                    out.classification ? "classification" : "regression",
-                    fmt::format("{} rows", csv.data.size()), c.target);
+    out.description = fmt::format("{} ({} {}, target {})", file.string(),
+                                  out.classification ? "classification" : "regression",
+                                  fmt::format("{} rows", csv.data.size()), c.target);
   } else {
     auto opts = vt::FashionMnistOptions{}.with_root(c.data);
     if (need_train) {
       auto train = vt::load_fashion_mnist(
           vt::Split::Train,
           vt::FashionMnistOptions(opts).with_limit(
-              c.limit_train > 0 ? std::optional<std::int64_t>(c.limit_train)
-                                : std::nullopt));
+              c.limit_train > 0 ? std::optional<std::int64_t>(c.limit_train) : std::nullopt));
       auto tv = vt::train_validation_split(train, c.validation_split, seed);
       out.train = std::move(tv.train);
       out.validation = std::move(tv.validation);
@@ -275,8 +247,7 @@ RunData load_run_data(RunConfig &c, bool need_train) {
     out.test = vt::load_fashion_mnist(
         vt::Split::Test,
         vt::FashionMnistOptions(opts).with_limit(
-            c.limit_test > 0 ? std::optional<std::int64_t>(c.limit_test)
-                             : std::nullopt));
+            c.limit_test > 0 ? std::optional<std::int64_t>(c.limit_test) : std::nullopt));
     out.classification = true;
     out.spec.input_shape = {1, 28, 28};
     out.spec.outputs = 10;
@@ -291,4 +262,4 @@ RunData load_run_data(RunConfig &c, bool need_train) {
   return out;
 }
 
-} // namespace vigil::cli
+}  // namespace vigil::cli

@@ -21,16 +21,13 @@ namespace vigil::cli {
 /// names with '_').
 struct RunConfig {
   // Data.
-  std::string data{
-      vigil::torch::kFashionMnistDir}; ///< IDX folder, or "csv:FILE"
-  std::string target;                  ///< csv: the column to predict
-  std::string task = "auto";           ///< csv: auto|classification|regression
-  double validation_split =
-      0.1; ///< fraction of the training set held out for validation
-  double test_split = 0.2; ///< csv: fraction held out as the test set
-  std::int64_t limit_train =
-      0; ///< use only the first N training examples (0 = all)
-  std::int64_t limit_test = 0; ///< use only the first N test examples (0 = all)
+  std::string data{vigil::torch::kFashionMnistDir};  ///< IDX folder, or "csv:FILE"
+  std::string target;                                ///< csv: the column to predict
+  std::string task = "auto";                         ///< csv: auto|classification|regression
+  double validation_split = 0.1;  ///< fraction of the training set held out for validation
+  double test_split = 0.2;        ///< csv: fraction held out as the test set
+  std::int64_t limit_train = 0;   ///< use only the first N training examples (0 = all)
+  std::int64_t limit_test = 0;    ///< use only the first N test examples (0 = all)
   // Model.
   std::string model = "mlp";
   std::vector<std::int64_t> hidden{256, 256};
@@ -67,45 +64,39 @@ struct RunConfig {
 
   nlohmann::json to_json() const;
   /// Keys absent from `j` keep the values of `defaults`.
-  static RunConfig from_json(const nlohmann::json &j,
-                             const RunConfig &defaults);
-  static RunConfig from_json(const nlohmann::json &j) {
-    return from_json(j, RunConfig{});
-  }
+  static RunConfig from_json(const nlohmann::json& j, const RunConfig& defaults);
+  static RunConfig from_json(const nlohmann::json& j) { return from_json(j, RunConfig{}); }
 };
 
 /// Keys of run.json that cannot change when a run resumes (data, model shape,
 /// seed, ...).
-const std::set<std::string> &frozen_keys();
+const std::set<std::string>& frozen_keys();
 
 /// For a resume: starts from `recorded` (the run.json) and overrides it with
 /// the keys the user gave explicitly in `given`. A frozen key with another
 /// value throws OptionError naming the flag, both values, and --fresh.
-nlohmann::json merge_for_resume(const nlohmann::json &recorded,
-                                const nlohmann::json &given,
-                                const std::set<std::string> &explicit_keys,
-                                const std::filesystem::path &run_dir);
+nlohmann::json merge_for_resume(const nlohmann::json& recorded, const nlohmann::json& given,
+                                const std::set<std::string>& explicit_keys,
+                                const std::filesystem::path& run_dir);
 
 /// The data sets of a run, ready for the model.
 struct RunData {
   vigil::torch::Dataset train;
   vigil::torch::Dataset validation;
   vigil::torch::Dataset test;
-  vigil::torch::ModelSpec spec; ///< input shape and outputs set from the data
-  std::string
-      description; ///< e.g. "Fashion-MNIST (54000 train, 6000 validation)"
+  vigil::torch::ModelSpec spec;  ///< input shape and outputs set from the data
+  std::string description;       ///< e.g. "Fashion-MNIST (54000 train, 6000 validation)"
   bool classification = true;
 };
 
 /// Loads what `config` describes. `need_train` false loads only the test set
 /// (for eval). Fills config.standardizer for a CSV run the first time (later
 /// runs reuse the recorded one).
-RunData load_run_data(RunConfig &config, bool need_train = true);
+RunData load_run_data(RunConfig& config, bool need_train = true);
 
 /// Parses "256,256" (empty string = no hidden layer); throws OptionError for
 /// bad values.
-std::vector<std::int64_t> parse_sizes(const std::string &text,
-                                      const char *flag);
-std::string sizes_to_string(const std::vector<std::int64_t> &sizes);
+std::vector<std::int64_t> parse_sizes(const std::string& text, const char* flag);
+std::string sizes_to_string(const std::vector<std::int64_t>& sizes);
 
-} // namespace vigil::cli
+}  // namespace vigil::cli

@@ -31,10 +31,8 @@ struct EvalArgs {
 
 std::optional<fs::path> find_run_dir(fs::path p) {
   for (int i = 0; i < 4 && !p.empty(); ++i) {
-    if (fs::is_regular_file(p / "run.json"))
-      return p;
-    if (p == p.parent_path())
-      break;
+    if (fs::is_regular_file(p / "run.json")) return p;
+    if (p == p.parent_path()) break;
     p = p.parent_path();
   }
   return std::nullopt;
@@ -43,62 +41,53 @@ std::optional<fs::path> find_run_dir(fs::path p) {
 // The weights file PATH stands for: a file; a checkpoint folder or best/ (its
 // model.safetensors); a run directory (best/, else the final model, else the
 // newest checkpoint).
-fs::path resolve_model_file(const fs::path &path) {
+fs::path resolve_model_file(const fs::path& path) {
   if (!fs::exists(path))
-    throw InputError(
-        fmt::format("--model {}: no such file or directory", path.string()));
-  if (fs::is_regular_file(path))
-    return path;
+    throw InputError(fmt::format("--model {}: no such file or directory", path.string()));
+  if (fs::is_regular_file(path)) return path;
   if (fs::is_regular_file(path / "run.json")) {
-    for (const auto &f :
-         {CheckpointManager::best_model_path(path), path / "model.safetensors"})
-      if (fs::is_regular_file(f))
-        return f;
+    for (const auto& f : {CheckpointManager::best_model_path(path), path / "model.safetensors"})
+      if (fs::is_regular_file(f)) return f;
     std::ifstream last(CheckpointManager::last_path(path));
     std::string name;
     if (last && std::getline(last, name) && !name.empty()) {
-      const auto f =
-          CheckpointManager::checkpoints_dir(path) / name / "model.safetensors";
-      if (fs::is_regular_file(f))
-        return f;
+      const auto f = CheckpointManager::checkpoints_dir(path) / name / "model.safetensors";
+      if (fs::is_regular_file(f)) return f;
     }
-    throw InputError(fmt::format("run directory {} holds no saved model yet",
-                                 path.string()));
+    throw InputError(fmt::format("run directory {} holds no saved model yet", path.string()));
   }
-  if (fs::is_regular_file(path / "model.safetensors"))
-    return path / "model.safetensors";
-  throw InputError(fmt::format("--model {}: expected a model.safetensors file, "
-                               "a checkpoint folder or a run directory",
-                               path.string()));
+  if (fs::is_regular_file(path / "model.safetensors")) return path / "model.safetensors";
+  throw InputError(
+      fmt::format("--model {}: expected a model.safetensors file, "
+                  "a checkpoint folder or a run directory",
+                  path.string()));
 }
 
-void run_eval(const EvalArgs &a) {
+void run_eval(const EvalArgs& a) {
   const fs::path model_file = resolve_model_file(a.model);
   std::optional<fs::path> run_dir;
   if (!a.run_dir.empty())
     run_dir = fs::path(a.run_dir);
   else
     run_dir =
-        find_run_dir(fs::is_directory(a.model) ? fs::path(a.model)
-                                               : model_file.parent_path());
+        find_run_dir(fs::is_directory(a.model) ? fs::path(a.model) : model_file.parent_path());
   if (!run_dir || !fs::is_regular_file(*run_dir / "run.json"))
-    throw InputError(fmt::format("cannot find the run.json recording how {} "
-                                 "was built: pass --run-dir DIR, the run "
-                                 "directory `vigil train` wrote",
-                                 model_file.string()));
+    throw InputError(
+        fmt::format("cannot find the run.json recording how {} "
+                    "was built: pass --run-dir DIR, the run "
+                    "directory `vigil train` wrote",
+                    model_file.string()));
   std::ifstream in(*run_dir / "run.json", std::ios::binary);
   nlohmann::json recorded;
   try {
     recorded = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception &e) {
-    throw InputError(fmt::format("{} is not valid JSON ({})",
-                                 (*run_dir / "run.json").string(), e.what()));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(
+        fmt::format("{} is not valid JSON ({})", (*run_dir / "run.json").string(), e.what()));
   }
   RunConfig config = RunConfig::from_json(recorded);
-  if (!a.data.empty())
-    config.data = a.data;
-  if (a.limit_test >= 0)
-    config.limit_test = a.limit_test;
+  if (!a.data.empty()) config.data = a.data;
+  if (a.limit_test >= 0) config.limit_test = a.limit_test;
 
   RunData data = load_run_data(config, /*need_train=*/false);
   vt::seed_torch(config.seed);
@@ -113,24 +102,23 @@ void run_eval(const EvalArgs &a) {
     fmt::print("{}\n", out.dump());
     return;
   }
-  fmt::print("model: {} ({} {})\n", model_file.string(), config.model,
-             config.model == "cnn" ? sizes_to_string(config.channels)
-                                   : sizes_to_string(config.hidden));
+  fmt::print(
+      "model: {} ({} {})\n", model_file.string(), config.model,
+      config.model == "cnn" ? sizes_to_string(config.channels) : sizes_to_string(config.hidden));
   if (m.count("accuracy"))
-    fmt::print("test accuracy: {:.4f} (loss {:.4f}) on {} examples\n",
-               m.at("accuracy"), m.at("loss"), data.test.size());
+    fmt::print("test accuracy: {:.4f} (loss {:.4f}) on {} examples\n", m.at("accuracy"),
+               m.at("loss"), data.test.size());
   else
-    fmt::print("test loss: {:.4f} on {} examples\n", m.at("loss"),
-               data.test.size());
+    fmt::print("test loss: {:.4f} on {} examples\n", m.at("loss"), data.test.size());
 }
 
-} // namespace
+}  // namespace
 
-void add_eval_command(CLI::App &app, Context &ctx) {
+void add_eval_command(CLI::App& app, Context& ctx) {
   auto args = std::make_shared<EvalArgs>();
-  auto *cmd = app.add_subcommand(
-      "eval", "Evaluate saved weights on the test set (model options come from "
-              "the run's run.json)");
+  auto* cmd = app.add_subcommand("eval",
+                                 "Evaluate saved weights on the test set (model options come from "
+                                 "the run's run.json)");
   cmd->add_option("--model", args->model,
                   "A model.safetensors, a checkpoint folder, or a run "
                   "directory (its best model)")
@@ -139,11 +127,9 @@ void add_eval_command(CLI::App &app, Context &ctx) {
                   "The run directory whose run.json describes the model "
                   "(default: found above "
                   "--model)");
-  cmd->add_option("--data", args->data,
-                  "Another copy of the data set (default: the run's)");
-  cmd->add_option(
-      "--limit-test", args->limit_test,
-      "Use only the first N test examples (default: the run's setting)");
+  cmd->add_option("--data", args->data, "Another copy of the data set (default: the run's)");
+  cmd->add_option("--limit-test", args->limit_test,
+                  "Use only the first N test examples (default: the run's setting)");
   cmd->add_option("--batch-size", args->batch_size, "Examples per forward pass")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -154,4 +140,4 @@ void add_eval_command(CLI::App &app, Context &ctx) {
   });
 }
 
-} // namespace vigil::cli
+}  // namespace vigil::cli

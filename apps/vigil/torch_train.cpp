@@ -42,14 +42,13 @@ extern "C" void on_stop_signal(int sig) {
   // A second signal means "now": _exit is async-signal-safe, and every
   // checkpoint write is atomic (temporary name + rename), so leaving mid-write
   // corrupts nothing.
-  if (g_signal != 0)
-    _exit(128 + sig);
+  if (g_signal != 0) _exit(128 + sig);
   g_signal = sig;
 }
 
 // Installs the handler for SIGINT and SIGTERM for the lifetime of the object.
 class StopSignals {
-public:
+ public:
   StopSignals() {
     g_signal = 0;
     struct sigaction sa {};
@@ -62,18 +61,16 @@ public:
     sigaction(SIGINT, &old_int_, nullptr);
     sigaction(SIGTERM, &old_term_, nullptr);
   }
-  StopSignals(const StopSignals &) = delete;
-  StopSignals &operator=(const StopSignals &) = delete;
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
 
-private:
+ private:
   struct sigaction old_int_ {};
   struct sigaction old_term_ {};
 };
 
 std::string signal_name(int sig) {
-  return sig == SIGINT    ? "SIGINT"
-         : sig == SIGTERM ? "SIGTERM"
-                          : fmt::format("signal {}", sig);
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : fmt::format("signal {}", sig);
 }
 
 std::string timestamp() {
@@ -85,35 +82,29 @@ std::string timestamp() {
   return buf;
 }
 
-std::string fmt_metric(const std::string &name, double v) {
-  if (name == "lr")
-    return fmt::format("{}={:.3g}", name, v);
-  if (name == "seconds")
-    return fmt::format("{:.1f}s", v);
+std::string fmt_metric(const std::string& name, double v) {
+  if (name == "lr") return fmt::format("{}={:.3g}", name, v);
+  if (name == "seconds") return fmt::format("{:.1f}s", v);
   return fmt::format("{}={:.4f}", name, v);
 }
 
 // One plain line per epoch, with what the checkpoint callback did.
 class EpochPrinter : public vt::Callback {
-public:
+ public:
   EpochPrinter(std::shared_ptr<vt::ModelCheckpoint> checkpoints,
                std::shared_ptr<vt::EarlyStopping> stopping)
       : checkpoints_(std::move(checkpoints)), stopping_(std::move(stopping)) {}
   std::string name() const override { return "epoch_printer"; }
-  void on_epoch_end(vt::TrainContext &ctx, int epoch,
-                    const Logs &logs) override {
+  void on_epoch_end(vt::TrainContext& ctx, int epoch, const Logs& logs) override {
     std::string line = fmt::format("epoch {}/{}", epoch + 1, ctx.epochs);
-    for (const char *k :
-         {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}) {
+    for (const char* k : {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}) {
       auto it = logs.find(k);
-      if (it != logs.end())
-        line += "  " + fmt_metric(k, it->second);
+      if (it != logs.end()) line += "  " + fmt_metric(k, it->second);
     }
     if (checkpoints_ && checkpoints_->last_result()) {
-      const auto &r = *checkpoints_->last_result();
+      const auto& r = *checkpoints_->last_result();
       if (r.saved && r.checkpoint)
-        line += fmt::format("  saved {}{}", r.checkpoint->name,
-                            r.is_best ? " (best)" : "");
+        line += fmt::format("  saved {}{}", r.checkpoint->name, r.is_best ? " (best)" : "");
     }
     if (stopping_ && !stopping_->last_warning().empty())
       line += "  warning: " + stopping_->last_warning();
@@ -121,7 +112,7 @@ public:
     std::fflush(stdout);
   }
 
-private:
+ private:
   std::shared_ptr<vt::ModelCheckpoint> checkpoints_;
   std::shared_ptr<vt::EarlyStopping> stopping_;
 };
@@ -130,25 +121,22 @@ private:
 // finished epochs (after every other callback of that epoch, so its checkpoint
 // is committed): a real kill.
 class DebugKill : public vt::Callback {
-public:
+ public:
   DebugKill(std::int64_t after_batches, int after_epochs,
             std::shared_ptr<CheckpointManager> manager)
-      : after_batches_(after_batches), after_epochs_(after_epochs),
-        manager_(std::move(manager)) {}
+      : after_batches_(after_batches), after_epochs_(after_epochs), manager_(std::move(manager)) {}
   std::string name() const override { return "debug_kill"; }
-  void on_batch_end(vt::TrainContext &ctx, std::int64_t,
-                    const Logs &) override {
-    if (after_batches_ > 0 && ctx.global_step == after_batches_)
-      kill_now();
+  void on_batch_end(vt::TrainContext& ctx, std::int64_t, const Logs&) override {
+    if (after_batches_ > 0 && ctx.global_step == after_batches_) kill_now();
   }
-  void on_epoch_end(vt::TrainContext &, int epoch, const Logs &) override {
+  void on_epoch_end(vt::TrainContext&, int epoch, const Logs&) override {
     if (after_epochs_ > 0 && epoch + 1 == after_epochs_) {
       manager_->wait();
       kill_now();
     }
   }
 
-private:
+ private:
   static void kill_now() {
     std::fflush(stdout);
     ::raise(SIGKILL);
@@ -166,133 +154,116 @@ struct TrainArgs {
   std::string channels = "16,32";
   std::string rule = "patience";
   // Optional numbers: set only when their flag is given.
-  double baseline = 0, stopping_threshold = 0, divergence_threshold = 0,
-         time_budget = 0;
-  CLI::Option *baseline_opt = nullptr;
-  CLI::Option *stopping_threshold_opt = nullptr;
-  CLI::Option *divergence_threshold_opt = nullptr;
-  CLI::Option *time_budget_opt = nullptr;
+  double baseline = 0, stopping_threshold = 0, divergence_threshold = 0, time_budget = 0;
+  CLI::Option* baseline_opt = nullptr;
+  CLI::Option* stopping_threshold_opt = nullptr;
+  CLI::Option* divergence_threshold_opt = nullptr;
+  CLI::Option* time_budget_opt = nullptr;
   bool check_finite = true;
   std::int64_t debug_kill_after_batches = 0;
   int debug_kill_after_epochs = 0;
   // Flag -> run.json key, to know which options the user gave explicitly.
-  std::vector<std::pair<CLI::Option *, std::string>> keyed;
+  std::vector<std::pair<CLI::Option*, std::string>> keyed;
 };
 
-nlohmann::json read_json_file(const fs::path &path) {
+nlohmann::json read_json_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw InputError(fmt::format("cannot read {}", path.string()));
+  if (!in) throw InputError(fmt::format("cannot read {}", path.string()));
   try {
     return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception &e) {
-    throw InputError(
-        fmt::format("{} is not valid JSON ({})", path.string(), e.what()));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(fmt::format("{} is not valid JSON ({})", path.string(), e.what()));
   }
 }
 
-RunConfig config_from_args(TrainArgs &a) {
+RunConfig config_from_args(TrainArgs& a) {
   RunConfig c = a.config;
   c.hidden = parse_sizes(a.hidden, "--hidden");
   c.channels = parse_sizes(a.channels, "--channels");
-  auto &es = c.early_stopping;
+  auto& es = c.early_stopping;
   es.with_rule(a.rule);
-  auto opt = [](CLI::Option *o, double v) {
-    return o != nullptr && o->count() > 0 ? std::optional<double>(v)
-                                          : std::nullopt;
+  auto opt = [](CLI::Option* o, double v) {
+    return o != nullptr && o->count() > 0 ? std::optional<double>(v) : std::nullopt;
   };
   es.baseline = opt(a.baseline_opt, a.baseline);
   es.stopping_threshold = opt(a.stopping_threshold_opt, a.stopping_threshold);
-  es.divergence_threshold =
-      opt(a.divergence_threshold_opt, a.divergence_threshold);
+  es.divergence_threshold = opt(a.divergence_threshold_opt, a.divergence_threshold);
   es.time_budget_seconds = opt(a.time_budget_opt, a.time_budget);
   es.check_finite = a.check_finite;
   return c;
 }
 
-void print_report(const fs::path &run_dir, const vt::FitResult &fit,
-                  const RunData &data, const Logs &test,
-                  const vt::EarlyStopping &stopping,
-                  const std::shared_ptr<CheckpointManager> &manager,
-                  bool already_finished) {
-  const auto &s = stopping.stopper();
+void print_report(const fs::path& run_dir, const vt::FitResult& fit, const RunData& data,
+                  const Logs& test, const vt::EarlyStopping& stopping,
+                  const std::shared_ptr<CheckpointManager>& manager, bool already_finished) {
+  const auto& s = stopping.stopper();
   if (already_finished)
-    fmt::print("the run in {} had already finished; nothing left to train (add "
-               "--fresh to start "
-               "over{})\n",
-               run_dir.string(),
-               fit.stopped_early ? "" : ", or a larger --epochs to go on");
+    fmt::print(
+        "the run in {} had already finished; nothing left to train (add "
+        "--fresh to start "
+        "over{})\n",
+        run_dir.string(), fit.stopped_early ? "" : ", or a larger --epochs to go on");
   fmt::print("stopped: {}\n", fit.stop_reason);
   if (s.best_epoch())
-    fmt::print("best epoch: {} ({} {:.4f})\n", *s.best_epoch(),
-               s.options().monitor, *s.best_value());
-  const char *weights =
-      stopping.restored() ? "restored best weights" : "final weights";
+    fmt::print("best epoch: {} ({} {:.4f})\n", *s.best_epoch(), s.options().monitor,
+               *s.best_value());
+  const char* weights = stopping.restored() ? "restored best weights" : "final weights";
   if (test.count("accuracy"))
-    fmt::print("test accuracy ({}): {:.4f} (loss {:.4f}) on {} examples\n",
-               weights, test.at("accuracy"), test.at("loss"), data.test.size());
+    fmt::print("test accuracy ({}): {:.4f} (loss {:.4f}) on {} examples\n", weights,
+               test.at("accuracy"), test.at("loss"), data.test.size());
   else
-    fmt::print("test loss ({}): {:.4f} on {} examples\n", weights,
-               test.at("loss"), data.test.size());
+    fmt::print("test loss ({}): {:.4f} on {} examples\n", weights, test.at("loss"),
+               data.test.size());
   fmt::print("model: {}\n", (run_dir / "model.safetensors").string());
   if (fs::exists(CheckpointManager::best_model_path(run_dir)))
-    fmt::print("best model: {}\n",
-               CheckpointManager::best_model_path(run_dir).string());
+    fmt::print("best model: {}\n", CheckpointManager::best_model_path(run_dir).string());
   std::string names;
-  for (const auto &c : manager->checkpoints())
-    names += (names.empty() ? "" : ", ") + c.name;
-  fmt::print("checkpoints: {} ({})\n",
-             CheckpointManager::checkpoints_dir(run_dir).string(),
+  for (const auto& c : manager->checkpoints()) names += (names.empty() ? "" : ", ") + c.name;
+  fmt::print("checkpoints: {} ({})\n", CheckpointManager::checkpoints_dir(run_dir).string(),
              names.empty() ? "none" : names);
   fmt::print("metrics: {}\n", (run_dir / "metrics.csv").string());
 }
 
-int run_train(TrainArgs &a) {
+int run_train(TrainArgs& a) {
   const fs::path run_dir = a.run_dir;
   RunConfig given = config_from_args(a);
   std::set<std::string> explicit_keys;
-  for (const auto &[opt, key] : a.keyed)
-    if (opt->count() > 0)
-      explicit_keys.insert(key);
+  for (const auto& [opt, key] : a.keyed)
+    if (opt->count() > 0) explicit_keys.insert(key);
 
   const fs::path run_json = run_dir / "run.json";
   if (a.fresh && fs::exists(run_dir)) {
     fs::path aside = run_dir.string() + ".old-" + timestamp();
     for (int i = 1; fs::exists(aside); ++i)
-      aside =
-          run_dir.string() + ".old-" + timestamp() + "-" + std::to_string(i);
+      aside = run_dir.string() + ".old-" + timestamp() + "-" + std::to_string(i);
     fs::rename(run_dir, aside);
     fmt::print("moved the previous run aside to {}\n", aside.string());
   }
   const bool resuming = fs::exists(run_json);
   RunConfig config = given;
   if (resuming) {
-    const auto merged = merge_for_resume(
-        read_json_file(run_json), given.to_json(), explicit_keys, run_dir);
+    const auto merged =
+        merge_for_resume(read_json_file(run_json), given.to_json(), explicit_keys, run_dir);
     config = RunConfig::from_json(merged);
   }
   config.early_stopping.validate();
 
   RunData data = load_run_data(config, /*need_train=*/true);
-  fmt::print("data: {}: {} train, {} validation, {} test examples\n",
-             data.description, data.train.size(), data.validation.size(),
-             data.test.size());
-  if (data.validation.size() == 0 &&
-      config.early_stopping.monitor.rfind("val_", 0) == 0)
-    throw OptionError(fmt::format(
-        "--monitor {} needs validation data: set --validation-split > 0",
-        config.early_stopping.monitor));
+  fmt::print("data: {}: {} train, {} validation, {} test examples\n", data.description,
+             data.train.size(), data.validation.size(), data.test.size());
+  if (data.validation.size() == 0 && config.early_stopping.monitor.rfind("val_", 0) == 0)
+    throw OptionError(fmt::format("--monitor {} needs validation data: set --validation-split > 0",
+                                  config.early_stopping.monitor));
 
   vt::seed_torch(config.seed);
   auto net = vt::build_model(data.spec);
   nlohmann::json opt_options = {{"lr", config.lr}};
   const auto kind = vt::parse_optimizer(config.optimizer);
-  if (config.weight_decay != 0)
-    opt_options["weight_decay"] = config.weight_decay;
+  if (config.weight_decay != 0) opt_options["weight_decay"] = config.weight_decay;
   if (config.momentum != 0) {
     if (kind != vt::OptimizerKind::SGD && kind != vt::OptimizerKind::RMSprop)
-      throw OptionError(fmt::format(
-          "--momentum applies to sgd and rmsprop, not {}", config.optimizer));
+      throw OptionError(
+          fmt::format("--momentum applies to sgd and rmsprop, not {}", config.optimizer));
     opt_options["momentum"] = config.momentum;
   }
   auto optimizer = vt::make_optimizer(kind, net->parameters(), opt_options);
@@ -305,15 +276,12 @@ int run_train(TrainArgs &a) {
                           .with_save_best_only(config.save_best_only)
                           .with_filename(config.filename)
                           .with_async(config.async_save);
-  if (config.save_top_k != 0)
-    ckpt_options.with_save_top_k(config.save_top_k);
-  if (config.keep_last != 0)
-    ckpt_options.with_keep_last(config.keep_last);
+  if (config.save_top_k != 0) ckpt_options.with_save_top_k(config.save_top_k);
+  if (config.keep_last != 0) ckpt_options.with_keep_last(config.keep_last);
   ckpt_options.validate();
   auto manager = std::make_shared<CheckpointManager>(run_dir, ckpt_options);
-  for (const auto &[name, problem] : manager->open_report().skipped)
-    fmt::print(stderr, "vigil: warning: skipping damaged checkpoint {}: {}\n",
-               name, problem);
+  for (const auto& [name, problem] : manager->open_report().skipped)
+    fmt::print(stderr, "vigil: warning: skipping damaged checkpoint {}: {}\n", name, problem);
   // With save_best_only the shared manager would skip the interrupt checkpoint
   // (it has no validation metric), so resume state then lives in its own
   // folder, as Keras's backup_dir.
@@ -321,10 +289,8 @@ int run_train(TrainArgs &a) {
   if (config.save_best_only)
     backup = std::make_shared<CheckpointManager>(
         run_dir / "backup",
-        CheckpointManagerOptions{}
-            .with_monitor("")
-            .with_keep_last(1)
-            .with_filename("epoch-{epoch:04d}-step-{step}"));
+        CheckpointManagerOptions{}.with_monitor("").with_keep_last(1).with_filename(
+            "epoch-{epoch:04d}-step-{step}"));
   atomic_write_file(run_json, config.to_json().dump(2) + "\n");
 
   vt::Trainer trainer(vt::TrainerOptions{}
@@ -334,56 +300,50 @@ int run_train(TrainArgs &a) {
                           .with_threads(config.threads)
                           .with_extra({{"run", config.to_json()}})
                           .with_interrupt([]() -> std::optional<std::string> {
-                            if (g_signal == 0)
-                              return std::nullopt;
+                            if (g_signal == 0) return std::nullopt;
                             return "interrupted by " + signal_name(g_signal);
                           }));
   auto restore = std::make_shared<vt::BackupAndRestore>(
-      backup,
-      vt::BackupAndRestoreOptions{}.with_save_every_epoch(backup != manager));
-  auto stopping = std::make_shared<vt::EarlyStopping>(
-      config.early_stopping, config.restore_best_weights);
+      backup, vt::BackupAndRestoreOptions{}.with_save_every_epoch(backup != manager));
+  auto stopping =
+      std::make_shared<vt::EarlyStopping>(config.early_stopping, config.restore_best_weights);
   auto checkpoints = std::make_shared<vt::ModelCheckpoint>(manager);
   trainer.add_callback(restore);
   trainer.add_callback(stopping);
   if (config.reduce_lr_patience >= 0)
-    trainer.add_callback(std::make_shared<vt::ReduceLROnPlateau>(
-        vt::ReduceLROnPlateauOptions{}
-            .with_monitor(config.early_stopping.monitor)
-            .with_mode(config.early_stopping.mode)
-            .with_patience(config.reduce_lr_patience)
-            .with_factor(config.reduce_lr_factor)
-            .with_min_lr(config.min_lr)
-            .with_cooldown(config.cooldown)));
+    trainer.add_callback(
+        std::make_shared<vt::ReduceLROnPlateau>(vt::ReduceLROnPlateauOptions{}
+                                                    .with_monitor(config.early_stopping.monitor)
+                                                    .with_mode(config.early_stopping.mode)
+                                                    .with_patience(config.reduce_lr_patience)
+                                                    .with_factor(config.reduce_lr_factor)
+                                                    .with_min_lr(config.min_lr)
+                                                    .with_cooldown(config.cooldown)));
   trainer.add_callback(checkpoints);
   trainer.add_callback(std::make_shared<vt::CSVLogger>(
       vt::CSVLoggerOptions{}.with_filename(run_dir / "metrics.csv")));
   trainer.add_callback(std::make_shared<EpochPrinter>(checkpoints, stopping));
   if (a.debug_kill_after_batches > 0 || a.debug_kill_after_epochs > 0)
-    trainer.add_callback(std::make_shared<DebugKill>(
-        a.debug_kill_after_batches, a.debug_kill_after_epochs, manager));
+    trainer.add_callback(std::make_shared<DebugKill>(a.debug_kill_after_batches,
+                                                     a.debug_kill_after_epochs, manager));
 
-  if (resuming && !manager->latest() &&
-      !(backup != manager && backup->latest()))
-    fmt::print("{} has no intact checkpoint yet: starting from the beginning\n",
-               run_dir.string());
+  if (resuming && !manager->latest() && !(backup != manager && backup->latest()))
+    fmt::print("{} has no intact checkpoint yet: starting from the beginning\n", run_dir.string());
   if (auto latest = backup->latest())
-    fmt::print("resuming {} from checkpoint {} (epoch {}, step {})\n",
-               run_dir.string(), latest->name, latest->epoch, latest->step);
+    fmt::print("resuming {} from checkpoint {} (epoch {}, step {})\n", run_dir.string(),
+               latest->name, latest->epoch, latest->step);
 
   vt::FitResult fit;
   {
     StopSignals signals;
-    fit = trainer.fit(vt::Model::of(net), *optimizer, data.train,
-                      data.validation);
+    fit = trainer.fit(vt::Model::of(net), *optimizer, data.train, data.validation);
   }
   if (fit.interrupted) {
     const int sig = g_signal;
     std::string where = "no checkpoint could be written";
-    if (const auto &c = restore->interrupt_checkpoint())
-      where = "checkpoint " + c->path.string();
-    fmt::print("{} at epoch {} after {} optimizer steps; {} written\n",
-               fit.stop_reason, fit.epochs_run, fit.global_step, where);
+    if (const auto& c = restore->interrupt_checkpoint()) where = "checkpoint " + c->path.string();
+    fmt::print("{} at epoch {} after {} optimizer steps; {} written\n", fit.stop_reason,
+               fit.epochs_run, fit.global_step, where);
     fmt::print("resume with: vigil train --run-dir {}\n", run_dir.string());
     std::fflush(stdout);
     return 128 + sig;
@@ -398,8 +358,7 @@ int run_train(TrainArgs &a) {
   // Resumed from a checkpoint and not one step taken: the run had finished
   // before.
   const bool already_finished =
-      restore->resumed_from() &&
-      restore->resumed_from()->step == fit.global_step;
+      restore->resumed_from() && restore->resumed_from()->step == fit.global_step;
   nlohmann::json result = {
       {"stop_reason", fit.stop_reason},
       {"stopped_early", fit.stopped_early},
@@ -420,28 +379,28 @@ int run_train(TrainArgs &a) {
   return 0;
 }
 
-} // namespace
+}  // namespace
 
-void add_train_command(CLI::App &app, Context &ctx) {
+void add_train_command(CLI::App& app, Context& ctx) {
   auto args = std::make_shared<TrainArgs>();
-  auto *cmd = app.add_subcommand(
-      "train", "Train a model with early stopping and checkpoints "
-               "(Fashion-MNIST by default); running "
-               "again with the same --run-dir resumes");
+  auto* cmd = app.add_subcommand("train",
+                                 "Train a model with early stopping and checkpoints "
+                                 "(Fashion-MNIST by default); running "
+                                 "again with the same --run-dir resumes");
   // A flag given twice takes its last value, so scripts can append overrides.
   cmd->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  auto &c = args->config;
-  auto &es = c.early_stopping;
-  auto key = [&](CLI::Option *o, std::string k) {
+  auto& c = args->config;
+  auto& es = c.early_stopping;
+  auto key = [&](CLI::Option* o, std::string k) {
     args->keyed.emplace_back(o, std::move(k));
     return o;
   };
-  const char *kData = "Data";
-  const char *kModel = "Model";
-  const char *kOpt = "Optimisation";
-  const char *kStop = "Early stopping";
-  const char *kCkpt = "Checkpoints";
-  const char *kRun = "Run";
+  const char* kData = "Data";
+  const char* kModel = "Model";
+  const char* kOpt = "Optimisation";
+  const char* kStop = "Early stopping";
+  const char* kCkpt = "Checkpoints";
+  const char* kRun = "Run";
 
   key(cmd->add_option("--data", c.data,
                       "Folder of the Fashion-MNIST IDX files (.gz or raw), or "
@@ -450,17 +409,13 @@ void add_train_command(CLI::App &app, Context &ctx) {
           ->capture_default_str()
           ->group(kData),
       "data");
-  key(cmd->add_option("--target", c.target, "CSV: the column to predict")
-          ->group(kData),
-      "target");
-  key(cmd->add_option("--task", c.task,
-                      "CSV: auto, classification or regression")
+  key(cmd->add_option("--target", c.target, "CSV: the column to predict")->group(kData), "target");
+  key(cmd->add_option("--task", c.task, "CSV: auto, classification or regression")
           ->capture_default_str()
           ->group(kData),
       "task");
-  key(cmd->add_option(
-             "--validation-split", c.validation_split,
-             "Fraction of the training set held out for validation (by --seed)")
+  key(cmd->add_option("--validation-split", c.validation_split,
+                      "Fraction of the training set held out for validation (by --seed)")
           ->capture_default_str()
           ->check(CLI::Range(0.0, 0.99))
           ->group(kData),
@@ -477,34 +432,27 @@ void add_train_command(CLI::App &app, Context &ctx) {
           ->check(CLI::NonNegativeNumber)
           ->group(kData),
       "limit_train");
-  key(cmd->add_option("--limit-test", c.limit_test,
-                      "Use only the first N test examples (0 = all)")
+  key(cmd->add_option("--limit-test", c.limit_test, "Use only the first N test examples (0 = all)")
           ->capture_default_str()
           ->check(CLI::NonNegativeNumber)
           ->group(kData),
       "limit_test");
 
-  key(cmd->add_option("--model", c.model, "mlp or cnn")
-          ->capture_default_str()
-          ->group(kModel),
+  key(cmd->add_option("--model", c.model, "mlp or cnn")->capture_default_str()->group(kModel),
       "model");
-  key(cmd->add_option("--hidden", args->hidden,
-                      "Hidden layer sizes, e.g. 256,256")
+  key(cmd->add_option("--hidden", args->hidden, "Hidden layer sizes, e.g. 256,256")
           ->capture_default_str()
           ->group(kModel),
       "hidden");
-  key(cmd->add_option("--channels", args->channels,
-                      "cnn: channels of each conv block")
+  key(cmd->add_option("--channels", args->channels, "cnn: channels of each conv block")
           ->capture_default_str()
           ->group(kModel),
       "channels");
-  key(cmd->add_option("--dropout", c.dropout,
-                      "Dropout after each hidden layer (0 = none)")
+  key(cmd->add_option("--dropout", c.dropout, "Dropout after each hidden layer (0 = none)")
           ->capture_default_str()
           ->group(kModel),
       "dropout");
-  key(cmd->add_flag("--batch-norm", c.batch_norm,
-                    "cnn: BatchNorm2d after each convolution")
+  key(cmd->add_flag("--batch-norm", c.batch_norm, "cnn: BatchNorm2d after each convolution")
           ->group(kModel),
       "batch_norm");
 
@@ -518,12 +466,8 @@ void add_train_command(CLI::App &app, Context &ctx) {
           ->check(CLI::PositiveNumber)
           ->group(kOpt),
       "batch_size");
-  key(cmd->add_option("--lr", c.lr, "Learning rate")
-          ->capture_default_str()
-          ->group(kOpt),
-      "lr");
-  key(cmd->add_option("--optimizer", c.optimizer,
-                      "sgd, adam, adamw, rmsprop or adagrad")
+  key(cmd->add_option("--lr", c.lr, "Learning rate")->capture_default_str()->group(kOpt), "lr");
+  key(cmd->add_option("--optimizer", c.optimizer, "sgd, adam, adamw, rmsprop or adagrad")
           ->capture_default_str()
           ->group(kOpt),
       "optimizer");
@@ -535,14 +479,12 @@ void add_train_command(CLI::App &app, Context &ctx) {
           ->capture_default_str()
           ->group(kOpt),
       "weight_decay");
-  key(cmd->add_option("--seed", c.seed,
-                      "Seeds weights, validation split and data order")
+  key(cmd->add_option("--seed", c.seed, "Seeds weights, validation split and data order")
           ->capture_default_str()
           ->group(kOpt),
       "seed");
-  key(cmd->add_option(
-             "--threads", c.threads,
-             "libtorch threads (0 = libtorch's default; 1 = bit-reproducible)")
+  key(cmd->add_option("--threads", c.threads,
+                      "libtorch threads (0 = libtorch's default; 1 = bit-reproducible)")
           ->capture_default_str()
           ->check(CLI::NonNegativeNumber)
           ->group(kOpt),
@@ -554,13 +496,11 @@ void add_train_command(CLI::App &app, Context &ctx) {
           ->capture_default_str()
           ->group(kOpt),
       "reduce_lr_patience");
-  key(cmd->add_option("--reduce-lr-factor", c.reduce_lr_factor,
-                      "ReduceLROnPlateau: lr *= factor")
+  key(cmd->add_option("--reduce-lr-factor", c.reduce_lr_factor, "ReduceLROnPlateau: lr *= factor")
           ->capture_default_str()
           ->group(kOpt),
       "reduce_lr_factor");
-  key(cmd->add_option("--min-lr", c.min_lr,
-                      "ReduceLROnPlateau: lower bound of the lr")
+  key(cmd->add_option("--min-lr", c.min_lr, "ReduceLROnPlateau: lower bound of the lr")
           ->capture_default_str()
           ->group(kOpt),
       "min_lr");
@@ -570,31 +510,24 @@ void add_train_command(CLI::App &app, Context &ctx) {
           ->group(kOpt),
       "cooldown");
 
-  key(cmd->add_option("--monitor", es.monitor,
-                      "Metric watched by early stopping and checkpoints")
+  key(cmd->add_option("--monitor", es.monitor, "Metric watched by early stopping and checkpoints")
           ->capture_default_str()
           ->group(kStop),
       "early_stopping.monitor");
-  key(cmd->add_option("--mode", es.mode, "min, max or auto")
-          ->capture_default_str()
-          ->group(kStop),
+  key(cmd->add_option("--mode", es.mode, "min, max or auto")->capture_default_str()->group(kStop),
       "early_stopping.mode");
-  key(cmd->add_option("--patience", es.patience,
-                      "Epochs without improvement before stopping")
+  key(cmd->add_option("--patience", es.patience, "Epochs without improvement before stopping")
           ->capture_default_str()
           ->group(kStop),
       "early_stopping.patience");
-  key(cmd->add_option("--min-delta", es.min_delta,
-                      "Smallest change that counts as improvement")
+  key(cmd->add_option("--min-delta", es.min_delta, "Smallest change that counts as improvement")
           ->capture_default_str()
           ->group(kStop),
       "early_stopping.min_delta");
-  args->baseline_opt = key(cmd->add_option("--baseline", args->baseline,
-                                           "Value the metric must beat")
-                               ->group(kStop),
-                           "early_stopping.baseline");
-  key(cmd->add_option("--start-from-epoch", es.start_from_epoch,
-                      "Epochs of warm-up not monitored")
+  args->baseline_opt =
+      key(cmd->add_option("--baseline", args->baseline, "Value the metric must beat")->group(kStop),
+          "early_stopping.baseline");
+  key(cmd->add_option("--start-from-epoch", es.start_from_epoch, "Epochs of warm-up not monitored")
           ->capture_default_str()
           ->group(kStop),
       "early_stopping.start_from_epoch");
@@ -619,16 +552,13 @@ void add_train_command(CLI::App &app, Context &ctx) {
           ->capture_default_str()
           ->group(kStop),
       "early_stopping.rule");
-  args->time_budget_opt =
-      key(cmd->add_option("--time-budget", args->time_budget,
-                          "Stop after the epoch that ends past this many "
-                          "seconds of training")
-              ->group(kStop),
-          "early_stopping.time_budget_seconds");
-  key(cmd->add_flag(
-             "--restore-best-weights,!--no-restore-best-weights",
-             c.restore_best_weights,
-             "Load the best epoch's weights when training ends (default on)")
+  args->time_budget_opt = key(cmd->add_option("--time-budget", args->time_budget,
+                                              "Stop after the epoch that ends past this many "
+                                              "seconds of training")
+                                  ->group(kStop),
+                              "early_stopping.time_budget_seconds");
+  key(cmd->add_flag("--restore-best-weights,!--no-restore-best-weights", c.restore_best_weights,
+                    "Load the best epoch's weights when training ends (default on)")
           ->group(kStop),
       "restore_best_weights");
 
@@ -638,9 +568,8 @@ void add_train_command(CLI::App &app, Context &ctx) {
           ->capture_default_str()
           ->group(kCkpt),
       "save_top_k");
-  key(cmd->add_option(
-             "--keep-last", c.keep_last,
-             "Keep the n newest checkpoints (-1 = all, 0 = no such rule)")
+  key(cmd->add_option("--keep-last", c.keep_last,
+                      "Keep the n newest checkpoints (-1 = all, 0 = no such rule)")
           ->capture_default_str()
           ->group(kCkpt),
       "keep_last");
@@ -654,12 +583,10 @@ void add_train_command(CLI::App &app, Context &ctx) {
           ->capture_default_str()
           ->group(kCkpt),
       "save_every_n_steps");
-  key(cmd->add_flag("--save-best-only", c.save_best_only,
-                    "Checkpoint only when --monitor improves")
+  key(cmd->add_flag("--save-best-only", c.save_best_only, "Checkpoint only when --monitor improves")
           ->group(kCkpt),
       "save_best_only");
-  key(cmd->add_flag("--async-save", c.async_save,
-                    "Write checkpoints in the background")
+  key(cmd->add_flag("--async-save", c.async_save, "Write checkpoints in the background")
           ->group(kCkpt),
       "async_save");
   key(cmd->add_option("--filename", c.filename,
@@ -681,12 +608,10 @@ void add_train_command(CLI::App &app, Context &ctx) {
       ->group(kRun);
   // Hidden: used by the resume tests to kill the process for real at a chosen
   // point.
-  cmd->add_option("--debug-kill-after-batches", args->debug_kill_after_batches)
-      ->group("");
-  cmd->add_option("--debug-kill-after-epochs", args->debug_kill_after_epochs)
-      ->group("");
+  cmd->add_option("--debug-kill-after-batches", args->debug_kill_after_batches)->group("");
+  cmd->add_option("--debug-kill-after-epochs", args->debug_kill_after_epochs)->group("");
 
   cmd->callback([args, &ctx]() { ctx.exit_code = run_train(*args); });
 }
 
-} // namespace vigil::cli
+}  // namespace vigil::cli
