@@ -165,7 +165,7 @@ TEST(Safetensors, RoundTripsEveryDtypeWithChecksums) {
     EXPECT_EQ(v.dtype, t.dtype);
     EXPECT_EQ(v.shape, t.shape);
     ASSERT_EQ(v.data.size(), t.data.size());
-    EXPECT_EQ(std::memcmp(v.data.data(), t.data.data(), t.data.size()), 0);
+    EXPECT_TRUE(std::equal(v.data.begin(), v.data.end(), t.data.begin()));
     auto key = std::string(kChecksumKeyPrefix) + t.name;
     ASSERT_EQ(f.metadata().at(key).size(), 16u);
     std::vector<std::byte> copy(t.data.size());
