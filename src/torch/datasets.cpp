@@ -25,6 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 ::torch::Tensor index_tensor(const std::vector<std::int64_t>& indices) {
+  if (indices.empty()) return ::torch::empty({0}, ::torch::kLong);
   return ::torch::from_blob(const_cast<std::int64_t*>(indices.data()),
                             {static_cast<std::int64_t>(indices.size())}, ::torch::kLong)
       .clone();
