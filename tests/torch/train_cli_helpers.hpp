@@ -1,0 +1,120 @@
+// Helpers of the `vigil train` / `vigil eval` tests: quick-run flags, file comparison, and a child
+// process that can be signalled while it trains.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace vigil::test {
+
+/// Flags for a tiny, bit-reproducible run: a few hundred examples, a small MLP, one thread.
+inline std::vector<std::string> quick_train(const std::filesystem::path& run_dir,
+                                            std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"train",
+                                   "--run-dir",
+                                   run_dir.string(),
+                                   "--limit-train",
+                                   "512",
+                                   "--limit-test",
+                                   "300",
+                                   "--hidden",
+                                   "16",
+                                   "--epochs",
+                                   "5",
+                                   "--threads",
+                                   "1",
+                                   "--seed",
+                                   "7",
+                                   "--batch-size",
+                                   "64"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+/// metrics.csv without its last column (seconds, the only one that differs between runs).
+inline std::string metrics_without_seconds(const std::filesystem::path& csv) {
+  std::istringstream in(read_file(csv));
+  std::string out;
+  for (std::string line; std::getline(in, line);) out += line.substr(0, line.rfind(',')) + "\n";
+  return out;
+}
+
+/// A `vigil` child process with stdout and stderr going to files.
+class VigilProcess {
+ public:
+  VigilProcess(const std::vector<std::string>& args, const std::filesystem::path& out,
+               const std::filesystem::path& err)
+      : out_(out), err_(err) {
+    std::vector<std::string> argv = {VIGIL_CLI};
+    argv.insert(argv.end(), args.begin(), args.end());
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int fo = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int fe = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fo, 1);
+      ::dup2(fe, 2);
+      std::vector<char*> cargv;
+      for (auto& a : argv) cargv.push_back(a.data());
+      cargv.push_back(nullptr);
+      ::execv(cargv[0], cargv.data());
+      ::_exit(127);
+    }
+  }
+  ~VigilProcess() {
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  VigilProcess(const VigilProcess&) = delete;
+  VigilProcess& operator=(const VigilProcess&) = delete;
+
+  /// Waits (up to `seconds`) until stdout contains `text`; false on timeout or exit.
+  bool wait_for_output(const std::string& text, double seconds = 120) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+      if (std::filesystem::exists(out_) && read_file(out_).find(text) != std::string::npos)
+        return true;
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        reaped_ = true;
+        status_ = status;
+        return std::filesystem::exists(out_) && read_file(out_).find(text) != std::string::npos;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+  void signal(int sig) { ::kill(pid_, sig); }
+  /// Waits for the exit; returns the exit code, or 128 + signal.
+  int wait() {
+    if (!reaped_) {
+      ::waitpid(pid_, &status_, 0);
+      reaped_ = true;
+    }
+    if (WIFEXITED(status_)) return WEXITSTATUS(status_);
+    if (WIFSIGNALED(status_)) return 128 + WTERMSIG(status_);
+    return -1;
+  }
+  std::string out() const { return read_file(out_); }
+  std::string err() const { return read_file(err_); }
+
+ private:
+  std::filesystem::path out_, err_;
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  int status_ = 0;
+};
+
+}  // namespace vigil::test
