@@ -4,6 +4,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 type=${BUILD_TYPE:-Release}
 dir=${BUILD_DIR:-$root/build/$(echo "$type" | tr '[:upper:]' '[:lower:]')}
-cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" ${CMAKE_ARGS:-} >/dev/null
-cmake --build "$dir" -j"${JOBS:-$(nproc)}"
+cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" ${CMAKE_ARGS:-} >&2
+cmake --build "$dir" -j"${JOBS:-$(nproc)}" >&2
 echo "$dir"
