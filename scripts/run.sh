@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs the main job.
+# Installs what is missing, builds, and runs the main job: `vigil train` on Fashion-MNIST
+# (early stopping on val_loss with restore of the best weights, rotating checkpoints).
+# Each call starts a fresh run in runs/fashion-mnist; the previous one is moved aside, never
+# deleted. Extra arguments go to `vigil train` (e.g. --model cnn, --epochs 5).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/setup.sh"
 dir=$(bash "$root/scripts/build.sh" | tail -n 1)
-"$dir/vigil" replay --log "$root/examples/data/metrics.csv" --monitor val_loss --patience 3 "$@"
+"$dir/vigil" train --run-dir "${VIGIL_RUN_DIR:-$root/runs/fashion-mnist}" --fresh "$@"
