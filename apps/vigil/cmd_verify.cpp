@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "format.hpp"
 #include "vigil/checkpoint.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/io.hpp"
@@ -68,16 +69,6 @@ class Report {
   int leftovers_ = 0;
 };
 
-std::string human_bytes(std::uint64_t n) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  int u = 0;
-  while (v >= 1024.0 && u < 4) {
-    v /= 1024.0;
-    ++u;
-  }
-  return u == 0 ? fmt::format("{} B", n) : fmt::format("{:.1f} {}", v, units[u]);
-}
 
 void verify_file(const fs::path& path, const std::string& label, bool quick, Report& report) {
   try {
