@@ -6,7 +6,8 @@ pkgs=(build-essential cmake ninja-build pkg-config git
       nlohmann-json3-dev libcli11-dev libfmt-dev libzstd-dev libxxhash-dev zlib1g-dev
       libgtest-dev libgmock-dev googletest libbenchmark-dev
       clang libclang-rt-14-dev
-      dataset-fashion-mnist python3-torch)
+      dataset-fashion-mnist python3-torch
+      doxygen jq dpkg-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,13 +2,16 @@
 // rebuilding the model from the options its run directory recorded in run.json.
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <span>
 
 #include "commands.hpp"
 #include "torch_common.hpp"
 #include "vigil/checkpoint_manager.hpp"
+#include "vigil/io.hpp"
 #include "vigil/torch/module_state.hpp"
 #include "vigil/torch/rng_state.hpp"
 #include "vigil/torch/trainer.hpp"
@@ -27,6 +30,7 @@ struct EvalArgs {
   std::int64_t limit_test = -1;
   std::int64_t batch_size = 1000;
   bool json = false;
+  std::string predictions;
 };
 
 std::optional<fs::path> find_run_dir(fs::path p) {
@@ -63,6 +67,22 @@ fs::path resolve_model_file(const fs::path& path) {
                   path.string()));
 }
 
+// "3\n0\n..." : the predicted class (argmax of the outputs) of each test example, in order, so
+// another implementation (Python, see scripts/load_in_python.py) can be compared per example.
+std::string predicted_classes(::torch::nn::Sequential& net, const vt::Dataset& test,
+                              std::int64_t batch_size) {
+  ::torch::NoGradGuard no_grad;
+  net->eval();
+  std::string out;
+  for (std::int64_t begin = 0; begin < test.size(); begin += batch_size) {
+    const auto end = std::min(begin + batch_size, test.size());
+    const auto classes = net->forward(test.features.slice(0, begin, end)).argmax(1).contiguous();
+    for (const auto c : std::span(classes.data_ptr<std::int64_t>(), classes.numel()))
+      out += fmt::format("{}\n", c);
+  }
+  return out;
+}
+
 void run_eval(const EvalArgs& a) {
   const fs::path model_file = resolve_model_file(a.model);
   std::optional<fs::path> run_dir;
@@ -94,6 +114,11 @@ void run_eval(const EvalArgs& a) {
   auto net = vt::build_model(data.spec);
   vt::load_module_state(*net, model_file);
   const Logs m = vt::evaluate(vt::Model::of(net), data.test, a.batch_size);
+  if (!a.predictions.empty()) {
+    if (!data.classification)
+      throw OptionError("--predictions writes predicted classes: this run is a regression");
+    atomic_write_file(a.predictions, predicted_classes(net, data.test, a.batch_size));
+  }
   if (a.json) {
     nlohmann::json out = {{"model", model_file.string()},
                           {"run_dir", run_dir->string()},
@@ -134,6 +159,9 @@ void add_eval_command(CLI::App& app, Context& ctx) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", args->json, "Print one JSON object");
+  cmd->add_option("--predictions", args->predictions,
+                  "Also write each test example's predicted class (argmax), one per line, to "
+                  "this file");
   cmd->callback([args, &ctx]() {
     run_eval(*args);
     ctx.exit_code = 0;

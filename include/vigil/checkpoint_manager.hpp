@@ -170,7 +170,7 @@ struct OpenReport {
   std::optional<std::string> last_problem;
 };
 
-/// Manages DIR/checkpoints/<name>/, DIR/best/model.safetensors, DIR/last (a pointer file holding
+/// Manages `DIR/checkpoints/<name>/`, DIR/best/model.safetensors, DIR/last (a pointer file holding
 /// the newest checkpoint's name: replaced atomically by rename, unlike a symlink it survives
 /// copying to file systems and archives without symlinks) and DIR/checkpoints/manifest.json.
 /// Holds the run lock (DIR/.vigil.lock) while open. Not copyable or movable; one thread at a

@@ -63,7 +63,7 @@ struct LearningCurveOptions {
 };
 
 /// Renders the curves against `epochs` (one x value per entry of every series) as a standalone
-/// SVG document. Each curve is one <polyline class="curve" data-name="..."> with a point per
+/// SVG document. Each curve is one `<polyline class="curve" data-name="...">` with a point per
 /// finite value; markers carry class best-epoch, stop-epoch or checkpoint and data-epoch.
 /// Throws InputError when there are no curves, a series' length differs from `epochs`, or no
 /// value is finite; OptionError for a size below the minimum.
