@@ -34,6 +34,16 @@ std::string describe(const RunResult& r) {
   return "stdout:\n" + r.out + "\nstderr:\n" + r.err;
 }
 
+// A sanitizer build (BUILD_TYPE=ASan/TSan) installs instrumented static libraries: programs
+// linking them need the same sanitizer, so the consumers are built with it too.
+std::string sanitizer_flags() {
+  const std::string cache = vigil::test::read_file(build_dir() / "CMakeCache.txt");
+  if (cache.find("CMAKE_BUILD_TYPE:STRING=ASan\n") != std::string::npos)
+    return "-fsanitize=address,undefined";
+  if (cache.find("CMAKE_BUILD_TYPE:STRING=TSan\n") != std::string::npos) return "-fsanitize=thread";
+  return "";
+}
+
 }  // namespace
 
 TEST(Install, ConsumersBuildAgainstTheInstalledPackage) {
@@ -63,10 +73,11 @@ TEST(Install, ConsumersBuildAgainstTheInstalledPackage) {
 
   // The CMake consumer, configured against the prefix only.
   const fs::path consumer = tmp / "consumer-build";
-  r = run_process({"/usr/bin/env", "cmake", "-S",
-                   (vigil::test::source_dir() / "tests/consumer").string(), "-B", consumer.string(),
-                   "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_PREFIX_PATH=" + prefix.string(),
-                   std::string("-DCONSUMER_WITH_TORCH=") + (with_torch ? "ON" : "OFF")});
+  r = run_process(
+      {"/usr/bin/env", "cmake", "-S", (vigil::test::source_dir() / "tests/consumer").string(), "-B",
+       consumer.string(), "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_PREFIX_PATH=" + prefix.string(),
+       std::string("-DCONSUMER_WITH_TORCH=") + (with_torch ? "ON" : "OFF"),
+       "-DCMAKE_CXX_FLAGS=" + sanitizer_flags(), "-DCMAKE_EXE_LINKER_FLAGS=" + sanitizer_flags()});
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   // It found this install, not the build tree or another copy.
   const std::string cache = vigil::test::read_file(consumer / "CMakeCache.txt");
@@ -90,7 +101,7 @@ TEST(Install, ConsumersBuildAgainstTheInstalledPackage) {
   r = sh(pkg + " --modversion vigil-core");
   EXPECT_EQ(r.out, "0.1.0\n") << describe(r);
   const fs::path exe = tmp / "pc_consumer";
-  r = sh("c++ -std=c++20 -O1 -o " + quote(exe.string()) + " " +
+  r = sh("c++ -std=c++20 -O1 " + sanitizer_flags() + " -o " + quote(exe.string()) + " " +
          quote((vigil::test::source_dir() / "tests/consumer/core_consumer.cpp").string()) + " $(" +
          pkg + " --cflags --libs vigil-core)");
   ASSERT_EQ(r.exit_code, 0) << describe(r);
