@@ -96,3 +96,23 @@ TEST(PythonInterop, ReadmeShowsTheTestedScript) {
   EXPECT_NE(readme.find("```python\n" + code + "```"), std::string::npos)
       << "README.md must show scripts/load_in_python.py verbatim in a ```python block";
 }
+
+TEST(PythonInterop, PredictionsNeedAClassificationRun) {
+  // A regression model has no predicted class: --predictions says so and writes nothing.
+  TempDir tmp;
+  std::string csv = "x,y\n";
+  for (int i = 0; i < 60; ++i)
+    csv += std::to_string(i / 60.0) + "," + std::to_string(i / 30.0) + "\n";
+  vigil::test::write_file(tmp / "t.csv", csv);
+  auto r = run_vigil({"train", "--run-dir", (tmp / "r").string(), "--data",
+                      "csv:" + (tmp / "t.csv").string(), "--target", "y", "--task", "regression",
+                      "--hidden", "4", "--epochs", "1", "--threads", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  r = run_vigil(
+      {"eval", "--model", (tmp / "r").string(), "--predictions", (tmp / "p.txt").string()});
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("--predictions writes predicted classes: this run is a regression"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "p.txt"));
+}
