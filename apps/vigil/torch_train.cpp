@@ -20,9 +20,11 @@
 #include "vigil/torch/backup_and_restore.hpp"
 #include "vigil/torch/csv_logger.hpp"
 #include "vigil/torch/early_stopping.hpp"
+#include "vigil/torch/learning_curve_plot.hpp"
 #include "vigil/torch/model_checkpoint.hpp"
 #include "vigil/torch/module_state.hpp"
 #include "vigil/torch/optimizer_state.hpp"
+#include "vigil/torch/progress_bar.hpp"
 #include "vigil/torch/reduce_lr_on_plateau.hpp"
 #include "vigil/torch/rng_state.hpp"
 #include "vigil/torch/trainer.hpp"
@@ -82,40 +84,22 @@ std::string timestamp() {
   return buf;
 }
 
-std::string fmt_metric(const std::string& name, double v) {
-  if (name == "lr") return fmt::format("{}={:.3g}", name, v);
-  if (name == "seconds") return fmt::format("{:.1f}s", v);
-  return fmt::format("{}={:.4f}", name, v);
+// What the checkpoint callback and early stopping did at an epoch end, appended to the epoch's
+// progress line.
+std::string epoch_note(const vt::ModelCheckpoint& checkpoints, const vt::EarlyStopping& stopping) {
+  std::string note;
+  if (const auto& r = checkpoints.last_result(); r && r->saved && r->checkpoint)
+    note = fmt::format("saved {}{}", r->checkpoint->name, r->is_best ? " (best)" : "");
+  if (!stopping.last_warning().empty())
+    note += (note.empty() ? "" : "  ") + ("warning: " + stopping.last_warning());
+  return note;
 }
 
-// One plain line per epoch, with what the checkpoint callback did.
-class EpochPrinter : public vt::Callback {
- public:
-  EpochPrinter(std::shared_ptr<vt::ModelCheckpoint> checkpoints,
-               std::shared_ptr<vt::EarlyStopping> stopping)
-      : checkpoints_(std::move(checkpoints)), stopping_(std::move(stopping)) {}
-  std::string name() const override { return "epoch_printer"; }
-  void on_epoch_end(vt::TrainContext& ctx, int epoch, const Logs& logs) override {
-    std::string line = fmt::format("epoch {}/{}", epoch + 1, ctx.epochs);
-    for (const char* k : {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}) {
-      auto it = logs.find(k);
-      if (it != logs.end()) line += "  " + fmt_metric(k, it->second);
-    }
-    if (checkpoints_ && checkpoints_->last_result()) {
-      const auto& r = *checkpoints_->last_result();
-      if (r.saved && r.checkpoint)
-        line += fmt::format("  saved {}{}", r.checkpoint->name, r.is_best ? " (best)" : "");
-    }
-    if (stopping_ && !stopping_->last_warning().empty())
-      line += "  warning: " + stopping_->last_warning();
-    fmt::print("{}\n", line);
-    std::fflush(stdout);
-  }
-
- private:
-  std::shared_ptr<vt::ModelCheckpoint> checkpoints_;
-  std::shared_ptr<vt::EarlyStopping> stopping_;
-};
+// "epoch 6 (7 of 30)": the 0-based index used in checkpoint names, metrics.csv and reports, and
+// the 1-based count, so that neither reading is ambiguous.
+std::string epoch_label(long epoch, long total) {
+  return fmt::format("epoch {} ({} of {})", epoch, epoch + 1, total);
+}
 
 // Hidden test hook: raise SIGKILL on ourselves after N optimizer steps or N
 // finished epochs (after every other callback of that epoch, so its checkpoint
@@ -160,6 +144,7 @@ struct TrainArgs {
   CLI::Option* divergence_threshold_opt = nullptr;
   CLI::Option* time_budget_opt = nullptr;
   bool check_finite = true;
+  std::string progress = "auto";
   std::int64_t debug_kill_after_batches = 0;
   int debug_kill_after_epochs = 0;
   // Flag -> run.json key, to know which options the user gave explicitly.
@@ -204,6 +189,9 @@ void print_report(const fs::path& run_dir, const vt::FitResult& fit, const RunDa
         "over{})\n",
         run_dir.string(), fit.stopped_early ? "" : ", or a larger --epochs to go on");
   fmt::print("stopped: {}\n", fit.stop_reason);
+  if (!fit.history.empty())
+    fmt::print("epochs run: {} (epoch {} to {}, 0-based)\n", fit.epochs_run,
+               fit.history.front().epoch, fit.history.back().epoch);
   if (s.best_epoch())
     fmt::print("best epoch: {} ({} {:.4f})\n", *s.best_epoch(), s.options().monitor,
                *s.best_value());
@@ -322,7 +310,16 @@ int run_train(TrainArgs& a) {
   trainer.add_callback(checkpoints);
   trainer.add_callback(std::make_shared<vt::CSVLogger>(
       vt::CSVLoggerOptions{}.with_filename(run_dir / "metrics.csv")));
-  trainer.add_callback(std::make_shared<EpochPrinter>(checkpoints, stopping));
+  trainer.add_callback(std::make_shared<vt::LearningCurvePlot>(
+      vt::LearningCurvePlotOptions{}.with_run_dir(run_dir)));
+  std::optional<bool> live;  // "auto": a live bar when stdout is a terminal
+  if (a.progress == "bar") live = true;
+  if (a.progress == "lines") live = false;
+  trainer.add_callback(
+      std::make_shared<vt::ProgressBar>(vt::ProgressBarOptions{}.with_live(live).with_epoch_note(
+          [checkpoints, stopping](const vt::TrainContext&, int) {
+            return epoch_note(*checkpoints, *stopping);
+          })));
   if (a.debug_kill_after_batches > 0 || a.debug_kill_after_epochs > 0)
     trainer.add_callback(std::make_shared<DebugKill>(a.debug_kill_after_batches,
                                                      a.debug_kill_after_epochs, manager));
@@ -330,8 +327,10 @@ int run_train(TrainArgs& a) {
   if (resuming && !manager->latest() && !(backup != manager && backup->latest()))
     fmt::print("{} has no intact checkpoint yet: starting from the beginning\n", run_dir.string());
   if (auto latest = backup->latest())
-    fmt::print("resuming {} from checkpoint {} (epoch {}, step {})\n", run_dir.string(),
-               latest->name, latest->epoch, latest->step);
+    fmt::print("resuming {} from checkpoint {} ({} epoch {}, step {})\n", run_dir.string(),
+               latest->name,
+               latest->at == SavePoint::EpochEnd ? "saved at the end of" : "saved during",
+               latest->epoch, latest->step);
 
   vt::FitResult fit;
   {
@@ -342,8 +341,13 @@ int run_train(TrainArgs& a) {
     const int sig = g_signal;
     std::string where = "no checkpoint could be written";
     if (const auto& c = restore->interrupt_checkpoint()) where = "checkpoint " + c->path.string();
-    fmt::print("{} at epoch {} after {} optimizer steps; {} written\n", fit.stop_reason,
-               fit.epochs_run, fit.global_step, where);
+    // Interrupts are polled before a batch: the epoch under way is the one after the last one
+    // finished, and the batches it ran are the steps since that one ended.
+    const std::int64_t epoch_start_step = fit.history.empty() ? 0 : fit.history.back().step;
+    const std::int64_t batches = (data.train.size() + config.batch_size - 1) / config.batch_size;
+    fmt::print("{} in {} after {} of {} batches ({} optimizer steps in all); {} written\n",
+               fit.stop_reason, epoch_label(fit.epochs_run, config.epochs),
+               fit.global_step - epoch_start_step, batches, fit.global_step, where);
     fmt::print("resume with: vigil train --run-dir {}\n", run_dir.string());
     std::fflush(stdout);
     return 128 + sig;
@@ -605,6 +609,11 @@ void add_train_command(CLI::App& app, Context& ctx) {
   cmd->add_flag("--fresh", args->fresh,
                 "Start over: move an existing --run-dir aside to "
                 "DIR.old-<timestamp> first")
+      ->group(kRun);
+  cmd->add_option("--progress", args->progress,
+                  "auto (a live bar on a terminal, else one line per epoch), bar or lines")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "bar", "lines"}))
       ->group(kRun);
   // Hidden: used by the resume tests to kill the process for real at a chosen
   // point.

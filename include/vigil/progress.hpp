@@ -56,13 +56,19 @@ class ProgressDisplay {
   /// Writes to `out` (not owned; flushed after every write).
   explicit ProgressDisplay(std::ostream& out, ProgressOptions options = {}, Clock clock = {});
 
-  /// Starts an epoch; `epochs_total` and `batches_total` are shown when known.
+  /// Starts an epoch; `epochs_total` and `batches_total` are shown when known. `first_batch` is
+  /// where the epoch starts (a run resumed in the middle of an epoch): the bar starts there and
+  /// the rate and ETA count only the batches run now.
   void on_epoch_begin(long epoch, std::optional<long> epochs_total = std::nullopt,
-                      std::optional<long> batches_total = std::nullopt);
+                      std::optional<long> batches_total = std::nullopt, long first_batch = 0);
   /// A batch (0-based within the epoch) finished with these running metrics.
   void on_batch_end(long batch, const Logs& logs);
-  /// The epoch finished with these metrics (training and validation): the final line.
-  void on_epoch_end(long epoch, const Logs& logs);
+  /// The epoch finished with these metrics (training and validation): the final line, ending
+  /// with `note` when not empty (e.g. "saved epoch-0003 (best)").
+  void on_epoch_end(long epoch, const Logs& logs, std::string_view note = {});
+  /// Ends a bar left unfinished (training interrupted in the middle of an epoch) with a newline,
+  /// so that what is printed next starts on a line of its own. Does nothing otherwise.
+  void finish();
   /// Prints a line of its own (a warning, "saved checkpoint ...") without garbling the bar.
   void message(std::string_view text);
 
@@ -74,7 +80,7 @@ class ProgressDisplay {
 
  private:
   void write(std::string_view text);
-  void draw(bool final_draw);
+  void draw(bool final_draw, std::string_view note = {});
   std::string metrics_text(const Logs& logs) const;
 
   std::function<void(std::string_view)> sink_;
@@ -86,6 +92,7 @@ class ProgressDisplay {
   std::optional<long> epochs_total_;
   std::optional<long> batches_total_;
   long batches_done_ = 0;
+  long first_batch_ = 0;
   double epoch_start_ = 0;
   double last_draw_ = 0;
   bool drawn_ = false;

@@ -88,12 +88,13 @@ std::string ProgressDisplay::metrics_text(const Logs& logs) const {
 }
 
 void ProgressDisplay::on_epoch_begin(long epoch, std::optional<long> epochs_total,
-                                     std::optional<long> batches_total) {
-  if (drawn_) write("\n");  // an unfinished bar of an epoch that never ended stays visible
+                                     std::optional<long> batches_total, long first_batch) {
+  finish();  // an unfinished bar of an epoch that never ended stays visible
   epoch_ = epoch;
   epochs_total_ = epochs_total;
   batches_total_ = batches_total;
-  batches_done_ = 0;
+  first_batch_ = std::max(first_batch, 0L);
+  batches_done_ = first_batch_;
   epoch_start_ = clock_();
   last_draw_ = epoch_start_;
   drawn_ = false;
@@ -113,9 +114,10 @@ void ProgressDisplay::on_batch_end(long batch, const Logs& logs) {
   }
 }
 
-void ProgressDisplay::draw(bool final_draw) {
+void ProgressDisplay::draw(bool final_draw, std::string_view note) {
   const double elapsed = clock_() - epoch_start_;
-  const double rate = elapsed > 0 ? static_cast<double>(batches_done_) / elapsed : 0.0;
+  const double rate =
+      elapsed > 0 ? static_cast<double>(batches_done_ - first_batch_) / elapsed : 0.0;
   std::string line = epoch_label(epoch_, epochs_total_);
   if (batches_total_ && *batches_total_ > 0) {
     const double frac = std::clamp(
@@ -136,6 +138,7 @@ void ProgressDisplay::draw(bool final_draw) {
     line += "  ETA " + format_duration(static_cast<double>(*batches_total_ - batches_done_) / rate);
   }
   line += metrics_text(latest_);
+  if (!note.empty()) line += fmt::format("  {}", note);
   // Spaces wipe what a longer previous line left behind.
   const std::size_t w = display_width(line);
   std::string out = "\r" + line;
@@ -146,23 +149,33 @@ void ProgressDisplay::draw(bool final_draw) {
   drawn_ = !final_draw;
 }
 
-void ProgressDisplay::on_epoch_end(long epoch, const Logs& logs) {
+void ProgressDisplay::on_epoch_end(long epoch, const Logs& logs, std::string_view note) {
   epoch_ = epoch;
   for (const auto& [k, v] : logs) latest_[k] = v;
   if (live_) {
-    draw(true);
+    draw(true, note);
     return;
   }
   const double elapsed = clock_() - epoch_start_;
+  const long run_now = batches_done_ - first_batch_;
   std::string line = epoch_label(epoch_, epochs_total_) + ":";
-  if (batches_done_ > 0) {
-    line += fmt::format(" {} batches in {:.1f}s", batches_done_, elapsed);
+  if (run_now > 0) {
+    line += fmt::format(" {} batches in {:.1f}s", run_now, elapsed);
     if (elapsed > 0)
-      line += fmt::format(" ({:.1f} batch/s)", static_cast<double>(batches_done_) / elapsed);
+      line += fmt::format(" ({:.1f} batch/s)", static_cast<double>(run_now) / elapsed);
   } else {
     line += fmt::format(" {:.1f}s", elapsed);
   }
-  write(line + metrics_text(latest_) + "\n");
+  line += metrics_text(latest_);
+  if (!note.empty()) line += fmt::format("  {}", note);
+  write(line + "\n");
+}
+
+void ProgressDisplay::finish() {
+  if (!drawn_) return;
+  write("\n");
+  drawn_ = false;
+  last_width_ = 0;
 }
 
 void ProgressDisplay::message(std::string_view text) {

@@ -20,11 +20,7 @@ std::string format_value(double v) {
 
 }  // namespace
 
-CSVLogger::CSVLogger(CSVLoggerOptions options) : options_(std::move(options)) {
-  if (options_.filename.empty()) throw OptionError("CSVLogger needs a filename");
-}
-
-std::string CSVLogger::render(const std::vector<EpochRecord>& history) const {
+std::string render_metrics_csv(const std::vector<EpochRecord>& history, char sep) {
   if (history.empty()) return {};
   std::set<std::string> names;
   for (const auto& r : history)
@@ -35,7 +31,6 @@ std::string CSVLogger::render(const std::vector<EpochRecord>& history) const {
   for (const char* k : {"lr", "seconds"})
     if (names.count(k)) columns.emplace_back(k);
 
-  const char sep = options_.separator;
   std::string out = fmt::format("epoch{}step", sep);
   for (const auto& c : columns) out += sep + c;
   out += '\n';
@@ -49,6 +44,14 @@ std::string CSVLogger::render(const std::vector<EpochRecord>& history) const {
     out += '\n';
   }
   return out;
+}
+
+CSVLogger::CSVLogger(CSVLoggerOptions options) : options_(std::move(options)) {
+  if (options_.filename.empty()) throw OptionError("CSVLogger needs a filename");
+}
+
+std::string CSVLogger::render(const std::vector<EpochRecord>& history) const {
+  return render_metrics_csv(history, options_.separator);
 }
 
 void CSVLogger::write(const TrainContext& ctx) const {

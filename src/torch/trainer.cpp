@@ -155,6 +155,8 @@ FitResult Trainer::fit(const Model& model, ::torch::optim::Optimizer& optimizer,
       ++ctx.global_step;
       ctx.loop = loop_state(sum_loss, correct, seen);
       callbacks_.on_batch_end(ctx, b.index, batch_logs);
+      // As Keras: a stop asked after a batch ends the epoch there; it still validates and ends.
+      if (ctx.stop_training) break;
     }
     if (ctx.interrupted) break;
 

@@ -159,3 +159,70 @@ TEST(Progress, FileOutputThatIsNotATerminalIsPlain) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Progress, EpochNoteEndsTheEpochLineInBothModes) {
+  std::ostringstream plain;
+  double now = 0.0;
+  ProgressDisplay p(plain, {}, [&] { return now; });
+  p.on_epoch_begin(0, 2, 1);
+  now += 1.0;
+  p.on_batch_end(0, {{"loss", 0.5}});
+  p.on_epoch_end(0, {{"loss", 0.5}}, "saved epoch-0000 (best)");
+  EXPECT_EQ(
+      plain.str(),
+      "epoch 0 (1 of 2): 1 batches in 1.0s (1.0 batch/s)  loss 0.5  saved epoch-0000 (best)\n");
+
+  std::ostringstream live;
+  ProgressDisplay l(live, ProgressOptions{}.with_live(true).with_min_redraw_seconds(0),
+                    [&] { return now; });
+  l.on_epoch_begin(0, 2, 1);
+  now += 1.0;
+  l.on_batch_end(0, {{"loss", 0.5}});
+  l.on_epoch_end(0, {{"loss", 0.5}}, "saved epoch-0000");
+  EXPECT_NE(live.str().find("loss 0.5  saved epoch-0000\n"), std::string::npos) << live.str();
+}
+
+TEST(Progress, ResumedEpochStartsTheBarWhereItWasAndRatesOnlyNewBatches) {
+  std::ostringstream out;
+  double now = 0.0;
+  ProgressDisplay p(out,
+                    ProgressOptions{}.with_live(true).with_bar_width(10).with_min_redraw_seconds(0),
+                    [&] { return now; });
+  p.on_epoch_begin(3, 10, 100, /*first_batch=*/50);
+  for (long b = 50; b < 60; ++b) {
+    now += 0.5;  // 2 batches a second since the resume
+    p.on_batch_end(b, {});
+  }
+  const auto last = out.str().substr(out.str().rfind('\r'));
+  EXPECT_EQ(last.rfind("\repoch 3 (4 of 10) [======>   ] 60/100  2.0 batch/s  ETA 0:20", 0), 0u)
+      << last;
+  // Plain lines count the batches run now.
+  std::ostringstream plain;
+  ProgressDisplay q(plain, {}, [&] { return now; });
+  q.on_epoch_begin(3, 10, 100, 98);
+  now += 1.0;
+  q.on_batch_end(98, {});
+  q.on_batch_end(99, {});
+  q.on_epoch_end(3, {});
+  EXPECT_EQ(plain.str(), "epoch 3 (4 of 10): 2 batches in 1.0s (2.0 batch/s)\n");
+}
+
+TEST(Progress, FinishEndsAnUnfinishedBarOnce) {
+  std::ostringstream out;
+  double now = 0.0;
+  ProgressDisplay p(out, ProgressOptions{}.with_live(true).with_min_redraw_seconds(0),
+                    [&] { return now; });
+  p.finish();
+  EXPECT_EQ(out.str(), "");  // nothing drawn, nothing to end
+  p.on_epoch_begin(0, 1, 10);
+  now += 1;
+  p.on_batch_end(0, {});
+  p.finish();
+  p.finish();
+  EXPECT_EQ(count(out.str(), "\n"), 1u);
+  EXPECT_EQ(out.str().back(), '\n');
+}
+
+}  // namespace

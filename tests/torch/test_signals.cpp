@@ -25,7 +25,7 @@ void interrupt_and_resume(int sig, int expected_exit, int signals) {
   const auto run = tmp.path() / "run";
   {
     VigilProcess p(long_run(run), tmp / "out.txt", tmp / "err.txt");
-    ASSERT_TRUE(p.wait_for_output("epoch 2/200")) << p.out() << p.err();
+    ASSERT_TRUE(p.wait_for_output("epoch 1 (2 of 200)")) << p.out() << p.err();
     for (int i = 0; i < signals; ++i) p.signal(sig);
     const int code = p.wait();
     EXPECT_EQ(code, expected_exit) << p.out() << p.err();

@@ -45,7 +45,7 @@ TEST_F(TrainCli, WritesTheRunDirectoryAndReports) {
     EXPECT_TRUE(fs::exists(run() / f)) << f;
   EXPECT_FALSE(fs::is_empty(run() / "checkpoints"));
   for (const char* s : {"stopped: ", "best epoch: ", "test accuracy (restored best weights): ",
-                        "best model: ", "checkpoints: ", "epoch 1/3"})
+                        "best model: ", "checkpoints: ", "epoch 0 (1 of 3): "})
     EXPECT_NE(first_.out.find(s), std::string::npos) << s << "\n" << first_.out;
 
   const auto csv = read_file(run() / "metrics.csv");

@@ -85,7 +85,9 @@ struct TrainContext {
   /// Finished epochs, appended by CallbackList::on_epoch_end (restored on resume).
   std::vector<EpochRecord> history;
 
-  /// Set through request_stop(); the loop ends after the current epoch (or batch, if interrupted).
+  /// Set through request_stop(). Asked in on_epoch_end, the loop ends after that epoch; asked in
+  /// on_batch_end, the epoch ends after that batch but still validates and calls on_epoch_end
+  /// with the partial epoch's metrics (as Keras); an interruption ends it after the batch at once.
   bool stop_training = false;
   std::string stop_reason;
   /// True when a signal or the user interrupted training: the run is not finished, it can resume.

@@ -26,6 +26,10 @@ struct CSVLoggerOptions {
   }
 };
 
+/// The text of metrics.csv for `history` (header included; empty history gives ""): the format
+/// CSVLogger writes, described below.
+std::string render_metrics_csv(const std::vector<EpochRecord>& history, char separator = ',');
+
 /// Columns: epoch, step, then every other metric in name order (loss, accuracy, val_*...), then
 /// lr and seconds when present. Non-finite values are written nan, inf, -inf. After every epoch
 /// the whole file is replaced atomically from ctx.history, which a resume restores from the
