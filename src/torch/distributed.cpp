@@ -92,7 +92,7 @@ namespace {
 // Runs one collective; any failure becomes a DistributedError naming it, and poisons the group
 // (Gloo's pairs are unusable after a timeout, so a later call must not wait again).
 template <class F>
-auto guarded(bool& failed, const DistributedOptions& o, const char* what, F&& f) {
+auto guarded(bool& failed, const DistributedOptions& o, const std::string& what, F&& f) {
   if (failed)
     throw DistributedError(
         fmt::format("rank {} of {}: {}: the process group already failed in an earlier collective",
@@ -280,20 +280,21 @@ bool ProcessGroup::any(bool value) {
 }
 
 std::string ProcessGroup::broadcast_string(const std::string& value, int root) {
-  return guarded(impl_->failed, options_, "broadcasting a value from rank 0", [&] {
-    c10d::BroadcastOptions bo;
-    bo.rootRank = root;
-    auto len = ::torch::tensor({static_cast<std::int64_t>(value.size())}, ::torch::kLong);
-    std::vector<at::Tensor> one{len};
-    impl_->pg->broadcast(one, bo)->wait();
-    const auto n = len.item<std::int64_t>();
-    if (n == 0) return std::string();
-    auto bytes = ::torch::zeros({n}, ::torch::kUInt8);
-    if (options_.rank == root) std::memcpy(bytes.data_ptr(), value.data(), value.size());
-    std::vector<at::Tensor> two{bytes};
-    impl_->pg->broadcast(two, bo)->wait();
-    return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<std::size_t>(n));
-  });
+  return guarded(
+      impl_->failed, options_, fmt::format("broadcasting a value from rank {}", root), [&] {
+        c10d::BroadcastOptions bo;
+        bo.rootRank = root;
+        auto len = ::torch::tensor({static_cast<std::int64_t>(value.size())}, ::torch::kLong);
+        std::vector<at::Tensor> one{len};
+        impl_->pg->broadcast(one, bo)->wait();
+        const auto n = len.item<std::int64_t>();
+        if (n == 0) return std::string();
+        auto bytes = ::torch::zeros({n}, ::torch::kUInt8);
+        if (options_.rank == root) std::memcpy(bytes.data_ptr(), value.data(), value.size());
+        std::vector<at::Tensor> two{bytes};
+        impl_->pg->broadcast(two, bo)->wait();
+        return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<std::size_t>(n));
+      });
 }
 
 void ProcessGroup::barrier() {
