@@ -20,13 +20,21 @@ bool netns_allowed() {
   const auto add = run_process({"/usr/bin/env", "ip", "netns", "add", probe});
   if (add.exit_code != 0) return false;
   run_process({"/usr/bin/env", "ip", "netns", "del", probe});
+  // The script also needs veth pairs (a kernel module some containers lack).
+  const std::string a = "vgpa" + std::to_string(::getpid() % 100000);
+  const std::string b = "vgpb" + std::to_string(::getpid() % 100000);
+  const auto veth =
+      run_process({"/usr/bin/env", "ip", "link", "add", a, "type", "veth", "peer", "name", b});
+  if (veth.exit_code != 0) return false;
+  run_process({"/usr/bin/env", "ip", "link", "del", a});
   return true;
 }
 
 }  // namespace
 
 TEST(DistributedNetns, TwoHostsInNetworkNamespacesTrainOneRun) {
-  if (!netns_allowed()) GTEST_SKIP() << "ip netns is not allowed here (needs root, iproute2)";
+  if (!netns_allowed())
+    GTEST_SKIP() << "ip netns/veth are not allowed here (needs root, iproute2, veth)";
   TempDir tmp;
   const auto run = tmp / "run";
   const auto r = run_process(
