@@ -401,10 +401,14 @@ TEST_F(Distributed, AHungRankMakesTheOthersFailWithinTheTimeout) {
           cv.notify_all();
         }
       },
-      1500ms);
+      3000ms);
+  // Normally the gradients' all-reduce of step 3 is where rank 0 waits; on a badly overloaded
+  // machine an earlier collective may already time out, so the operation is not pinned.
   const std::string e0 = message(errors[0]);
-  EXPECT_NE(e0.find("rank 0 of 2: all-reducing the gradients failed"), std::string::npos) << e0;
-  EXPECT_NE(e0.find("timeout (1.5 s)"), std::string::npos) << e0;
+  EXPECT_EQ(e0.rfind("rank 0 of 2: ", 0), 0u) << e0;
+  EXPECT_NE(e0.find("failed: another rank died, hung for longer than the timeout (3 s)"),
+            std::string::npos)
+      << e0;
   // Rank 1 comes back to a group rank 0 has left: it fails too instead of waiting forever.
   EXPECT_TRUE(errors[1]);
   try {
