@@ -18,6 +18,7 @@
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/io.hpp"
 #include "vigil/safetensors.hpp"
+#include "vigil/sharded_files.hpp"
 
 namespace vigil::cli {
 
@@ -69,7 +70,6 @@ class Report {
   int leftovers_ = 0;
 };
 
-
 void verify_file(const fs::path& path, const std::string& label, bool quick, Report& report) {
   try {
     auto f = SafetensorsFile::open(path, SafetensorsReadOptions{}.with_verify_checksums(!quick));
@@ -84,10 +84,39 @@ void verify_file(const fs::path& path, const std::string& label, bool quick, Rep
   }
 }
 
+// The index files of a sharded set (data-parallel checkpoints, Hugging Face models): each must
+// name exactly the tensors of its shards; `listed` (a checkpoint's files) must hold every shard.
+bool verify_indexes(const fs::path& dir, const std::string& label, bool hash,
+                    const CheckpointInfo* listed, Report& report) {
+  bool ok = true;
+  for (const auto& stem : shard_index_stems(dir)) {
+    const std::string what = label + "/" + shard_index_file_name(stem);
+    try {
+      auto set = open_sharded(dir, stem, SafetensorsReadOptions{}.with_verify_checksums(hash));
+      std::size_t tensors = 0;
+      for (const auto& f : set->shards) tensors += f.tensors().size();
+      if (listed != nullptr)
+        for (const auto& name : set->files) {
+          if (!listed->has_file(name.substr(0, name.size() - kTensorFileSuffix.size())))
+            throw Error(fmt::format("its shard {} is not recorded in {}", name, kStateFileName));
+        }
+      report.ok(what, fmt::format("{} tensor{} in {} shard{}, matching the index", tensors,
+                                  tensors == 1 ? "" : "s", set->shards.size(),
+                                  set->shards.size() == 1 ? "" : "s"));
+    } catch (const Error& e) {
+      report.bad(what, e.what());
+      ok = false;
+    }
+  }
+  return ok;
+}
+
 std::optional<CheckpointInfo> verify_folder(const fs::path& dir, const std::string& label,
                                             bool quick, Report& report) {
   try {
     auto info = verify_checkpoint(dir, CheckpointVerifyOptions{}.with_checksums(!quick));
+    // The shards were hashed whole above; the index check needs only their headers.
+    if (!verify_indexes(dir, label, false, &info, report)) return std::nullopt;
     report.ok(label, fmt::format("checkpoint of epoch {}, step {}, {} tensor file{}, {}{}",
                                  info.epoch, info.step, info.files.size(),
                                  info.files.size() == 1 ? "" : "s", human_bytes(info.total_bytes()),
@@ -264,6 +293,9 @@ void add_verify_command(CLI::App& app, Context& ctx) {
       throw OptionError(fmt::format("{} is neither a file nor a folder", opts->path));
     } else if (fs::exists(path / kStateFileName, ec)) {
       verify_folder(path, opts->path, opts->quick, report);
+    } else if (!shard_index_stems(path).empty() &&
+               !fs::is_directory(CheckpointManager::checkpoints_dir(path), ec)) {
+      verify_indexes(path, opts->path, !opts->quick, nullptr, report);
     } else if (fs::is_directory(CheckpointManager::checkpoints_dir(path), ec) ||
                fs::exists(CheckpointManager::last_path(path), ec) ||
                fs::exists(CheckpointManager::best_model_path(path), ec)) {

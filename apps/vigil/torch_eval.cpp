@@ -12,6 +12,7 @@
 #include "torch_common.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/io.hpp"
+#include "vigil/sharded_files.hpp"
 #include "vigil/torch/module_state.hpp"
 #include "vigil/torch/rng_state.hpp"
 #include "vigil/torch/trainer.hpp"
@@ -61,6 +62,9 @@ fs::path resolve_model_file(const fs::path& path) {
     throw InputError(fmt::format("run directory {} holds no saved model yet", path.string()));
   }
   if (fs::is_regular_file(path / "model.safetensors")) return path / "model.safetensors";
+  // A sharded checkpoint (data-parallel run): its index stands for the shards.
+  if (fs::is_regular_file(path / shard_index_file_name(kModelStem)))
+    return path / shard_index_file_name(kModelStem);
   throw InputError(
       fmt::format("--model {}: expected a model.safetensors file, "
                   "a checkpoint folder or a run directory",
@@ -112,7 +116,10 @@ void run_eval(const EvalArgs& a) {
   RunData data = load_run_data(config, /*need_train=*/false);
   vt::seed_torch(config.seed);
   auto net = vt::build_model(data.spec);
-  vt::load_module_state(*net, model_file);
+  if (model_file.filename() == shard_index_file_name(kModelStem))
+    vt::load_module_state(*net, open_sharded(model_file.parent_path(), kModelStem)->views());
+  else
+    vt::load_module_state(*net, model_file);
   const Logs m = vt::evaluate(vt::Model::of(net), data.test, a.batch_size);
   if (!a.predictions.empty()) {
     if (!data.classification)

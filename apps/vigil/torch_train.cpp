@@ -15,6 +15,7 @@
 
 #include "commands.hpp"
 #include "torch_common.hpp"
+#include "torch_launch.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/io.hpp"
 #include "vigil/torch/backup_and_restore.hpp"
@@ -27,6 +28,7 @@
 #include "vigil/torch/progress_bar.hpp"
 #include "vigil/torch/reduce_lr_on_plateau.hpp"
 #include "vigil/torch/rng_state.hpp"
+#include "vigil/torch/sharded_checkpoint.hpp"
 #include "vigil/torch/trainer.hpp"
 
 namespace vigil::cli {
@@ -115,7 +117,7 @@ class DebugKill : public vt::Callback {
   }
   void on_epoch_end(vt::TrainContext&, int epoch, const Logs&) override {
     if (after_epochs_ > 0 && epoch + 1 == after_epochs_) {
-      manager_->wait();
+      if (manager_) manager_->wait();
       kill_now();
     }
   }
@@ -145,6 +147,7 @@ struct TrainArgs {
   CLI::Option* time_budget_opt = nullptr;
   bool check_finite = true;
   std::string progress = "auto";
+  LaunchArgs launch;  // --nproc & co. (torch_launch.cpp)
   std::int64_t debug_kill_after_batches = 0;
   int debug_kill_after_epochs = 0;
   // Flag -> run.json key, to know which options the user gave explicitly.
@@ -212,7 +215,75 @@ void print_report(const fs::path& run_dir, const vt::FitResult& fit, const RunDa
   fmt::print("metrics: {}\n", (run_dir / "metrics.csv").string());
 }
 
+vt::TrainerOptions trainer_options(const RunConfig& config) {
+  return vt::TrainerOptions{}
+      .with_epochs(config.epochs)
+      .with_batch_size(config.batch_size)
+      .with_seed(config.seed)
+      .with_threads(config.threads)
+      .with_extra({{"run", config.to_json()}})
+      .with_interrupt([]() -> std::optional<std::string> {
+        if (g_signal == 0) return std::nullopt;
+        return "interrupted by " + signal_name(g_signal);
+      });
+}
+
+std::shared_ptr<vt::Callback> make_reduce_lr(const RunConfig& config) {
+  if (config.reduce_lr_patience < 0) return nullptr;
+  return std::make_shared<vt::ReduceLROnPlateau>(vt::ReduceLROnPlateauOptions{}
+                                                     .with_monitor(config.early_stopping.monitor)
+                                                     .with_mode(config.early_stopping.mode)
+                                                     .with_patience(config.reduce_lr_patience)
+                                                     .with_factor(config.reduce_lr_factor)
+                                                     .with_min_lr(config.min_lr)
+                                                     .with_cooldown(config.cooldown));
+}
+
+// Data-parallel runs save sharded checkpoints: every rank writes its part (sharded_checkpoint.hpp).
+std::shared_ptr<vt::Callback> make_sharded_checkpoint(const RunConfig& config,
+                                                      std::shared_ptr<vt::ProcessGroup> group,
+                                                      std::shared_ptr<CheckpointManager> manager,
+                                                      const TrainArgs& a) {
+  vt::ShardedCheckpointOptions o;
+  o.with_step_saves(config.save_every_n_steps > 0);
+  if (a.launch.debug_kill_in_save > 0 && debug_kill_applies(a.launch, group.get()))
+    o.with_after_shards_written([n = 0, at = a.launch.debug_kill_in_save]() mutable {
+      if (++n == at) {
+        std::fflush(stdout);
+        ::raise(SIGKILL);
+      }
+    });
+  return std::make_shared<vt::ShardedModelCheckpoint>(std::move(group), std::move(manager), o);
+}
+
+// A data-parallel rank other than 0: trains its slices with the callbacks that steer training
+// (the same decisions as rank 0's); rank 0 alone writes checkpoints, logs and the report.
+int run_worker_rank(const RunConfig& config, std::shared_ptr<vt::ProcessGroup> group,
+                    ::torch::nn::Sequential net, ::torch::optim::Optimizer& optimizer,
+                    const RunData& data, const TrainArgs& a) {
+  vt::Trainer trainer(trainer_options(config).with_distributed(group));
+  trainer.add_callback(
+      std::make_shared<vt::EarlyStopping>(config.early_stopping, config.restore_best_weights));
+  if (auto reduce_lr = make_reduce_lr(config)) trainer.add_callback(reduce_lr);
+  trainer.add_callback(make_sharded_checkpoint(config, group, nullptr, a));
+  if ((a.debug_kill_after_batches > 0 || a.debug_kill_after_epochs > 0) &&
+      debug_kill_applies(a.launch, group.get()))
+    trainer.add_callback(std::make_shared<DebugKill>(a.debug_kill_after_batches,
+                                                     a.debug_kill_after_epochs, nullptr));
+  vt::FitResult fit;
+  {
+    StopSignals signals;
+    fit = trainer.fit(vt::Model::of(net), optimizer, data.train, data.validation);
+  }
+  if (fit.interrupted) return 128 + (g_signal != 0 ? g_signal : SIGINT);
+  return 0;
+}
+
 int run_train(TrainArgs& a) {
+  // Data-parallel: this process either starts the ranks and waits for them, or is one of them.
+  if (auto code = launch_ranks(a.launch)) return *code;
+  const auto group = join_process_group(a.launch);    // null when training alone
+  const bool main_rank = !group || group->is_main();  // the one that owns the run directory
   const fs::path run_dir = a.run_dir;
   RunConfig given = config_from_args(a);
   std::set<std::string> explicit_keys;
@@ -220,20 +291,23 @@ int run_train(TrainArgs& a) {
     if (opt->count() > 0) explicit_keys.insert(key);
 
   const fs::path run_json = run_dir / "run.json";
-  if (a.fresh && fs::exists(run_dir)) {
+  if (a.fresh && main_rank && fs::exists(run_dir)) {
     fs::path aside = run_dir.string() + ".old-" + timestamp();
     for (int i = 1; fs::exists(aside); ++i)
       aside = run_dir.string() + ".old-" + timestamp() + "-" + std::to_string(i);
     fs::rename(run_dir, aside);
     fmt::print("moved the previous run aside to {}\n", aside.string());
   }
-  const bool resuming = fs::exists(run_json);
+  const bool resuming = main_rank && fs::exists(run_json);
   RunConfig config = given;
   if (resuming) {
     const auto merged =
         merge_for_resume(read_json_file(run_json), given.to_json(), explicit_keys, run_dir);
     config = RunConfig::from_json(merged);
   }
+  if (group)  // every rank runs with rank 0's options (it alone reads run.json)
+    config = RunConfig::from_json(
+        nlohmann::json::parse(group->broadcast_string(config.to_json().dump())));
   config.early_stopping.validate();
 
   RunData data = load_run_data(config, /*need_train=*/true);
@@ -267,6 +341,8 @@ int run_train(TrainArgs& a) {
   if (config.save_top_k != 0) ckpt_options.with_save_top_k(config.save_top_k);
   if (config.keep_last != 0) ckpt_options.with_keep_last(config.keep_last);
   ckpt_options.validate();
+  // Only rank 0 owns the run directory; the other ranks take its restore point and decisions.
+  if (!main_rank) return run_worker_rank(config, group, net, *optimizer, data, a);
   auto manager = std::make_shared<CheckpointManager>(run_dir, ckpt_options);
   for (const auto& [name, problem] : manager->open_report().skipped)
     fmt::print(stderr, "vigil: warning: skipping damaged checkpoint {}: {}\n", name, problem);
@@ -281,16 +357,7 @@ int run_train(TrainArgs& a) {
             "epoch-{epoch:04d}-step-{step}"));
   atomic_write_file(run_json, config.to_json().dump(2) + "\n");
 
-  vt::Trainer trainer(vt::TrainerOptions{}
-                          .with_epochs(config.epochs)
-                          .with_batch_size(config.batch_size)
-                          .with_seed(config.seed)
-                          .with_threads(config.threads)
-                          .with_extra({{"run", config.to_json()}})
-                          .with_interrupt([]() -> std::optional<std::string> {
-                            if (g_signal == 0) return std::nullopt;
-                            return "interrupted by " + signal_name(g_signal);
-                          }));
+  vt::Trainer trainer(trainer_options(config).with_distributed(group));
   auto restore = std::make_shared<vt::BackupAndRestore>(
       backup, vt::BackupAndRestoreOptions{}.with_save_every_epoch(backup != manager));
   auto stopping =
@@ -298,16 +365,11 @@ int run_train(TrainArgs& a) {
   auto checkpoints = std::make_shared<vt::ModelCheckpoint>(manager);
   trainer.add_callback(restore);
   trainer.add_callback(stopping);
-  if (config.reduce_lr_patience >= 0)
-    trainer.add_callback(
-        std::make_shared<vt::ReduceLROnPlateau>(vt::ReduceLROnPlateauOptions{}
-                                                    .with_monitor(config.early_stopping.monitor)
-                                                    .with_mode(config.early_stopping.mode)
-                                                    .with_patience(config.reduce_lr_patience)
-                                                    .with_factor(config.reduce_lr_factor)
-                                                    .with_min_lr(config.min_lr)
-                                                    .with_cooldown(config.cooldown)));
-  trainer.add_callback(checkpoints);
+  if (auto reduce_lr = make_reduce_lr(config)) trainer.add_callback(reduce_lr);
+  if (group)
+    trainer.add_callback(make_sharded_checkpoint(config, group, manager, a));
+  else
+    trainer.add_callback(checkpoints);
   trainer.add_callback(std::make_shared<vt::CSVLogger>(
       vt::CSVLoggerOptions{}.with_filename(run_dir / "metrics.csv")));
   trainer.add_callback(std::make_shared<vt::LearningCurvePlot>(
@@ -320,7 +382,8 @@ int run_train(TrainArgs& a) {
           [checkpoints, stopping](const vt::TrainContext&, int) {
             return epoch_note(*checkpoints, *stopping);
           })));
-  if (a.debug_kill_after_batches > 0 || a.debug_kill_after_epochs > 0)
+  if ((a.debug_kill_after_batches > 0 || a.debug_kill_after_epochs > 0) &&
+      debug_kill_applies(a.launch, group.get()))
     trainer.add_callback(std::make_shared<DebugKill>(a.debug_kill_after_batches,
                                                      a.debug_kill_after_epochs, manager));
 
@@ -615,6 +678,7 @@ void add_train_command(CLI::App& app, Context& ctx) {
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "bar", "lines"}))
       ->group(kRun);
+  add_launch_options(cmd, args->launch);  // --nproc & co. (torch_launch.cpp)
   // Hidden: used by the resume tests to kill the process for real at a chosen
   // point.
   cmd->add_option("--debug-kill-after-batches", args->debug_kill_after_batches)->group("");

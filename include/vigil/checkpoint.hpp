@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -43,6 +44,8 @@ enum class SavePoint {
   Step,      ///< in the middle of an epoch, after an optimizer step
 };
 
+struct CheckpointFileInfo;
+
 /// Everything written into one checkpoint folder. The views must stay valid during the write.
 struct CheckpointContent {
   std::int64_t epoch = 0;  ///< 0-based epoch the checkpoint belongs to
@@ -54,6 +57,12 @@ struct CheckpointContent {
   nlohmann::json state = nlohmann::json::object();
   /// Orders the checkpoints of a run (the manager counts up); newer = larger.
   std::uint64_t sequence = 0;
+  /// Optional (default empty). Called with the temporary folder once `files` are written and
+  /// before state.json: writes more tensor files there (e.g. other processes' shards, each
+  /// fsynced by its writer) and returns them to be listed and verified like the others. Files it
+  /// does not return (e.g. an index) are kept unlisted. Throwing aborts the checkpoint: the
+  /// temporary folder is removed and the error propagates.
+  std::function<std::vector<CheckpointFileInfo>(const std::filesystem::path& tmp)> extra_files;
 };
 
 /// One tensor file of a checkpoint as recorded in state.json.

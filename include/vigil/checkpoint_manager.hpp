@@ -148,6 +148,9 @@ struct SaveRequest {
   TensorFiles files;
   /// Written as "state" in state.json (stopper state, RNG, data order, options, ...).
   nlohmann::json state = nlohmann::json::object();
+  /// CheckpointContent::extra_files, passed through (default empty; save() only: save_async()
+  /// refuses a request with it, since the hook would run on the writer thread).
+  std::function<std::vector<CheckpointFileInfo>(const std::filesystem::path& tmp)> extra_files;
 };
 
 /// What one save did.

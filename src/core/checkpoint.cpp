@@ -387,6 +387,19 @@ CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const Checkpoi
       info.files.push_back(CheckpointFileInfo{name, f.size(), *digest});
       j["files"][name] = {{"bytes", f.size()}, {"xxh3", hex64(*digest)}};
     }
+    if (content.extra_files) {
+      for (auto& f : content.extra_files(tmp)) {
+        if (!is_plain_name(f.file) || j["files"].contains(f.file))
+          throw OptionError(
+              fmt::format("extra checkpoint file \"{}\" is not a plain name or is "
+                          "listed twice",
+                          f.file));
+        j["files"][f.file] = {{"bytes", f.bytes}, {"xxh3", hex64(f.xxh3)}};
+        info.files.push_back(std::move(f));
+      }
+      std::sort(info.files.begin(), info.files.end(),
+                [](const auto& a, const auto& b) { return a.file < b.file; });
+    }
     j["checksum"] = hex64(state_checksum(j));
     std::string text;
     try {

@@ -278,6 +278,8 @@ SaveResult CheckpointManager::save(const SaveRequest& request) {
 }
 
 void CheckpointManager::save_async(const SaveRequest& request) {
+  if (request.extra_files)
+    throw OptionError("save_async: a request with extra_files must be saved with save()");
   if (!saver_) {
     saver_ =
         std::make_unique<AsyncSaver>([this](const SaveRequest& r) { return save_now(r); },
@@ -339,6 +341,7 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
   content.files = request.files;
   content.state = request.state;
   content.sequence = next_sequence_;
+  content.extra_files = request.extra_files;
   auto info =
       write_checkpoint(cdir / name, content, CheckpointWriteOptions{}.with_ops(options_.ops));
   ++next_sequence_;

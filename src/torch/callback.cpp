@@ -8,6 +8,7 @@
 #include "vigil/torch/module_state.hpp"
 #include "vigil/torch/optimizer_state.hpp"
 #include "vigil/torch/rng_state.hpp"
+#include "vigil/torch/sharded_checkpoint.hpp"
 
 namespace vigil::torch {
 
@@ -23,6 +24,13 @@ std::vector<TensorView> views_of(const SafetensorsFile& file) {
   std::vector<TensorView> out;
   out.reserve(file.tensors().size());
   for (const auto& info : file.tensors()) out.push_back(file.view(info.name));
+  return out;
+}
+
+std::vector<TensorView> views_of(const std::vector<SafetensorsFile>& shards) {
+  std::vector<TensorView> out;
+  for (const auto& f : shards)
+    for (const auto& info : f.tensors()) out.push_back(f.view(info.name));
   return out;
 }
 
@@ -50,10 +58,16 @@ Logs logs_from_json(const nlohmann::json& json) {
 RestorePoint RestorePoint::from(const Checkpoint& checkpoint) {
   RestorePoint p;
   p.path = checkpoint.info().path;
-  if (!checkpoint.has_file(kModelStem))
-    throw InputError(fmt::format("{}: the checkpoint has no model.safetensors", p.path.string()));
-  p.model = checkpoint.open_file(kModelStem);
-  if (checkpoint.has_file(kOptimizerStem)) p.optimizer = checkpoint.open_file(kOptimizerStem);
+  if (!checkpoint.has_file(kModelStem)) {
+    auto shards = open_sharded(p.path, kModelStem);
+    if (!shards)
+      throw InputError(fmt::format("{}: the checkpoint has no model.safetensors", p.path.string()));
+    p.model_shards = std::move(shards->shards);
+    if (auto o = open_sharded(p.path, kOptimizerStem)) p.optimizer_shards = std::move(o->shards);
+  } else {
+    p.model = checkpoint.open_file(kModelStem);
+    if (checkpoint.has_file(kOptimizerStem)) p.optimizer = checkpoint.open_file(kOptimizerStem);
+  }
   if (checkpoint.has_file(kCallbacksStem)) p.callbacks = checkpoint.open_file(kCallbacksStem);
   p.state = checkpoint.state();
   return p;
@@ -123,17 +137,21 @@ void TrainContext::restore(const RestorePoint& point) {
   const auto& s = point.state;
   if (!s.is_object())
     throw InputError(fmt::format("{}: state.json is not a JSON object", point.path.string()));
-  if (!point.model)
+  if (!point.model && point.model_shards.empty())
     throw InputError(
         fmt::format("{}: the checkpoint has no model.safetensors", point.path.string()));
   try {
     // Everything that can fail on a mismatch is checked by these loaders before they change
     // anything; the model goes first because it is the most likely to differ (another --hidden).
-    load_module_state(*model, *point.model);
+    if (point.model)
+      load_module_state(*model, *point.model);
+    else
+      load_module_state(*model, views_of(point.model_shards));
     if (optimizer != nullptr) {
       if (!s.contains("optimizer"))
         throw InputError("it holds no optimizer state, but this run has an optimizer");
-      const auto views = point.optimizer ? views_of(*point.optimizer) : std::vector<TensorView>{};
+      const auto views =
+          point.optimizer ? views_of(*point.optimizer) : views_of(point.optimizer_shards);
       load_optimizer_state(*optimizer, *model, s.at("optimizer"), views);
     }
     if (s.contains("rng")) set_torch_rng_state_json(s.at("rng"));

@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "trainer_distributed.hpp"
 #include "vigil/torch/optimizer_state.hpp"
 #include "vigil/torch/rng_state.hpp"
 
@@ -101,13 +102,16 @@ FitResult Trainer::fit(const Model& model, ::torch::optim::Optimizer& optimizer,
   ctx.loop = loop_state(0, 0, 0);
   model.module->train();
 
+  ProcessGroup* const dist = options_.distributed.get();  // null: training alone
   callbacks_.on_train_begin(ctx);
+  if (dist) detail::agree_on_start(*dist, ctx, callbacks_);
   if (ctx.resumed_from && ctx.batch > ctx.steps_per_epoch)
     throw InputError(fmt::format(
         "cannot resume from {}: it stopped at batch {} of an epoch that now has {} batches (the "
         "training data or batch size changed)",
         ctx.resumed_from->string(), ctx.batch, ctx.steps_per_epoch));
 
+  std::optional<std::string> agreed_interrupt;  // data-parallel: agreed in the previous step
   while (ctx.epoch < options_.epochs && !ctx.stop_training) {
     const int epoch = ctx.epoch;
     const auto started = Clock::now();
@@ -126,8 +130,8 @@ FitResult Trainer::fit(const Model& model, ::torch::optim::Optimizer& optimizer,
     BatchIterator batches(train, epoch_order(n, options_.seed, epoch, options_.shuffle), bs,
                           std::min(ctx.batch * bs, n));
     while (!batches.done()) {
-      if (options_.interrupt) {
-        if (auto reason = options_.interrupt()) {
+      if (options_.interrupt || agreed_interrupt) {
+        if (auto reason = dist ? agreed_interrupt : options_.interrupt()) {
           ctx.request_stop(*reason);
           callbacks_.on_interrupt(ctx);
           break;
@@ -136,18 +140,31 @@ FitResult Trainer::fit(const Model& model, ::torch::optim::Optimizer& optimizer,
       Batch b = batches.next();
       callbacks_.on_batch_begin(ctx, b.index);
       optimizer.zero_grad();
-      auto out = model.forward(b.features);
-      auto l = loss(out, b.targets);
-      l.backward();
-      optimizer.step();
+      std::int64_t count = 0;
+      double batch_loss = 0;
+      std::int64_t c = 0;
+      if (dist) {
+        auto step =
+            detail::data_parallel_step(*dist, model, loss, b, classification, options_.interrupt);
+        optimizer.step();
+        count = step.count;
+        batch_loss = step.loss;
+        c = step.correct;
+        agreed_interrupt = std::move(step.interrupt);
+      } else {
+        auto out = model.forward(b.features);
+        auto l = loss(out, b.targets);
+        l.backward();
+        optimizer.step();
+        count = b.features.size(0);
+        batch_loss = l.item<double>();
+        if (classification) c = count_correct(out.detach(), b.targets);
+      }
 
-      const auto count = b.features.size(0);
-      const double batch_loss = l.item<double>();
       Logs batch_logs{{"loss", batch_loss}};
       sum_loss += batch_loss * static_cast<double>(count);
       seen += count;
       if (classification) {
-        const auto c = count_correct(out.detach(), b.targets);
         correct += c;
         batch_logs["accuracy"] = static_cast<double>(c) / static_cast<double>(count);
       }
@@ -165,14 +182,19 @@ FitResult Trainer::fit(const Model& model, ::torch::optim::Optimizer& optimizer,
       logs["accuracy"] = seen > 0 ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
     if (validation.size() > 0) {
       Logs val;
-      for (const auto& [k, v] : evaluate(model, validation, options_.eval_batch_size, loss))
-        val["val_" + k] = v;
+      const Logs metrics =
+          dist ? detail::evaluate_sharded(*dist, model, validation, options_.eval_batch_size, loss)
+               : evaluate(model, validation, options_.eval_batch_size, loss);
+      for (const auto& [k, v] : metrics) val["val_" + k] = v;
       callbacks_.on_validation_end(ctx, val);
       logs.insert(val.begin(), val.end());
     }
     logs["lr"] = get_learning_rate(optimizer);
     logs["seconds"] = std::chrono::duration<double>(Clock::now() - started).count();
+    // The slowest rank's time: every rank's logs, hence every rule's decision, are the same.
+    if (dist) logs["seconds"] = dist->all_reduce_max({logs["seconds"]})[0];
     callbacks_.on_epoch_end(ctx, epoch, logs);
+    if (dist) detail::agree_on_stop(*dist, ctx);
 
     ctx.epoch = epoch + 1;
     ctx.batch = 0;

@@ -35,7 +35,11 @@ struct RestorePoint {
   std::optional<SafetensorsFile> model;      ///< model.safetensors
   std::optional<SafetensorsFile> optimizer;  ///< optimizer.safetensors (may be absent)
   std::optional<SafetensorsFile> callbacks;  ///< callbacks.safetensors (may be absent)
-  nlohmann::json state;                      ///< the parsed state.json
+  /// A sharded checkpoint (saved by data-parallel ranks, see sharded_checkpoint.hpp) has no
+  /// model.safetensors/optimizer.safetensors but these shards, found through their index files.
+  std::vector<SafetensorsFile> model_shards;
+  std::vector<SafetensorsFile> optimizer_shards;
+  nlohmann::json state;  ///< the parsed state.json
 
   /// Stems of the tensor files in a checkpoint folder besides "model" (kModelStem).
   static constexpr const char* kOptimizerStem = "optimizer";

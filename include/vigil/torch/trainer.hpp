@@ -16,6 +16,8 @@
 
 namespace vigil::torch {
 
+class ProcessGroup;  // vigil/torch/distributed.hpp
+
 /// A module and how to call it: any ModuleHolder (torch::nn::Sequential, a TORCH_MODULE type)
 /// converts through Model::of().
 struct Model {
@@ -57,6 +59,12 @@ struct TrainerOptions {
   std::function<std::optional<std::string>()> interrupt;
   /// Stored under "extra" in every checkpoint's state.json (default: empty object).
   nlohmann::json extra = nlohmann::json::object();
+  /// Data-parallel training (default null: this process trains alone). Every rank runs fit()
+  /// with the same options, data and callbacks' decisions; each trains on its slice of every
+  /// global batch of `batch_size` (gradients averaged over the group), validates its slice of
+  /// the validation set (metrics summed over the group), starts from rank 0's restore point and
+  /// weights, and stops when any rank's callbacks ask to. Only rank 0 should write files.
+  std::shared_ptr<ProcessGroup> distributed;
 
   TrainerOptions& with_epochs(int v) {
     epochs = v;
@@ -92,6 +100,10 @@ struct TrainerOptions {
   }
   TrainerOptions& with_extra(nlohmann::json v) {
     extra = std::move(v);
+    return *this;
+  }
+  TrainerOptions& with_distributed(std::shared_ptr<ProcessGroup> v) {
+    distributed = std::move(v);
     return *this;
   }
 

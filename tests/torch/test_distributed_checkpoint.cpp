@@ -1,0 +1,254 @@
+// Sharded checkpoints of data-parallel runs (2 ranks as threads on the loopback): the Hugging
+// Face layout, loading with 1 and with 2 ranks, and a rank failing mid-save aborting that
+// checkpoint everywhere while committed ones stay intact.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "test_support.hpp"
+#include "vigil/checkpoint_manager.hpp"
+#include "vigil/sharded_files.hpp"
+#include "vigil/torch/backup_and_restore.hpp"
+#include "vigil/torch/distributed.hpp"
+#include "vigil/torch/module_state.hpp"
+#include "vigil/torch/sharded_checkpoint.hpp"
+#include "vigil/torch/trainer.hpp"
+
+namespace fs = std::filesystem;
+namespace vt = vigil::torch;
+using namespace std::chrono_literals;
+using vigil::test::TempDir;
+
+namespace {
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::vector<std::exception_ptr> run_ranks(
+    int world, const std::function<void(int, std::shared_ptr<vt::ProcessGroup>)>& fn) {
+  const int port = free_port();
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        fn(r, std::make_shared<vt::ProcessGroup>(vt::DistributedOptions{}
+                                                     .with_rank(r)
+                                                     .with_world_size(world)
+                                                     .with_master_port(port)
+                                                     .with_timeout(30s)));
+      } catch (...) {
+        errors[static_cast<std::size_t>(r)] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+std::string message(const std::exception_ptr& e) {
+  if (!e) return "(no error)";
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  }
+  return "(unknown)";
+}
+
+vt::Dataset make_data(std::int64_t n, std::uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto x = ::torch::randn({n, 8}, gen);
+  auto w = ::torch::randn({8, 3}, gen);
+  return {x, x.matmul(w).argmax(1)};
+}
+
+std::mutex g_build;  // model seeds go through libtorch's global generator
+
+::torch::nn::Sequential make_mlp() {
+  std::lock_guard lock(g_build);
+  ::torch::manual_seed(9);
+  return ::torch::nn::Sequential(::torch::nn::Linear(8, 16), ::torch::nn::ReLU(),
+                                 ::torch::nn::Linear(16, 3));
+}
+
+vigil::CheckpointManagerOptions manager_options() {
+  return vigil::CheckpointManagerOptions{}.with_monitor("val_loss").with_keep_last(-1);
+}
+
+// One rank's run: `epochs` epochs with Adam, sharded checkpoints into `run` (rank 0 holds the
+// manager and a BackupAndRestore, so a second call resumes); `group` null = alone (then an
+// ordinary ModelCheckpoint-free run that only resumes). Returns the final weights.
+vt::NamedTensors train(std::shared_ptr<vt::ProcessGroup> group, const fs::path& run, int epochs,
+                       vt::ShardedCheckpointOptions ckpt = {}) {
+  auto net = make_mlp();
+  ::torch::optim::Adam opt(net->parameters(), ::torch::optim::AdamOptions(0.01));
+  vt::Trainer trainer(
+      vt::TrainerOptions{}.with_epochs(epochs).with_batch_size(16).with_seed(4).with_distributed(
+          group));
+  std::shared_ptr<vigil::CheckpointManager> manager;
+  if (!group || group->is_main()) {
+    manager = std::make_shared<vigil::CheckpointManager>(run, manager_options());
+    trainer.add_callback(std::make_shared<vt::BackupAndRestore>(manager));
+  }
+  if (group)
+    trainer.add_callback(std::make_shared<vt::ShardedModelCheckpoint>(group, manager, ckpt));
+  trainer.fit(vt::Model::of(net), opt, make_data(90, 1), make_data(30, 2));
+  return vt::module_state(*net).clone();
+}
+
+void expect_equal(const vt::NamedTensors& a, const vt::NamedTensors& b) {
+  ASSERT_EQ(a.names(), b.names());
+  for (std::size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(::torch::equal(a.tensors()[i], b.tensors()[i])) << a.names()[i];
+}
+
+void expect_close(const vt::NamedTensors& a, const vt::NamedTensors& b, double tol) {
+  ASSERT_EQ(a.names(), b.names());
+  for (std::size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(::torch::allclose(a.tensors()[i], b.tensors()[i], tol, tol)) << a.names()[i];
+}
+
+// Writes fail with ENOSPC once armed: a full disk on one rank only.
+class FullDiskOps : public vigil::FileOps {
+ public:
+  std::atomic<bool> armed{false};
+  ssize_t write(int fd, const void* data, size_t size) override {
+    if (armed) {
+      errno = ENOSPC;
+      return -1;
+    }
+    return FileOps::write(fd, data, size);
+  }
+};
+
+class ShardedCheckpoint : public ::testing::Test {
+ protected:
+  void SetUp() override { ::torch::set_num_threads(1); }
+};
+
+}  // namespace
+
+TEST(ShardFiles, NamesPlanAndIndexFollowHuggingFace) {
+  EXPECT_EQ(vigil::shard_file_name("model", 0, 2), "model-00001-of-00002.safetensors");
+  EXPECT_EQ(vigil::shard_file_name("optimizer", 11, 12), "optimizer-00012-of-00012.safetensors");
+  EXPECT_EQ(vigil::shard_index_file_name("model"), "model.safetensors.index.json");
+  std::vector<std::byte> big(400), mid(240), small(160), tiny(4);
+  std::vector<vigil::TensorView> t = {{"a", vigil::DType::U8, {4}, tiny},
+                                      {"b", vigil::DType::U8, {400}, big},
+                                      {"c", vigil::DType::U8, {240}, mid},
+                                      {"d", vigil::DType::U8, {160}, small}};
+  // Largest first to the least loaded shard: b -> 0, c -> 1, d -> 1 (240 < 400); then both hold
+  // 400 bytes and the tie goes to the lower shard: a -> 0.
+  const auto plan = vigil::plan_shards(t, 2);
+  EXPECT_EQ(plan, (std::vector<int>{0, 0, 1, 1}));
+  const auto index = vigil::shard_index("model", t, plan, 2);
+  EXPECT_EQ(index.at("metadata").at("total_size"), 804);
+  EXPECT_EQ(index.at("weight_map").at("b"), "model-00001-of-00002.safetensors");
+  EXPECT_EQ(index.at("weight_map").at("d"), "model-00002-of-00002.safetensors");
+  EXPECT_EQ(vigil::plan_shards(t, 1), (std::vector<int>{0, 0, 0, 0}));
+}
+
+TEST_F(ShardedCheckpoint, TwoRanksWriteShardsThatOneOrTwoRanksLoad) {
+  TempDir tmp;
+  const fs::path run = tmp / "run";
+  // Reference: 3 uninterrupted epochs on 2 ranks.
+  std::vector<vt::NamedTensors> full(2);
+  auto errors = run_ranks(2, [&](int r, std::shared_ptr<vt::ProcessGroup> g) {
+    full[r] = train(g, tmp / "reference", 3);
+  });
+  for (auto& e : errors) ASSERT_FALSE(e) << message(e);
+
+  // 2 epochs on 2 ranks: sharded checkpoints.
+  std::vector<vt::NamedTensors> two(2);
+  errors =
+      run_ranks(2, [&](int r, std::shared_ptr<vt::ProcessGroup> g) { two[r] = train(g, run, 2); });
+  for (auto& e : errors) ASSERT_FALSE(e) << message(e);
+  const fs::path ckpt = run / "checkpoints" / "epoch-0001";
+  for (const char* f :
+       {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json", "optimizer-00001-of-00002.safetensors",
+        "optimizer-00002-of-00002.safetensors", "optimizer.safetensors.index.json", "state.json"})
+    EXPECT_TRUE(fs::exists(ckpt / f)) << f;
+  EXPECT_FALSE(fs::exists(ckpt / "model.safetensors"));
+  const auto info = vigil::verify_checkpoint(ckpt);  // every shard listed, hashed and intact
+  EXPECT_EQ(info.files.size(), 4u);
+  // The shards hold every weight once, and together they are the trained model.
+  auto model = vigil::open_sharded(ckpt, "model");
+  ASSERT_TRUE(model);
+  EXPECT_EQ(model->shards.size(), 2u);
+  auto loaded = make_mlp();
+  vt::load_module_state(*loaded, model->views());
+  expect_equal(vt::module_state(*loaded), two[0]);
+  // best/ stays one plain file.
+  auto best = vigil::SafetensorsFile::open(vigil::CheckpointManager::best_model_path(run));
+  EXPECT_EQ(best.tensors().size(), 4u);
+  // Committed through the manager: a fresh manager finds it as the newest intact checkpoint.
+  {
+    vigil::CheckpointManager m(run, manager_options());
+    ASSERT_TRUE(m.latest());
+    EXPECT_EQ(m.latest()->name, "epoch-0001");
+  }
+
+  // Resumed by 2 ranks: the same weights as the uninterrupted 2-rank run, bit for bit.
+  fs::copy(run, tmp / "run1", fs::copy_options::recursive);
+  std::vector<vt::NamedTensors> resumed(2);
+  errors = run_ranks(
+      2, [&](int r, std::shared_ptr<vt::ProcessGroup> g) { resumed[r] = train(g, run, 3); });
+  for (auto& e : errors) ASSERT_FALSE(e) << message(e);
+  expect_equal(resumed[0], full[0]);
+  expect_equal(resumed[1], full[0]);
+
+  // Resumed by 1 process from the same sharded checkpoint: the same up to reduction order.
+  const auto alone = train(nullptr, tmp / "run1", 3);
+  expect_close(alone, full[0], 1e-4);
+}
+
+TEST_F(ShardedCheckpoint, AFailedShardAbortsTheCheckpointOnEveryRankAndKeepsTheCommittedOnes) {
+  TempDir tmp;
+  const fs::path run = tmp / "run";
+  auto full_disk = std::make_shared<FullDiskOps>();
+  std::vector<std::exception_ptr> errors =
+      run_ranks(2, [&](int r, std::shared_ptr<vt::ProcessGroup> g) {
+        vt::ShardedCheckpointOptions o;
+        if (r == 1) {
+          // Rank 1's disk fills up after its first checkpoint.
+          o.with_ops(full_disk).with_after_shards_written([&] { full_disk->armed = true; });
+        }
+        train(g, run, 3, o);
+      });
+  const std::string e0 = message(errors[0]);
+  const std::string e1 = message(errors[1]);
+  EXPECT_NE(e0.find("checkpoint aborted: rank 1 could not write its shards"), std::string::npos)
+      << e0;
+  EXPECT_NE(e0.find("No space left on device"), std::string::npos) << e0;
+  EXPECT_NE(e1.find("rank 1: the checkpoint was aborted"), std::string::npos) << e1;
+  // Epoch 0's checkpoint is committed and intact; epoch 1's never appeared, nor any leftover.
+  EXPECT_NO_THROW(vigil::verify_checkpoint(run / "checkpoints" / "epoch-0000"));
+  EXPECT_FALSE(fs::exists(run / "checkpoints" / "epoch-0001"));
+  for (const auto& e : fs::directory_iterator(run / "checkpoints"))
+    EXPECT_TRUE(e.path().filename() == "epoch-0000" || e.path().filename() == "manifest.json")
+        << e.path();
+
+  // The run resumes from it (disk freed).
+  full_disk->armed = false;
+  errors = run_ranks(2, [&](int r, std::shared_ptr<vt::ProcessGroup> g) { train(g, run, 3); });
+  for (auto& e : errors) EXPECT_FALSE(e) << message(e);
+  EXPECT_NO_THROW(vigil::verify_checkpoint(run / "checkpoints" / "epoch-0002"));
+}
