@@ -29,7 +29,7 @@ Runs the vigil benchmark suite and writes a report.
   --size-mib N         one state of N MiB (the smoke test uses 4)
   --dtypes LIST        f32,bf16 (default both)
   --states LIST        explicit SIZE:DTYPE pairs, e.g. 256M:f32,1G:bf16 (overrides the two above)
-  --repeats N          repeats of every storage contender (default 5)
+  --repeats N          repeats of every storage contender and of replay (default 5)
   --repeats-large N    repeats for states of 4 GiB and more (default: --repeats)
   --dir DIR            scratch folder on the disk under test (default /var/tmp/vigil-bench)
   --no-cold            skip cold-cache loads
@@ -152,7 +152,7 @@ Config parse_args(int argc, char** argv) {
   if (repeats > 0) c.repeats = repeats;
   if (train_repeats > 0) c.train_repeats = train_repeats;
   if (train_epochs > 0) c.train_epochs = train_epochs;
-  if (repeats > 0 && c.quick) c.replay_repeats = repeats;
+  if (repeats > 0) c.replay_repeats = repeats;
   if (out_set) {
     c.out = out == "-" ? fs::path() : fs::path(out);
   } else {

@@ -64,6 +64,11 @@ nlohmann::json report_json(const Config& cfg, const Results& res, const Facts& f
   j["date"] = date;
   j["command"] = "bench/run" + (cfg.command_line.empty() ? "" : " " + cfg.command_line);
   j["commit"] = capture({"git", "-C", cfg.source_dir.string(), "rev-parse", "--short", "HEAD"});
+  // A run of a modified tree must not pass for a run of the commit.
+  if (!capture(
+           {"git", "-C", cfg.source_dir.string(), "status", "--porcelain", "--untracked-files=no"})
+           .empty())
+    j["commit"] = j["commit"].get<std::string>() + " with uncommitted changes";
   j["machine"] = {{"lscpu", lscpu_summary()},
                   {"free", capture({"free", "-h"})},
                   {"disk", capture({"df", "-h", cfg.dir.string()})},
@@ -421,7 +426,8 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
   if (notes) {
     std::stringstream ss;
     ss << notes.rdbuf();
-    out("\n" + ss.str());
+    md += "\n";
+    md += ss.str();
   }
   return md;
 }
