@@ -178,6 +178,10 @@ int run_suite(const Config& cfg) {
   }();
   const auto started = std::chrono::steady_clock::now();
   for (const auto& [bytes, dtype] : cfg.states) bench_storage(cfg, bytes, dtype, results, facts);
+  {
+    std::error_code ec;  // the states' folder in /dev/shm (their files are gone already)
+    fs::remove_all(fmt::format("/dev/shm/vigil-bench-{}", ::getpid()), ec);
+  }
   if (cfg.replay) bench_replay(cfg, results, facts);
   if (cfg.train) bench_training(cfg, results, facts);
   facts.extra["load_average_end"] = [] {

@@ -94,6 +94,13 @@ std::vector<T> rotated(std::vector<T> v, int r) {
   return v;
 }
 
+// A checkpoint holding `views` as model.safetensors.
+CheckpointContent model_content(const std::vector<TensorView>& views) {
+  CheckpointContent c;
+  c.files["model"] = views;
+  return c;
+}
+
 struct Contender {
   std::string name;
   std::function<void()> run;
@@ -142,7 +149,7 @@ void bench_storage(const Config& cfg, std::uint64_t bytes, DType dtype, Results&
   const fs::path tiny_py = work / "tiny-python.pt";  // written by the harness at start
   const std::vector<TensorView> tiny_views(views.end() - 1, views.end());
   save_safetensors(tiny_vigil, tiny_views);
-  write_checkpoint(tiny_ckpt, CheckpointContent{.files = {{"model", tiny_views}}});
+  write_checkpoint(tiny_ckpt, model_content(tiny_views));
   {
     auto tiny = std::make_shared<::torch::nn::Module>();
     tiny->register_parameter("w", ::torch::zeros({16}), false);
@@ -209,7 +216,7 @@ void bench_storage(const Config& cfg, std::uint64_t bytes, DType dtype, Results&
         {"vigil",
          [&] {
            const auto t0 = Clock::now();
-           write_checkpoint(vigil_dir, CheckpointContent{.files = {{"model", views}}});
+           write_checkpoint(vigil_dir, model_content(views));
            res.add(key("save", "vigil"), seconds_since(t0));
          }},
         {"torch_save",
@@ -382,8 +389,7 @@ int main_peak_rss(int argc, char** argv) {
   const bool reset = reset_peak_rss();
   const std::uint64_t baseline = rss_bytes();
   if (mode == "sync") {
-    write_checkpoint(fs::path(dir) / "sync",
-                     CheckpointContent{.files = {{"model", request.files["model"]}}});
+    write_checkpoint(fs::path(dir) / "sync", model_content(request.files["model"]));
   } else {
     CheckpointManager mgr(fs::path(dir) / "async-run",
                           CheckpointManagerOptions{}.with_monitor("").with_async(true));
