@@ -1,0 +1,435 @@
+// The report: figures (min/median/max), ratios against same-run baselines, the targets
+// marked MET/MISSED, as JSON and as BENCHMARKS.md.
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/core.h>
+#include <fmt/format.h>
+
+#include "suite.hpp"
+
+namespace vigil::bench {
+
+namespace {
+
+constexpr double kMiB = 1024.0 * 1024.0;
+
+std::string capture(const std::vector<std::string>& argv) {
+  try {
+    auto out = run(argv);
+    while (!out.out.empty() && out.out.back() == '\n') out.out.pop_back();
+    return out.exit_code == 0 ? out.out : "";
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+std::string lscpu_summary() {
+  std::istringstream in(capture({"lscpu"}));
+  std::string line, out;
+  for (const char* key : {"Architecture:", "CPU(s):", "Model name:", "Thread(s) per core:",
+                          "Hypervisor vendor:", "L3 cache:"}) {
+    in.clear();
+    in.seekg(0);
+    while (std::getline(in, line)) {
+      if (line.rfind(key, 0) == 0) {
+        out += line + "\n";
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+struct Target {
+  std::string name;
+  std::string figure;
+  double value = 0;
+  std::string comparison;  // ">=" or "<="
+  double threshold = 0;
+  std::string unit;
+  std::string explanation;
+
+  bool met() const { return comparison == ">=" ? value >= threshold : value <= threshold; }
+};
+
+}  // namespace
+
+nlohmann::json report_json(const Config& cfg, const Results& res, const Facts& facts) {
+  nlohmann::json j;
+  std::time_t now = std::time(nullptr);
+  char date[64];
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+  j["date"] = date;
+  j["command"] = "bench/run" + (cfg.command_line.empty() ? "" : " " + cfg.command_line);
+  j["commit"] = capture({"git", "-C", cfg.source_dir.string(), "rev-parse", "--short", "HEAD"});
+  // A run of a modified tree must not pass for a run of the commit.
+  if (!capture(
+           {"git", "-C", cfg.source_dir.string(), "status", "--porcelain", "--untracked-files=no"})
+           .empty())
+    j["commit"] = j["commit"].get<std::string>() + " with uncommitted changes";
+  j["machine"] = {{"lscpu", lscpu_summary()},
+                  {"free", capture({"free", "-h"})},
+                  {"disk", capture({"df", "-h", cfg.dir.string()})},
+                  {"block_devices", capture({"lsblk", "-d", "-o", "NAME,SIZE,ROTA,TYPE"})},
+                  {"kernel", capture({"uname", "-r"})}};
+  j["config"] = {{"states", nlohmann::json::array()},
+                 {"repeats", cfg.repeats},
+                 {"repeats_large", cfg.repeats_large},
+                 {"quick", cfg.quick},
+                 {"dir", cfg.dir.string()},
+                 {"cold", cfg.cold},
+                 {"train", cfg.train},
+                 {"train_repeats", cfg.train_repeats},
+                 {"train_epochs", cfg.train_epochs},
+                 {"threads", cfg.threads},
+                 {"replay_cases", cfg.replay_cases}};
+  for (const auto& [b, d] : cfg.states) j["config"]["states"].push_back(state_label(b, d));
+  j["facts"] = facts.extra;
+  j["facts"]["cold_cache"] = facts.cold_cache;
+  j["facts"]["peak_rss_reset"] = facts.peak_reset;
+  j["notes"] = facts.notes;
+
+  auto& figures = j["figures"];
+  figures = nlohmann::json::object();
+  for (const auto& [key, values] : res.all()) {
+    auto s = summarize(values);
+    figures[key] = {{"median", s.median}, {"min", s.min}, {"max", s.max}, {"runs", values}};
+  }
+
+  // Ratios of medians from the same run. "x_per_y" = median(x) / median(y).
+  auto& ratios = j["ratios"];
+  ratios = nlohmann::json::object();
+  auto ratio = [&](const std::string& name, const std::string& num, const std::string& den) {
+    if (res.has(num) && res.has(den) && res.median(den) > 0)
+      ratios[name] = res.median(num) / res.median(den);
+  };
+  std::vector<Target> targets;
+  bool any_big = false, any_1g = false;
+  for (const auto& [bytes, dtype] : cfg.states) {
+    const auto L = state_label(bytes, dtype);
+    const auto s = "save." + L + ".", w = "load_warm." + L + ".", c = "load_cold." + L + ".",
+               a = "async." + L + ".";
+    // Throughput as a fraction of dd's (dd time / vigil time).
+    ratio(s + "vigil_throughput_vs_dd", s + "dd", s + "vigil");
+    ratio(s + "vigil_throughput_vs_dd_direct", s + "dd_direct", s + "vigil");
+    ratio(s + "vigil_speedup_vs_torch_save", s + "torch_save", s + "vigil");
+    ratio(s + "vigil_speedup_vs_python_save", s + "python_save", s + "vigil");
+    ratio(s + "vigil_speedup_vs_torch_save_nosync", s + "torch_save_nosync", s + "vigil");
+    ratio(s + "vigil_speedup_vs_python_save_nosync", s + "python_save_nosync", s + "vigil");
+    ratio(s + "torch_save_throughput_vs_dd", s + "dd", s + "torch_save");
+    ratio(s + "python_save_throughput_vs_dd", s + "dd", s + "python_save");
+    for (const auto& p : {w, c}) {
+      for (const char* v : {"vigil_mmap_verify", "vigil_checkpoint_open", "vigil_module_verify",
+                            "vigil_module_noverify"}) {
+        ratio(p + v + "_speedup_vs_python_load", p + "python_load", p + v);
+        ratio(p + v + "_speedup_vs_torch_load", p + "torch_load", p + v);
+      }
+    }
+    ratio(a + "block_per_memcpy", a + "block", a + "memcpy");
+    ratio(a + "block_per_sync_save", a + "block", s + "vigil");
+    ratio(a + "first_block_per_memcpy", a + "first_block", a + "memcpy");
+
+    const bool big = bytes >= (std::uint64_t{1} << 30);
+    any_big = any_big || big;
+    if (big && ratios.contains(s + "vigil_throughput_vs_dd"))
+      targets.push_back({"Durable save at >= 0.9 of dd conv=fsync throughput (" + L + ")",
+                         s + "vigil_throughput_vs_dd", ratios[s + "vigil_throughput_vs_dd"],
+                         ">=", 0.9, "x dd", ""});
+    if (ratios.contains(s + "vigil_speedup_vs_torch_save"))
+      targets.push_back({"Durable save >= 2x faster than torch::save + fsync (" + L + ")",
+                         s + "vigil_speedup_vs_torch_save",
+                         ratios[s + "vigil_speedup_vs_torch_save"], ">=", 2.0, "x", ""});
+    if (ratios.contains(s + "vigil_speedup_vs_python_save"))
+      targets.push_back({"Durable save >= 2x faster than Python torch.save + fsync (" + L + ")",
+                         s + "vigil_speedup_vs_python_save",
+                         ratios[s + "vigil_speedup_vs_python_save"], ">=", 2.0, "x", ""});
+    if (bytes == (std::uint64_t{1} << 30)) {
+      any_1g = true;
+      const auto k = w + "vigil_mmap_verify_speedup_vs_python_load";
+      if (ratios.contains(k))
+        targets.push_back({"Verified load >= 5x faster than Python torch.load, warm (" + L + ")", k,
+                           ratios[k], ">=", 5.0, "x", ""});
+    }
+    if (ratios.contains(a + "block_per_memcpy"))
+      targets.push_back({"save_async blocks <= 1.5x a memcpy of the state (" + L + ")",
+                         a + "block_per_memcpy", ratios[a + "block_per_memcpy"], "<=", 1.5, "x",
+                         ""});
+    if (ratios.contains(a + "block_per_sync_save"))
+      targets.push_back({"save_async blocks <= 10% of the synchronous save (" + L + ")",
+                         a + "block_per_sync_save", ratios[a + "block_per_sync_save"], "<=", 0.10,
+                         "x", ""});
+    const auto ps = "peak_extra." + L + ".sync", pa = "peak_extra." + L + ".async";
+    if (res.has(ps))
+      targets.push_back({"Peak extra memory of a sync save <= 64 MiB (" + L + ")", ps,
+                         res.median(ps) / kMiB, "<=", 64.0, "MiB", ""});
+    if (res.has(pa))
+      targets.push_back({"Peak extra memory of an async save <= state + 64 MiB (" + L + ")", pa,
+                         res.median(pa) / kMiB, "<=", static_cast<double>(bytes) / kMiB + 64.0,
+                         "MiB", ""});
+  }
+  ratio("train.vigil_async_throughput_vs_bare", "train.bare", "train.vigil_async");
+  ratio("train.vigil_sync_throughput_vs_bare", "train.bare", "train.vigil_sync");
+  ratio("train.python_throughput_vs_bare", "train.bare", "train.python");
+  ratio("train.python_loop_throughput_vs_bare_loop", "train.bare_loop", "train.python_loop");
+  if (ratios.contains("train.vigil_async_throughput_vs_bare"))
+    targets.push_back(
+        {"Training with callbacks + async checkpoint every epoch within 3% of the "
+         "bare libtorch loop",
+         "train.vigil_async_throughput_vs_bare", ratios["train.vigil_async_throughput_vs_bare"],
+         ">=", 0.97, "x bare", ""});
+  if (res.has("replay.seconds")) {
+    const double per100k = res.median("replay.seconds") * 100000.0 / cfg.replay_cases;
+    ratios["replay.seconds_per_100k_cases"] = per100k;
+    ratios["replay.cases_per_second"] = cfg.replay_cases / res.median("replay.seconds");
+    targets.push_back({"100,000 replay cases in under 2 s", "replay.seconds_per_100k_cases",
+                       per100k, "<=", 2.0, "s", ""});
+  }
+
+  auto& tj = j["targets"];
+  tj = nlohmann::json::array();
+  for (const auto& t : targets) {
+    const bool met = t.met();
+    std::string reason =
+        fmt::format("{:.3g} {} {:.3g} {}", t.value,
+                    met ? (t.comparison == ">=" ? ">=" : "<=") : (t.comparison == ">=" ? "<" : ">"),
+                    t.threshold, t.unit);
+    tj.push_back({{"target", t.name},
+                  {"figure", t.figure},
+                  {"value", t.value},
+                  {"comparison", t.comparison},
+                  {"threshold", t.threshold},
+                  {"unit", t.unit},
+                  {"status", met ? "MET" : "MISSED"},
+                  {"reason", reason}});
+  }
+  if (!any_big)
+    tj.push_back({{"target", "Durable save at >= 0.9 of dd throughput at 1 GiB and above"},
+                  {"status", "NOT MEASURED"},
+                  {"reason", "no state of 1 GiB or more in this run"}});
+  if (!any_1g)
+    tj.push_back({{"target", "Verified load >= 5x faster than Python torch.load at 1 GiB"},
+                  {"status", "NOT MEASURED"},
+                  {"reason", "no 1 GiB state in this run"}});
+  return j;
+}
+
+namespace {
+
+std::string secs(double s) {
+  if (s < 0.01) return fmt::format("{:.2f} ms", s * 1000);
+  if (s < 1) return fmt::format("{:.0f} ms", s * 1000);
+  return fmt::format("{:.2f} s", s);
+}
+
+std::string fig(const nlohmann::json& f) {
+  return fmt::format("{} ({} – {})", secs(f["median"].get<double>()), secs(f["min"].get<double>()),
+                     secs(f["max"].get<double>()));
+}
+
+std::string fmt_ratio(const nlohmann::json& ratios, const std::string& key,
+                      const char* suffix = "x") {
+  if (!ratios.contains(key)) return "–";
+  return fmt::format("{:.2f}{}", ratios[key].get<double>(), suffix);
+}
+
+std::string code_block(const std::string& s) {
+  return "```\n" + s + (s.empty() || s.back() == '\n' ? "" : "\n") + "```\n";
+}
+
+}  // namespace
+
+std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
+  std::string md;
+  auto out = [&](const std::string& s) { md += s; };
+  const auto& F = r["figures"];
+  const auto& R = r["ratios"];
+  out("# vigil benchmarks\n\n");
+  out(fmt::format(
+      "Generated by `{}` on {} (commit {}), in {:.0f} s. Every figure is the median of "
+      "{} repeats with (min – max); the contenders of each repeat run interleaved, "
+      "their order rotating, and every ratio compares medians from this same run.{}\n\n",
+      r["command"].get<std::string>(), r["date"].get<std::string>(), r["commit"].get<std::string>(),
+      r["facts"].value("duration_seconds", 0.0), cfg.repeats,
+      cfg.repeats_large > 0 && cfg.repeats_large != cfg.repeats
+          ? fmt::format(" States of 4 GiB and more: {} repeats.", cfg.repeats_large)
+          : std::string()));
+  if (cfg.quick)
+    out("**This is a `--quick` smoke run: one small state, one repeat. It is not the "
+        "benchmark.**\n\n");
+
+  out("## Machine\n\n");
+  out(code_block(r["machine"]["lscpu"].get<std::string>() + "kernel " +
+                 r["machine"]["kernel"].get<std::string>()));
+  out(code_block(r["machine"]["free"].get<std::string>()));
+  out(code_block(r["machine"]["disk"].get<std::string>() + "\n" +
+                 r["machine"]["block_devices"].get<std::string>()));
+  out(fmt::format(
+      "Load average at the start: `{}`; at the end: `{}` (the machine is shared with "
+      "other builds: 2 cores, so expect noise).\n\n",
+      r["facts"].value("load_average_start", ""), r["facts"].value("load_average_end", "")));
+  out(fmt::format("Cold cache: {}. Python: Debian python3-torch {} (`{}`).\n\n",
+                  r["facts"]["cold_cache"].get<bool>()
+                      ? "`echo 3 > /proc/sys/vm/drop_caches` works (we are root); cold loads drop "
+                        "the cache before every contender"
+                      : "not available (drop_caches refused or --no-cold); warm figures only",
+                  r["facts"].value("python_torch", "?"), cfg.python));
+  for (const auto& n : r["notes"]) out("- " + n.get<std::string>() + "\n");
+
+  out("\n## Targets\n\n| Target | Value | Status | Why |\n|---|---|---|---|\n");
+  for (const auto& t : r["targets"]) {
+    out(fmt::format("| {} | {} | **{}** | {} |\n", t["target"].get<std::string>(),
+                    t.contains("value") ? fmt::format("{:.3g} {}", t["value"].get<double>(),
+                                                      t["unit"].get<std::string>())
+                                        : "–",
+                    t["status"].get<std::string>(), t["reason"].get<std::string>()));
+  }
+
+  out("\n## 1. Save (durable: fsync included)\n\n");
+  out("State: a transformer's parameters (embeddings; per layer two LayerNorms, fused QKV, "
+      "attention projection, 4x MLP; width 1024) of seeded random bytes, one tensor per "
+      "parameter. `dd` copies the same bytes from /dev/shm with `bs=16M conv=fsync` into the same "
+      "folder. vigil = `write_checkpoint` (temporary folder, model.safetensors with per-tensor "
+      "XXH3, whole-file XXH3 in state.json, fsync of files and folder, rename, fsync of the "
+      "parent). torch::save = `torch::save(module, path)` + fsync; Python = "
+      "`torch.save(state_dict, "
+      "f)` + `os.fsync`. Throughput columns are relative to dd (1.00 = the disk's limit).\n\n");
+  out("| State | dd conv=fsync | dd oflag=direct | vigil | torch::save+fsync | torch.save+fsync | "
+      "vigil / dd throughput | vigil / dd direct | vigil speed-up vs torch::save | vs torch.save "
+      "| torch::save, torch.save without fsync |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (const auto& [bytes, dtype] : cfg.states) {
+    const auto L = state_label(bytes, dtype);
+    const auto s = "save." + L + ".";
+    if (!F.contains(s + "vigil")) continue;
+    out(fmt::format(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}, {} |\n", L, fig(F[s + "dd"]),
+        fig(F[s + "dd_direct"]), fig(F[s + "vigil"]), fig(F[s + "torch_save"]),
+        fig(F[s + "python_save"]), fmt_ratio(R, s + "vigil_throughput_vs_dd"),
+        fmt_ratio(R, s + "vigil_throughput_vs_dd_direct"),
+        fmt_ratio(R, s + "vigil_speedup_vs_torch_save"),
+        fmt_ratio(R, s + "vigil_speedup_vs_python_save"),
+        secs(F[s + "torch_save_nosync"]["median"]), secs(F[s + "python_save_nosync"]["median"])));
+  }
+
+  for (const char* kind : {"load_warm", "load_cold"}) {
+    const bool warm = std::string(kind) == "load_warm";
+    bool any = false;
+    for (const auto& [bytes, dtype] : cfg.states)
+      any = any || F.contains(std::string(kind) + "." + state_label(bytes, dtype) + ".python_load");
+    if (!any) continue;
+    out(warm ? "\n## 2a. Load, warm page cache\n\n" : "\n## 2b. Load, cold page cache\n\n");
+    if (warm)
+      out("Each contender reads the file it wrote itself. vigil mmap+verify = "
+          "`SafetensorsFile::open` (maps the file, hashes every tensor, zero-copy torch views); "
+          "checkpoint = `Checkpoint::open` (whole-file XXH3 of the folder) + `open_file`; module = "
+          "`load_module_state` copying into the module's existing tensors (with / without "
+          "verification). torch::load = `torch::load(module, path)` (reads into fresh storages "
+          "and re-points the parameters); Python = `torch.load(path)`. Speed-ups are Python "
+          "torch.load time / vigil time.\n\n");
+    else
+      out("Before every contender: `sync; echo 3 > /proc/sys/vm/drop_caches`, then a tiny load "
+          "through the same code path so that only the data comes cold, not the libraries.\n\n");
+    out("| State | vigil mmap+verify | vigil checkpoint open | vigil into module, verified | "
+        "into module, unverified | torch::load | torch.load | mmap+verify vs torch.load | "
+        "module verified vs torch::load |\n|---|---|---|---|---|---|---|---|---|\n");
+    for (const auto& [bytes, dtype] : cfg.states) {
+      const auto L = state_label(bytes, dtype);
+      const auto p = std::string(kind) + "." + L + ".";
+      if (!F.contains(p + "python_load")) continue;
+      out(fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", L,
+                      fig(F[p + "vigil_mmap_verify"]), fig(F[p + "vigil_checkpoint_open"]),
+                      fig(F[p + "vigil_module_verify"]), fig(F[p + "vigil_module_noverify"]),
+                      fig(F[p + "torch_load"]), fig(F[p + "python_load"]),
+                      fmt_ratio(R, p + "vigil_mmap_verify_speedup_vs_python_load"),
+                      fmt_ratio(R, p + "vigil_module_verify_speedup_vs_torch_load")));
+    }
+  }
+
+  out("\n## 3. Async save: how long `save_async` blocks the training thread\n\n");
+  out("`CheckpointManager::save_async` with reused snapshot buffers (the first call, which "
+      "allocates and first-touches them, is reported apart). memcpy = one `memcpy` of the state "
+      "into already-touched memory (the floor for any snapshot). Background total = until the "
+      "checkpoint is committed.\n\n");
+  out("| State | save_async blocks | first call (allocating) | memcpy | sync save | background "
+      "total | block / memcpy | block / sync save |\n|---|---|---|---|---|---|---|---|\n");
+  for (const auto& [bytes, dtype] : cfg.states) {
+    const auto L = state_label(bytes, dtype);
+    const auto a = "async." + L + ".";
+    if (!F.contains(a + "block")) continue;
+    out(fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", L, fig(F[a + "block"]),
+                    secs(F[a + "first_block"]["median"]), fig(F[a + "memcpy"]),
+                    fig(F["save." + L + ".vigil"]), fig(F[a + "total"]),
+                    fmt_ratio(R, a + "block_per_memcpy"), fmt_ratio(R, a + "block_per_sync_save")));
+  }
+
+  out("\n## 4. Peak extra memory of a save\n\n");
+  out(fmt::format(
+      "Measured in a fresh process per save: VmHWM after the save minus VmRSS before it, the state "
+      "already resident ({}). One measurement per state.\n\n| State | sync save | async save "
+      "(snapshot included) |\n|---|---|---|\n",
+      r["facts"]["peak_rss_reset"].get<bool>()
+          ? "high-water mark reset through /proc/self/clear_refs"
+          : "clear_refs unsupported: the mark includes start-up"));
+  for (const auto& [bytes, dtype] : cfg.states) {
+    const auto L = state_label(bytes, dtype);
+    const auto p = "peak_extra." + L + ".";
+    if (!F.contains(p + "sync")) continue;
+    out(fmt::format("| {} | {:.1f} MiB | {:.1f} MiB (state {:.0f} MiB) |\n", L,
+                    F[p + "sync"]["median"].get<double>() / kMiB,
+                    F[p + "async"]["median"].get<double>() / kMiB, double(bytes) / kMiB));
+  }
+
+  if (F.contains("train.bare")) {
+    const auto& t = r["facts"]["train"];
+    out("\n## 5. Training overhead\n\n");
+    out(fmt::format(
+        "Fashion-MNIST ({} training examples, 10% held out), the default mlp 784-256-256-10, "
+        "Adam 1e-3, batch {}, {} epoch(s), {} thread(s), validation after every epoch, test set "
+        "at the end. Wall time of the whole process (data loading included, the same for all). "
+        "vigil = `vigil train` with every callback (EarlyStopping with restore_best_weights, "
+        "ModelCheckpoint every epoch with rotation and best/, BackupAndRestore, "
+        "ReduceLROnPlateau, CSVLogger, the epoch printer); bare = the same loop in plain "
+        "libtorch (`vigil-bench train-bare`); Python = the same loop in PyTorch "
+        "(`bench/train_loop.py`, process time includes `import torch`). {} repeats.\n\n",
+        t["limit_train"].get<std::int64_t>() > 0
+            ? std::to_string(t["limit_train"].get<std::int64_t>())
+            : std::string("60000"),
+        t["batch_size"].get<int>(), t["epochs"].get<int>(), t["threads"].get<int>(),
+        cfg.train_repeats));
+    out("| Contender | wall time | throughput vs bare |\n|---|---|---|\n");
+    out(fmt::format("| bare libtorch loop | {} | 1.00x |\n", fig(F["train.bare"])));
+    out(fmt::format("| vigil train, sync checkpoints | {} | {} |\n", fig(F["train.vigil_sync"]),
+                    fmt_ratio(R, "train.vigil_sync_throughput_vs_bare")));
+    out(fmt::format("| vigil train, async checkpoints | {} | {} |\n", fig(F["train.vigil_async"]),
+                    fmt_ratio(R, "train.vigil_async_throughput_vs_bare")));
+    out(fmt::format("| Python PyTorch loop | {} | {} |\n", fig(F["train.python"]),
+                    fmt_ratio(R, "train.python_throughput_vs_bare")));
+    out(
+        fmt::format("\nTraining loops alone (without start-up and data loading): bare {}, Python "
+                    "{} ({} of bare).\n",
+                    fig(F["train.bare_loop"]), fig(F["train.python_loop"]),
+                    fmt_ratio(R, "train.python_loop_throughput_vs_bare_loop")));
+  }
+
+  if (F.contains("replay.seconds")) {
+    out("\n## 6. `vigil replay --batch`\n\n");
+    out(fmt::format(
+        "{} cases (40 epochs each; rules patience, gl:2, up:3, robust:6 in turn): {} "
+        "per run, {:.0f} cases/s, {:.2f} s per 100,000 cases.\n",
+        cfg.replay_cases, fig(F["replay.seconds"]), R["replay.cases_per_second"].get<double>(),
+        R["replay.seconds_per_100k_cases"].get<double>()));
+  }
+
+  std::ifstream notes(cfg.source_dir / "notes.md");
+  if (notes) {
+    std::stringstream ss;
+    ss << notes.rdbuf();
+    md += "\n";
+    md += ss.str();
+  }
+  return md;
+}
+
+}  // namespace vigil::bench

@@ -1,0 +1,409 @@
+// Storage contenders: saves (dd, vigil, torch::save, Python torch.save), loads (warm and cold),
+// async saves against memcpy, and the peak extra memory of a save (in a child process).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <memory>
+
+#include <fmt/core.h>
+#include <torch/torch.h>
+
+#include "suite.hpp"
+#include "vigil/checkpoint.hpp"
+#include "vigil/checkpoint_manager.hpp"
+#include "vigil/torch/module_state.hpp"
+#include "vigil/torch/tensor_bridge.hpp"
+
+namespace vigil::bench {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::string dtype_label(DType dtype) {
+  return dtype == DType::BF16 ? "bf16" : dtype == DType::F16 ? "f16" : "f32";
+}
+
+std::string state_label(std::uint64_t bytes, DType dtype) {
+  return size_label(bytes) + "." + dtype_label(dtype);
+}
+
+namespace {
+
+c10::ScalarType scalar_of(DType d) {
+  return vigil::torch::to_scalar_type(d);
+}
+
+// A module tree whose state_dict names are the layout's names ("layers.3.attn.qkv.weight"),
+// parameters given by `make` (views on the shared state, or placeholders for torch::load).
+std::shared_ptr<::torch::nn::Module> module_tree(
+    const StateLayout& layout, const std::function<::torch::Tensor(const TensorSpec&)>& make) {
+  auto root = std::make_shared<::torch::nn::Module>();
+  for (const auto& t : layout.tensors) {
+    std::shared_ptr<::torch::nn::Module> m = root;
+    std::size_t begin = 0;
+    for (;;) {
+      auto dot = t.name.find('.', begin);
+      if (dot == std::string::npos) break;
+      auto part = t.name.substr(begin, dot - begin);
+      auto children = m->named_children();
+      if (auto* found = children.find(part)) {
+        m = *found;
+      } else {
+        m = m->register_module(part, std::make_shared<::torch::nn::Module>());
+      }
+      begin = dot + 1;
+    }
+    m->register_parameter(t.name.substr(begin), make(t), /*requires_grad=*/false);
+  }
+  return root;
+}
+
+std::vector<std::int64_t> shape_of(const TensorSpec& t) {
+  return {t.shape.begin(), t.shape.end()};
+}
+
+double fsync_path(const fs::path& path) {
+  const auto t0 = Clock::now();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) throw Error(fmt::format("cannot fsync {}", path.string()));
+  ::close(fd);
+  return seconds_since(t0);
+}
+
+nlohmann::json ask(Child& py, const nlohmann::json& request) {
+  py.send_line(request.dump());
+  auto reply = nlohmann::json::parse(py.read_line());
+  if (reply.contains("error"))
+    throw Error("torch_harness.py: " + reply["error"].get<std::string>());
+  return reply;
+}
+
+void remove_all_quietly(const fs::path& p) {
+  std::error_code ec;
+  fs::remove_all(p, ec);
+}
+
+// Rotating the order every repeat keeps a drift of the disk from always hitting one contender.
+template <class T>
+std::vector<T> rotated(std::vector<T> v, int r) {
+  if (!v.empty()) std::rotate(v.begin(), v.begin() + (r % static_cast<int>(v.size())), v.end());
+  return v;
+}
+
+// A checkpoint holding `views` as model.safetensors.
+CheckpointContent model_content(const std::vector<TensorView>& views) {
+  CheckpointContent c;
+  c.files["model"] = views;
+  return c;
+}
+
+struct Contender {
+  std::string name;
+  std::function<void()> run;
+};
+
+}  // namespace
+
+void bench_storage(const Config& cfg, std::uint64_t bytes, DType dtype, Results& res,
+                   Facts& facts) {
+  const auto label = state_label(bytes, dtype);
+  const auto layout = transformer_layout(bytes, dtype);
+  const fs::path shm = fmt::format("/dev/shm/vigil-bench-{}", ::getpid());
+  const fs::path work = cfg.dir / label;
+  remove_all_quietly(work);
+  fs::create_directories(shm);
+  fs::create_directories(work);
+  fmt::print(stderr, "== {}: {} tensors, {} layers of width {}, {} bytes\n", label,
+             layout.tensors.size(), layout.layers, layout.d_model, layout.bytes);
+  facts.extra["states"][label] = {{"bytes", layout.bytes},
+                                  {"tensors", layout.tensors.size()},
+                                  {"layers", layout.layers},
+                                  {"d_model", layout.d_model}};
+
+  const fs::path state_path = shm / (label + ".bin");
+  const fs::path layout_path = shm / (label + ".json");
+  { std::ofstream(layout_path) << layout.to_json().dump(); }
+  auto state =
+      SharedState::create(state_path, layout, 0x5eed0000 + bytes + static_cast<int>(dtype));
+  auto views = state.views();
+
+  // The libtorch side: a module whose parameters are the shared state itself.
+  auto module = module_tree(layout, [&](const TensorSpec& t) {
+    return ::torch::from_blob(state.bytes().data() + t.offset, shape_of(t),
+                              ::torch::TensorOptions().dtype(scalar_of(t.dtype)));
+  });
+  auto placeholder_module = [&] {
+    return module_tree(layout, [&](const TensorSpec& t) {
+      return ::torch::empty({0}, ::torch::TensorOptions().dtype(scalar_of(t.dtype)));
+    });
+  };
+
+  // Tiny files that warm each contender's code path again after the page cache was dropped.
+  const fs::path tiny_vigil = work / "tiny.safetensors";
+  const fs::path tiny_ckpt = work / "tiny-ckpt";
+  const fs::path tiny_torch = work / "tiny.pt";
+  const fs::path tiny_py = work / "tiny-python.pt";  // written by the harness at start
+  const std::vector<TensorView> tiny_views(views.end() - 1, views.end());
+  save_safetensors(tiny_vigil, tiny_views);
+  write_checkpoint(tiny_ckpt, model_content(tiny_views));
+  {
+    auto tiny = std::make_shared<::torch::nn::Module>();
+    tiny->register_parameter("w", ::torch::zeros({16}), false);
+    ::torch::save(tiny, tiny_torch.string());
+  }
+
+  Child py({cfg.python, (cfg.source_dir / "torch_harness.py").string(), "--layout",
+            layout_path.string(), "--state", state_path.string(), "--tiny", tiny_py.string()});
+  auto ready = nlohmann::json::parse(py.read_line());
+  facts.extra["python_torch"] = ready.value("torch", "");
+
+  // Background saves go through the real CheckpointManager (reused snapshot buffers).
+  CheckpointManager async_mgr(work / "async-run", CheckpointManagerOptions{}
+                                                      .with_monitor("")
+                                                      .with_keep_last(1)
+                                                      .with_async(true)
+                                                      .with_verify_on_open(false));
+  SaveRequest request;
+  request.files["model"] = views;
+  {
+    const auto t0 = Clock::now();
+    async_mgr.save_async(request);
+    res.add("async." + label + ".first_block", seconds_since(t0));
+    async_mgr.wait();
+  }
+
+  const fs::path dd_out = work / "dd.bin";
+  const fs::path vigil_dir = work / "vigil-ckpt";
+  const fs::path vigil_file = vigil_dir / "model.safetensors";
+  const fs::path torch_file = work / "torch-save.pt";
+  const fs::path py_file = work / "python-save.pt";
+  auto key = [&](const std::string& group, const std::string& name) {
+    return group + "." + label + "." + name;
+  };
+
+  const int repeats =
+      bytes >= (std::uint64_t{4} << 30) && cfg.repeats_large > 0 ? cfg.repeats_large : cfg.repeats;
+  for (int r = 0; r < repeats; ++r) {
+    fmt::print(stderr, "   {} repeat {}/{}: saves", label, r + 1, repeats);
+    remove_all_quietly(vigil_dir);
+    remove_all_quietly(torch_file);
+    remove_all_quietly(py_file);
+    ::sync();
+    std::vector<Contender> saves = {
+        {"dd",
+         [&] {
+           auto out = run({"dd", "if=" + state_path.string(), "of=" + dd_out.string(), "bs=16M",
+                           "conv=fsync", "status=none"},
+                          true);
+           if (out.exit_code != 0) throw Error("dd failed");
+           res.add(key("save", "dd"), out.seconds);
+           remove_all_quietly(dd_out);
+         }},
+        {"dd_direct",
+         [&] {
+           // The device without the page cache (GNU dd drops O_DIRECT for a short last block).
+           auto out = run({"dd", "if=" + state_path.string(), "of=" + dd_out.string(), "bs=16M",
+                           "oflag=direct", "conv=fsync", "status=none"},
+                          true);
+           if (out.exit_code != 0) throw Error("dd oflag=direct failed");
+           res.add(key("save", "dd_direct"), out.seconds);
+           remove_all_quietly(dd_out);
+         }},
+        {"vigil",
+         [&] {
+           const auto t0 = Clock::now();
+           write_checkpoint(vigil_dir, model_content(views));
+           res.add(key("save", "vigil"), seconds_since(t0));
+         }},
+        {"torch_save",
+         [&] {
+           const auto t0 = Clock::now();
+           ::torch::save(module, torch_file.string());
+           const double write = seconds_since(t0);
+           const double sync = fsync_path(torch_file);
+           res.add(key("save", "torch_save_nosync"), write);
+           res.add(key("save", "torch_save"), write + sync);
+         }},
+        {"python_save",
+         [&] {
+           auto reply = ask(py, {{"op", "save"}, {"path", py_file.string()}});
+           res.add(key("save", "python_save_nosync"), reply["write_s"].get<double>());
+           res.add(key("save", "python_save"), reply["total_s"].get<double>());
+         }},
+    };
+    for (auto& c : rotated(saves, r)) {
+      ::sync();
+      c.run();
+    }
+
+    fmt::print(stderr, ", async");
+    {
+      ::sync();
+      const auto t0 = Clock::now();
+      async_mgr.save_async(request);
+      res.add(key("async", "block"), seconds_since(t0));
+      async_mgr.wait();
+      res.add(key("async", "total"), seconds_since(t0));
+    }
+    // A plain memcpy of the state into touched memory: the floor of any snapshot. Measured after
+    // the async save: freeing this buffer right before save_async made its copy several times
+    // slower on this VM (see bench/notes.md).
+    {
+      auto dst = std::make_unique_for_overwrite<std::byte[]>(layout.bytes);
+      std::memset(dst.get(), 1, layout.bytes);
+      const auto t0 = Clock::now();
+      std::memcpy(dst.get(), state.bytes().data(), layout.bytes);
+      res.add(key("async", "memcpy"), seconds_since(t0));
+    }
+
+    // Loads, warm: every file was just written and is read once more to be sure it is cached.
+    fmt::print(stderr, ", warm loads");
+    std::vector<std::pair<std::string, std::function<double(bool)>>> loads = {
+        {"vigil_mmap_verify",
+         [&](bool tiny) {
+           const auto t0 = Clock::now();
+           auto f = SafetensorsFile::open(tiny ? tiny_vigil : vigil_file);
+           std::vector<::torch::Tensor> ts;
+           ts.reserve(f.tensors().size());
+           for (const auto& info : f.tensors()) {
+             auto v = f.view(info.name);
+             ts.push_back(
+                 ::torch::from_blob(const_cast<std::byte*>(v.data.data()),
+                                    std::vector<std::int64_t>(v.shape.begin(), v.shape.end()),
+                                    ::torch::TensorOptions().dtype(scalar_of(v.dtype))));
+           }
+           return seconds_since(t0);
+         }},
+        {"vigil_checkpoint_open",
+         [&](bool tiny) {
+           const auto t0 = Clock::now();
+           auto ck = Checkpoint::open(tiny ? tiny_ckpt : vigil_dir);
+           auto f = ck.open_file("model");
+           std::vector<::torch::Tensor> ts;
+           for (const auto& info : f.tensors()) {
+             auto v = f.view(info.name);
+             ts.push_back(
+                 ::torch::from_blob(const_cast<std::byte*>(v.data.data()),
+                                    std::vector<std::int64_t>(v.shape.begin(), v.shape.end()),
+                                    ::torch::TensorOptions().dtype(scalar_of(v.dtype))));
+           }
+           return seconds_since(t0);
+         }},
+        {"vigil_module_verify",
+         [&](bool tiny) {
+           if (tiny) {
+             (void)SafetensorsFile::open(tiny_vigil);
+             return 0.0;
+           }
+           const auto t0 = Clock::now();
+           vigil::torch::load_module_state(*module, vigil_file);
+           return seconds_since(t0);
+         }},
+        {"vigil_module_noverify",
+         [&](bool tiny) {
+           if (tiny) {
+             (void)SafetensorsFile::open(tiny_vigil);
+             return 0.0;
+           }
+           const auto t0 = Clock::now();
+           auto f = SafetensorsFile::open(vigil_file,
+                                          SafetensorsReadOptions{}.with_verify_checksums(false));
+           vigil::torch::load_module_state(*module, f);
+           return seconds_since(t0);
+         }},
+        {"torch_load",
+         [&](bool tiny) {
+           if (tiny) {
+             auto m = std::make_shared<::torch::nn::Module>();
+             m->register_parameter("w", ::torch::empty({0}), false);
+             ::torch::load(m, tiny_torch.string());
+             return 0.0;
+           }
+           // torch::load re-points the module's parameters at freshly read storages (set_);
+           // placeholders keep the freeing of old storages out of its time.
+           auto m = placeholder_module();
+           const auto t0 = Clock::now();
+           ::torch::load(m, torch_file.string());
+           return seconds_since(t0);
+         }},
+        {"python_load",
+         [&](bool tiny) {
+           auto reply = ask(py, {{"op", "load"}, {"path", (tiny ? tiny_py : py_file).string()}});
+           return reply["seconds"].get<double>();
+         }},
+    };
+    for (const auto& f : {vigil_file, torch_file, py_file}) warm_file(f);
+    for (auto& [name, fn] : rotated(loads, r)) res.add(key("load_warm", name), fn(false));
+
+    if (cfg.cold && facts.cold_cache) {
+      fmt::print(stderr, ", cold loads");
+      for (auto& [name, fn] : rotated(loads, r)) {
+        if (!drop_caches()) break;
+        fn(true);  // page the contender's own code back in (libraries were dropped too)
+        res.add(key("load_cold", name), fn(false));
+      }
+    }
+    fmt::print(stderr, "\n");
+  }
+  py.finish();
+  async_mgr.wait();
+
+  // Peak extra memory, in fresh processes (one each; the high-water mark is per process).
+  for (const char* mode : {"sync", "async"}) {
+    auto out = run({cfg.self, "peak-rss", "--state", state_path.string(), "--layout",
+                    layout_path.string(), "--mode", mode, "--dir", (work / "peak").string()});
+    if (out.exit_code != 0) throw Error(fmt::format("peak-rss {} failed", mode));
+    auto j = nlohmann::json::parse(out.out);
+    res.add(key("peak_extra", mode), j["extra_bytes"].get<double>());
+    facts.peak_reset = j["reset"].get<bool>();
+    remove_all_quietly(work / "peak");
+  }
+  remove_all_quietly(work);
+  remove_all_quietly(layout_path);
+}
+
+int main_peak_rss(int argc, char** argv) {
+  std::string state_path, layout_path, mode, dir;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--state") state_path = argv[i + 1];
+    if (a == "--layout") layout_path = argv[i + 1];
+    if (a == "--mode") mode = argv[i + 1];
+    if (a == "--dir") dir = argv[i + 1];
+  }
+  std::ifstream in(layout_path);
+  auto layout = StateLayout::from_json(nlohmann::json::parse(in));
+  auto state = SharedState::open(state_path, layout);
+  // The state must count as resident before the baseline: touch every page.
+  volatile std::uint64_t sink = 0;
+  for (std::uint64_t i = 0; i < layout.bytes; i += 4096)
+    sink = sink + static_cast<std::uint64_t>(state.bytes()[i]);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  SaveRequest request;
+  request.files["model"] = state.views();
+  const bool reset = reset_peak_rss();
+  const std::uint64_t baseline = rss_bytes();
+  if (mode == "sync") {
+    write_checkpoint(fs::path(dir) / "sync", model_content(request.files["model"]));
+  } else {
+    CheckpointManager mgr(fs::path(dir) / "async-run",
+                          CheckpointManagerOptions{}.with_monitor("").with_async(true));
+    mgr.save_async(request);
+    mgr.wait();
+  }
+  const std::uint64_t peak = peak_rss_bytes();
+  nlohmann::json j = {{"baseline_bytes", baseline},
+                      {"peak_bytes", peak},
+                      {"extra_bytes", peak > baseline ? peak - baseline : 0},
+                      {"reset", reset}};
+  fmt::print("{}\n", j.dump());
+  fs::remove_all(dir);
+  return 0;
+}
+
+}  // namespace vigil::bench
