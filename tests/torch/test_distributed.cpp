@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "distributed_test_helpers.hpp"
 #include "vigil/torch/distributed.hpp"
 #include "vigil/torch/early_stopping.hpp"
 #include "vigil/torch/module_state.hpp"
@@ -18,65 +19,13 @@
 
 namespace vt = vigil::torch;
 using namespace std::chrono_literals;
+using vigil::test::expect_no_errors;
+using vigil::test::free_port;
+using vigil::test::message;
+using vigil::test::options;
+using vigil::test::run_ranks;
 
 namespace {
-
-// A port free on the loopback right now (bind port 0): tests can run in parallel under ctest -j.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-vt::DistributedOptions options(int rank, int world, int port,
-                               std::chrono::milliseconds timeout = 30s) {
-  return vt::DistributedOptions{}
-      .with_rank(rank)
-      .with_world_size(world)
-      .with_master_port(port)
-      .with_timeout(timeout);
-}
-
-// Runs fn(rank, group) on `world` threads, each with its own ProcessGroup; returns each rank's
-// exception (null if it returned normally).
-std::vector<std::exception_ptr> run_ranks(
-    int world, const std::function<void(int, std::shared_ptr<vt::ProcessGroup>)>& fn,
-    std::chrono::milliseconds timeout = 30s) {
-  const int port = free_port();
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < world; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        auto group = std::make_shared<vt::ProcessGroup>(options(r, world, port, timeout));
-        fn(r, std::move(group));
-      } catch (...) {
-        errors[static_cast<std::size_t>(r)] = std::current_exception();
-      }
-    });
-  for (auto& t : threads) t.join();
-  return errors;
-}
-
-std::string message(const std::exception_ptr& e) {
-  if (!e) return "(no error)";
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return x.what();
-  }
-  return "(unknown)";
-}
-
-void expect_no_errors(const std::vector<std::exception_ptr>& errors) {
-  for (std::size_t r = 0; r < errors.size(); ++r) EXPECT_FALSE(errors[r]) << message(errors[r]);
-}
 
 // A small classification problem: 3 classes of 8 features, labels from a fixed linear rule.
 vt::Dataset make_data(std::int64_t n, std::uint64_t seed) {

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "distributed_test_helpers.hpp"
 #include "test_support.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/sharded_files.hpp"
@@ -25,52 +26,11 @@
 namespace fs = std::filesystem;
 namespace vt = vigil::torch;
 using namespace std::chrono_literals;
+using vigil::test::message;
+using vigil::test::run_ranks;
 using vigil::test::TempDir;
 
 namespace {
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-std::vector<std::exception_ptr> run_ranks(
-    int world, const std::function<void(int, std::shared_ptr<vt::ProcessGroup>)>& fn) {
-  const int port = free_port();
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < world; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        fn(r, std::make_shared<vt::ProcessGroup>(vt::DistributedOptions{}
-                                                     .with_rank(r)
-                                                     .with_world_size(world)
-                                                     .with_master_port(port)
-                                                     .with_timeout(30s)));
-      } catch (...) {
-        errors[static_cast<std::size_t>(r)] = std::current_exception();
-      }
-    });
-  for (auto& t : threads) t.join();
-  return errors;
-}
-
-std::string message(const std::exception_ptr& e) {
-  if (!e) return "(no error)";
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return x.what();
-  }
-  return "(unknown)";
-}
 
 vt::Dataset make_data(std::int64_t n, std::uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);

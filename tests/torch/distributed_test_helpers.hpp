@@ -1,0 +1,82 @@
+// Helpers of the distributed tests: ranks as threads of one process, each with its own
+// ProcessGroup on a free loopback port.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "vigil/torch/distributed.hpp"
+
+namespace vigil::test {
+
+namespace vt = vigil::torch;
+using namespace std::chrono_literals;
+
+// A port free on the loopback right now (bind port 0): tests can run in parallel under ctest -j.
+inline int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+inline vt::DistributedOptions options(int rank, int world, int port,
+                                      std::chrono::milliseconds timeout = 30s) {
+  return vt::DistributedOptions{}
+      .with_rank(rank)
+      .with_world_size(world)
+      .with_master_port(port)
+      .with_timeout(timeout);
+}
+
+// Runs fn(rank, group) on `world` threads, each with its own ProcessGroup; returns each rank's
+// exception (null if it returned normally).
+inline std::vector<std::exception_ptr> run_ranks(
+    int world, const std::function<void(int, std::shared_ptr<vt::ProcessGroup>)>& fn,
+    std::chrono::milliseconds timeout = 30s) {
+  const int port = free_port();
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        auto group = std::make_shared<vt::ProcessGroup>(options(r, world, port, timeout));
+        fn(r, std::move(group));
+      } catch (...) {
+        errors[static_cast<std::size_t>(r)] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+inline std::string message(const std::exception_ptr& e) {
+  if (!e) return "(no error)";
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  }
+  return "(unknown)";
+}
+
+inline void expect_no_errors(const std::vector<std::exception_ptr>& errors) {
+  for (std::size_t r = 0; r < errors.size(); ++r) EXPECT_FALSE(errors[r]) << message(errors[r]);
+}
+
+}  // namespace vigil::test
