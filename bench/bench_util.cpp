@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,6 +51,23 @@ std::vector<char*> c_argv(const std::vector<std::string>& argv) {
   return out;
 }
 
+// posix_spawn, not fork: glibc spawns with CLONE_VM|CLONE_VFORK, so the bench's own memory
+// (the state, torch tensors) is not marked copy-on-write, which would make every page of it
+// fault again on its next write and skew the figures measured after a child ran.
+pid_t spawn(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd, bool null_stdout) {
+  auto args = c_argv(argv);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (stdin_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
+  if (stdout_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
+  if (null_stdout) posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  pid_t pid = -1;
+  const int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw Error(fmt::format("cannot start {}: {}", argv[0], std::strerror(rc)));
+  return pid;
+}
+
 int wait_exit(pid_t pid) {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
@@ -66,15 +84,7 @@ Child::Child(const std::vector<std::string>& argv) {
   int to_child[2], from_child[2];
   if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(from_child, O_CLOEXEC) != 0)
     throw Error(fmt::format("pipe: {}", std::strerror(errno)));
-  auto args = c_argv(argv);
-  pid_ = ::fork();
-  if (pid_ < 0) throw Error(fmt::format("fork: {}", std::strerror(errno)));
-  if (pid_ == 0) {
-    ::dup2(to_child[0], 0);
-    ::dup2(from_child[1], 1);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
+  pid_ = spawn(argv, to_child[0], from_child[1], false);
   ::close(to_child[0]);
   ::close(from_child[1]);
   in_ = to_child[1];
@@ -129,20 +139,8 @@ RunOutput run(const std::vector<std::string>& argv, bool quiet_stdout) {
   int pipefd[2] = {-1, -1};
   if (!quiet_stdout && ::pipe2(pipefd, O_CLOEXEC) != 0)
     throw Error(fmt::format("pipe: {}", std::strerror(errno)));
-  auto args = c_argv(argv);
   const auto started = std::chrono::steady_clock::now();
-  pid_t pid = ::fork();
-  if (pid < 0) throw Error(fmt::format("fork: {}", std::strerror(errno)));
-  if (pid == 0) {
-    if (quiet_stdout) {
-      int fd = ::open("/dev/null", O_WRONLY);
-      ::dup2(fd, 1);
-    } else {
-      ::dup2(pipefd[1], 1);
-    }
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
+  pid_t pid = spawn(argv, -1, quiet_stdout ? -1 : pipefd[1], quiet_stdout);
   RunOutput out;
   if (!quiet_stdout) {
     ::close(pipefd[1]);

@@ -16,26 +16,28 @@
 
 namespace vigil {
 
-/// Host copies of a request's tensors in buffers that survive from one save to the next (a
-/// buffer only grows when a tensor got bigger), and the request pointing at them.
+/// Host copies of a request's tensors in one arena that survives from one save to the next (it
+/// is only mapped again when the tensors got bigger), and the request pointing at them.
 class TensorSnapshot {
  public:
-  /// Copies `request` (tensors into the buffers, the rest by value).
+  /// Copies `request` (tensors into the arena, the rest by value).
   void capture(const SaveRequest& request);
-  /// The copied request; its views point into this snapshot's buffers.
+  /// The copied request; its views point into this snapshot's arena.
   const SaveRequest& request() const { return request_; }
-  /// Bytes the buffers hold.
-  std::size_t capacity_bytes() const;
-  /// How many times a buffer had to be (re)allocated since construction.
+  /// Bytes the arena holds for tensors (each tensor starts 64-byte aligned).
+  std::size_t capacity_bytes() const { return capacity_; }
+  /// How many times the arena had to be (re)mapped since construction.
   std::size_t allocations() const { return allocations_; }
 
  private:
-  // Not std::vector<std::byte>: growing one would zero-fill bytes about to be overwritten.
-  struct Buffer {
-    std::unique_ptr<std::byte[]> data;
-    std::size_t capacity = 0;
+  // An anonymous mapping, not new[]: growing a vector would zero-fill bytes about to be
+  // overwritten, and the mapping can be marked MADV_DONTFORK (see capture()).
+  struct Unmap {
+    std::size_t length;
+    void operator()(std::byte* p) const noexcept;
   };
-  std::vector<Buffer> buffers_;
+  std::unique_ptr<std::byte, Unmap> arena_{nullptr, Unmap{0}};
+  std::size_t capacity_ = 0;
   SaveRequest request_;
   std::size_t allocations_ = 0;
 };

@@ -2,6 +2,10 @@
 // errors surfacing on the next call, wait() and destruction. Run under TSan too.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <future>
@@ -71,9 +75,54 @@ TEST(Async, BuffersAreAllocatedOnceAndReused) {
   for (int e = 0; e < 6; ++e) saver.submit(run.request(e, 0.5));
   saver.wait();
   EXPECT_EQ(writes.load(), 6);
-  // Two tensors, one snapshot (waiting, not coalescing): two allocations in all.
-  EXPECT_EQ(saver.buffer_allocations(), 2u);
+  // Two tensors in one arena, one snapshot (waiting, not coalescing): one allocation in all.
+  EXPECT_EQ(saver.buffer_allocations(), 1u);
   EXPECT_EQ(saver.buffer_bytes(), 1024 * sizeof(float) + 64 * sizeof(std::int32_t));
+}
+
+TEST(Async, SnapshotArenaGrowsWhenTensorsGrowAndKeepsTheirBytes) {
+  TensorSnapshot snap;
+  std::vector<float> small(10, 1.0f), big(5000, 2.0f);
+  SaveRequest r;
+  r.files["model"] = {TensorView{"a", DType::F32, {10}, std::as_bytes(std::span(small))}};
+  snap.capture(r);
+  EXPECT_EQ(snap.allocations(), 1u);
+  r.files["model"].push_back(TensorView{"b", DType::F32, {5000}, std::as_bytes(std::span(big))});
+  snap.capture(r);
+  EXPECT_EQ(snap.allocations(), 2u);
+  const auto& views = snap.request().files.at("model");
+  ASSERT_EQ(views.size(), 2u);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(views[1].data.data()) % 64, 0u);
+  EXPECT_TRUE(std::memcmp(views[0].data.data(), small.data(), sizeof(float) * 10) == 0);
+  EXPECT_TRUE(std::memcmp(views[1].data.data(), big.data(), sizeof(float) * 5000) == 0);
+  r.files["model"].pop_back();
+  snap.capture(r);  // smaller again: the arena is kept
+  EXPECT_EQ(snap.allocations(), 2u);
+}
+
+// A fork() in the training process (a launcher, a subprocess a callback runs) must not make
+// the next snapshot fault on every page of its arena again: copy-on-write marking did, and made
+// save_async block 50x longer than the copy in the benchmark suite.
+TEST(Async, ForkDoesNotMakeTheNextSnapshotFaultOnEveryPage) {
+  constexpr std::size_t bytes = std::size_t{32} << 20;
+  std::vector<std::byte> state(bytes, std::byte{7});
+  SaveRequest r;
+  r.files["model"] = {TensorView{"w", DType::U8, {bytes}, std::span<const std::byte>(state)}};
+  TensorSnapshot snap;
+  snap.capture(r);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0) << std::strerror(errno);
+  if (pid == 0) ::_exit(0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  rusage before{}, after{};
+  ::getrusage(RUSAGE_THREAD, &before);
+  snap.capture(r);
+  ::getrusage(RUSAGE_THREAD, &after);
+  const auto faults = after.ru_minflt - before.ru_minflt;
+  // 8192 pages of 4 KiB: without MADV_DONTFORK every one of them faults.
+  EXPECT_LT(faults, 8192 / 8) << "minor page faults during the second capture";
+  EXPECT_EQ(snap.request().files.at("model")[0].data[bytes - 1], std::byte{7});
 }
 
 // A writer that blocks until released, to hold a save in flight deterministically.
