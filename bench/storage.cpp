@@ -1,7 +1,9 @@
 // Storage contenders: saves (dd, vigil, torch::save, Python torch.save), loads (warm and cold),
 // async saves against memcpy, and the peak extra memory of a save (in a child process).
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <thread>
 
 #include <fmt/core.h>
 #include <torch/torch.h>
@@ -17,7 +20,10 @@
 #include "suite.hpp"
 #include "vigil/checkpoint.hpp"
 #include "vigil/checkpoint_manager.hpp"
+#include "vigil/torch/distributed.hpp"
+#include "vigil/torch/model_checkpoint.hpp"
 #include "vigil/torch/module_state.hpp"
+#include "vigil/torch/sharded_checkpoint.hpp"
 #include "vigil/torch/tensor_bridge.hpp"
 
 namespace vigil::bench {
@@ -103,6 +109,74 @@ CheckpointContent model_content(const std::vector<TensorView>& views) {
   return c;
 }
 
+int free_loopback_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    throw Error("cannot find a free loopback port for the sharded-save ranks");
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// The issue-6 figure: the same module saved as a training checkpoint by one writer
+// (save_training_checkpoint, what ModelCheckpoint does) and by two data-parallel ranks, each
+// writing its shard in parallel and rank 0 committing (ShardedModelCheckpoint). The ranks are
+// two threads of this process with their own Gloo process groups over the loopback: the disk
+// sees the same two concurrent writers as with two processes.
+class ShardedRig {
+ public:
+  ShardedRig(const fs::path& dir, std::shared_ptr<::torch::nn::Module> module) {
+    const auto opts = CheckpointManagerOptions{}.with_monitor("").with_keep_last(1);
+    single_ = std::make_shared<CheckpointManager>(dir / "single-run", opts);
+    auto sharded = std::make_shared<CheckpointManager>(dir / "sharded-run", opts);
+    const int port = free_loopback_port();
+    auto group = [port](int rank) {
+      return std::make_shared<vigil::torch::ProcessGroup>(
+          vigil::torch::DistributedOptions{}.with_rank(rank).with_world_size(2).with_master_port(
+              port));
+    };
+    std::shared_ptr<vigil::torch::ProcessGroup> g1;
+    std::thread peer([&] { g1 = group(1); });
+    auto g0 = group(0);
+    peer.join();
+    rank0_ = std::make_unique<vigil::torch::ShardedModelCheckpoint>(g0, sharded);
+    rank1_ = std::make_unique<vigil::torch::ShardedModelCheckpoint>(g1, nullptr);
+    for (auto* c : {&ctx0_, &ctx1_}) c->model = module;
+  }
+  double save_single() {
+    ctx0_.epoch = ++epoch_;
+    const auto t0 = Clock::now();
+    (void)vigil::torch::save_training_checkpoint(*single_, ctx0_, SavePoint::EpochEnd, {});
+    return seconds_since(t0);
+  }
+  double save_sharded() {
+    ctx0_.epoch = ctx1_.epoch = ++epoch_;
+    const auto t0 = Clock::now();
+    std::exception_ptr peer_error;
+    std::thread peer([&] {
+      try {
+        (void)rank1_->save(ctx1_, SavePoint::EpochEnd, {});
+      } catch (...) {
+        peer_error = std::current_exception();
+      }
+    });
+    (void)rank0_->save(ctx0_, SavePoint::EpochEnd, {});
+    peer.join();
+    if (peer_error) std::rethrow_exception(peer_error);
+    return seconds_since(t0);
+  }
+
+ private:
+  std::shared_ptr<CheckpointManager> single_;
+  std::unique_ptr<vigil::torch::ShardedModelCheckpoint> rank0_, rank1_;
+  vigil::torch::TrainContext ctx0_, ctx1_;
+  int epoch_ = 0;
+};
+
 struct Contender {
   std::string name;
   std::function<void()> run;
@@ -178,6 +252,7 @@ void bench_storage(const Config& cfg, std::uint64_t bytes, DType dtype, Results&
     async_mgr.wait();
   }
 
+  ShardedRig sharded_rig(work / "sharded", module);
   const fs::path dd_out = work / "dd.bin";
   const fs::path vigil_dir = work / "vigil-ckpt";
   const fs::path vigil_file = vigil_dir / "model.safetensors";
@@ -230,6 +305,10 @@ void bench_storage(const Config& cfg, std::uint64_t bytes, DType dtype, Results&
            write_checkpoint(vigil_dir, model_content(views));
            res.add(key("save", "vigil"), seconds_since(t0));
          }},
+        {"checkpoint_single",
+         [&] { res.add(key("save", "checkpoint_single"), sharded_rig.save_single()); }},
+        {"checkpoint_sharded2",
+         [&] { res.add(key("save", "checkpoint_sharded2"), sharded_rig.save_sharded()); }},
         {"torch_save",
          [&] {
            const auto t0 = Clock::now();

@@ -113,6 +113,14 @@ struct CheckpointWriteOptions {
 CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const CheckpointContent& content,
                                 const CheckpointWriteOptions& options = {});
 
+/// Writes one tensor file `dir/name` of a checkpoint being assembled in a temporary folder
+/// (fsynced, not renamed: the folder's commit makes it visible) and returns its size and
+/// whole-file XXH3, hashed while it was written rather than read back. write_checkpoint() uses
+/// it, and so does every rank of a sharded save for its shard.
+CheckpointFileInfo write_checkpoint_file(const std::filesystem::path& dir, const std::string& name,
+                                         std::span<const TensorView> tensors,
+                                         const CheckpointWriteOptions& options = {});
+
 /// Options of verify_checkpoint() and Checkpoint::open().
 struct CheckpointVerifyOptions {
   /// Hash every file completely and compare with state.json (default true). false checks

@@ -326,6 +326,21 @@ std::string_view save_point_name(SavePoint at) {
   return at == SavePoint::Step ? "step" : "epoch_end";
 }
 
+CheckpointFileInfo write_checkpoint_file(const std::filesystem::path& dir, const std::string& name,
+                                         std::span<const TensorView> tensors,
+                                         const CheckpointWriteOptions& options) {
+  auto ops = options.ops ? options.ops : FileOps::real();
+  auto hashing = std::make_shared<HashingOps>(ops);
+  auto f = DurableFile::create(dir / name, hashing);
+  write_safetensors(f, tensors, {},
+                    SafetensorsWriteOptions{}.with_block_bytes(options.block_bytes).with_ops(ops));
+  f.sync();
+  f.close();
+  auto digest = hashing->digest();
+  if (!digest) throw IoError(fmt::format("{}: positioned writes cannot be hashed", name), 0);
+  return CheckpointFileInfo{name, f.size(), *digest};
+}
+
 CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const CheckpointContent& content,
                                 const CheckpointWriteOptions& options) {
   const auto& ops = options.ops ? options.ops : FileOps::real();
@@ -374,18 +389,10 @@ CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const Checkpoi
   info.metrics = content.metrics;
   try {
     for (const auto& [stem, tensors] : content.files) {
-      auto name = stem + std::string(kTensorFileSuffix);
-      auto hashing = std::make_shared<HashingOps>(ops);
-      auto f = DurableFile::create(tmp / name, hashing);
-      write_safetensors(
-          f, tensors, {},
-          SafetensorsWriteOptions{}.with_block_bytes(options.block_bytes).with_ops(ops));
-      f.sync();
-      f.close();
-      auto digest = hashing->digest();
-      if (!digest) throw IoError(fmt::format("{}: positioned writes cannot be hashed", name), 0);
-      info.files.push_back(CheckpointFileInfo{name, f.size(), *digest});
-      j["files"][name] = {{"bytes", f.size()}, {"xxh3", hex64(*digest)}};
+      auto file = write_checkpoint_file(tmp, stem + std::string(kTensorFileSuffix), tensors,
+                                        CheckpointWriteOptions(options).with_ops(ops));
+      j["files"][file.file] = {{"bytes", file.bytes}, {"xxh3", hex64(file.xxh3)}};
+      info.files.push_back(std::move(file));
     }
     if (content.extra_files) {
       for (auto& f : content.extra_files(tmp)) {

@@ -53,9 +53,9 @@ std::vector<CheckpointFileInfo> write_my_shards(const fs::path& tmp, const Shard
     std::vector<TensorView> mine;
     for (std::size_t i = 0; i < views.size(); ++i)
       if (plan[i] == rank) mine.push_back(views[i]);
-    const std::string name = shard_file_name(stem, rank, world);
-    save_safetensors(tmp / name, mine, {}, SafetensorsWriteOptions{}.with_ops(ops));
-    out.push_back(CheckpointFileInfo{name, fs::file_size(tmp / name), xxh3_file(tmp / name)});
+    // Hashed while written, not read back; the commit of the folder makes the shard visible.
+    out.push_back(write_checkpoint_file(tmp, shard_file_name(stem, rank, world), mine,
+                                        CheckpointWriteOptions{}.with_ops(ops)));
   }
   return out;
 }

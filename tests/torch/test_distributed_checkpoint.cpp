@@ -208,7 +208,7 @@ TEST_F(ShardedCheckpoint, AFailedShardAbortsTheCheckpointOnEveryRankAndKeepsTheC
 
   // The run resumes from it (disk freed).
   full_disk->armed = false;
-  errors = run_ranks(2, [&](int r, std::shared_ptr<vt::ProcessGroup> g) { train(g, run, 3); });
+  errors = run_ranks(2, [&](int, std::shared_ptr<vt::ProcessGroup> g) { train(g, run, 3); });
   for (auto& e : errors) EXPECT_FALSE(e) << message(e);
   EXPECT_NO_THROW(vigil::verify_checkpoint(run / "checkpoints" / "epoch-0002"));
 }
