@@ -32,6 +32,10 @@ endif()
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/vigil DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   COMPONENT dev FILES_MATCHING PATTERN "*.hpp" ${VIGIL_HEADER_EXCLUDES})
 install(TARGETS vigil RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tool)
+if(VIGIL_WITH_TORCH)
+  # `vigil train` / `vigil eval` exec it from vigil's own folder.
+  install(TARGETS vigil_torch_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tool)
+endif()
 
 install(EXPORT vigilTargets NAMESPACE vigil:: DESTINATION ${VIGIL_INSTALL_CMAKEDIR}
   COMPONENT dev)

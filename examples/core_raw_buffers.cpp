@@ -114,13 +114,15 @@ int main(int argc, char** argv) try {
     // The stopper decides what counts as an improvement (here by more than min_delta), so the
     // buffers are saved exactly when it says so: best/ then always holds its best epoch. They are
     // written straight from the buffers, with the stopper's state so a run could resume.
-    if (stopper.improved_this_epoch())
-      manager.save({epoch,
-                    epoch + 1,
-                    vigil::SavePoint::EpochEnd,
-                    logs,
-                    {{"model", {view("w", w, {kFeatures}), view("b", std::span(&b, 1), {})}}},
-                    {{"stopper", stopper.state()}}});
+    if (stopper.improved_this_epoch()) {
+      vigil::SaveRequest request;
+      request.epoch = epoch;
+      request.step = epoch + 1;
+      request.metrics = logs;
+      request.files["model"] = {view("w", w, {kFeatures}), view("b", std::span(&b, 1), {})};
+      request.state = {{"stopper", stopper.state()}};
+      manager.save(request);
+    }
     if (d.stop) {
       fmt::print("stopped after epoch {}: {}\n", epoch, d.reason);
       break;

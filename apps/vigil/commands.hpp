@@ -10,6 +10,14 @@ struct Context {
   int exit_code = 0;
 };
 
+/// The one-line summaries of the libtorch commands: `vigil` lists them in its help and runs them
+/// in `vigil-torch` (main.cpp), which registers them with the same words.
+inline constexpr const char* kTrainSummary =
+    "Train a model with early stopping and checkpoints (Fashion-MNIST by default); running "
+    "again with the same --run-dir resumes";
+inline constexpr const char* kEvalSummary =
+    "Evaluate saved weights on the test set (model options come from the run's run.json)";
+
 void add_replay_command(CLI::App& app, Context& ctx);
 void add_plot_command(CLI::App& app, Context& ctx);  // cmd_plot.cpp
 void add_inspect_command(CLI::App& app, Context& ctx);

@@ -1,15 +1,49 @@
 // vigil: early stopping and checkpointing for libtorch training, from the command line.
-#include <cstdio>
-#include <exception>
-#include <string>
+#include <unistd.h>
 
-#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
 #include <fmt/core.h>
+#include <CLI/CLI.hpp>
 
 #include "commands.hpp"
 #include "vigil/error.hpp"
 
+#ifdef VIGIL_FORWARD_TORCH_COMMANDS
+namespace {
+
+constexpr const char* kTorchCommands[][2] = {{"train", vigil::cli::kTrainSummary},
+                                             {"eval", vigil::cli::kEvalSummary}};
+
+// Runs the command in `vigil-torch` from this executable's folder; returns only on failure.
+int forward_to_torch_tool(char** argv) {
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const auto tool = (ec ? std::filesystem::path(argv[0]) : self).parent_path() / "vigil-torch";
+  ::execv(tool.c_str(), argv);
+  fmt::print(stderr,
+             "vigil: error: '{}' is run by {}, which cannot be started: {} (install vigil-torch "
+             "next to vigil, or build the target vigil_torch_cli)\n",
+             argv[1], tool.string(), std::strerror(errno));
+  return 1;
+}
+
+}  // namespace
+#endif
+
 int main(int argc, char** argv) {
+#ifdef VIGIL_FORWARD_TORCH_COMMANDS
+  // Before any parsing: the torch tool parses (and prints help for) these commands itself.
+  if (argc > 1)
+    for (const auto& [name, description] : kTorchCommands)
+      if (std::string_view(argv[1]) == name) return forward_to_torch_tool(argv);
+#endif
   CLI::App app{"vigil: keeps watch over neural-network training (early stopping, checkpoints)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("vigil 0.1.0"));
@@ -25,6 +59,9 @@ int main(int argc, char** argv) {
 #ifdef VIGIL_WITH_TORCH
   vigil::cli::add_train_command(app, ctx);
   vigil::cli::add_eval_command(app, ctx);
+#elif defined(VIGIL_FORWARD_TORCH_COMMANDS)
+  // Listed in --help; never parsed here (see above).
+  for (const auto& [name, description] : kTorchCommands) app.add_subcommand(name, description);
 #endif
   vigil::cli::add_verify_command(app, ctx);
 

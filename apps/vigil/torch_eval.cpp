@@ -148,9 +148,7 @@ void run_eval(const EvalArgs& a) {
 
 void add_eval_command(CLI::App& app, Context& ctx) {
   auto args = std::make_shared<EvalArgs>();
-  auto* cmd = app.add_subcommand("eval",
-                                 "Evaluate saved weights on the test set (model options come from "
-                                 "the run's run.json)");
+  auto* cmd = app.add_subcommand("eval", kEvalSummary);
   cmd->add_option("--model", args->model,
                   "A model.safetensors, a checkpoint folder, or a run "
                   "directory (its best model)")

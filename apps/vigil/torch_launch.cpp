@@ -206,7 +206,9 @@ std::optional<int> launch_ranks(const LaunchArgs& a) {
   using Clock = std::chrono::steady_clock;
   int forwarded = 0;             // the signal the user sent, if any
   const Rank* failed = nullptr;  // the first rank that failed on its own
-  std::optional<Clock::time_point> term_at, kill_at;
+  // time_point::max() = not armed (an optional here drew a GCC -Wmaybe-uninitialized false alarm).
+  constexpr auto never = Clock::time_point::max();
+  Clock::time_point term_at = never, kill_at = never;
   auto running = [&] {
     return std::count_if(ranks.begin(), ranks.end(), [](const Rank& r) { return r.running; });
   };
@@ -238,15 +240,15 @@ std::optional<int> launch_ranks(const LaunchArgs& a) {
         }
       }
     }
-    if (term_at && Clock::now() >= *term_at) {
+    if (term_at != never && Clock::now() >= term_at) {
       for (auto& r : ranks)
         if (r.running) ::kill(r.pid, SIGTERM);
-      term_at.reset();
+      term_at = never;
     }
-    if (kill_at && Clock::now() >= *kill_at) {
+    if (kill_at != never && Clock::now() >= kill_at) {
       for (auto& r : ranks)
         if (r.running) ::kill(r.pid, SIGKILL);
-      kill_at.reset();
+      kill_at = never;
     }
   }
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);

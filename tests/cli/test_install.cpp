@@ -70,6 +70,13 @@ TEST(Install, ConsumersBuildAgainstTheInstalledPackage) {
 
   const bool with_torch = fs::is_regular_file(prefix / "lib/libvigil-torch.a");
   EXPECT_EQ(with_torch, fs::is_regular_file(prefix / "include/vigil/torch/trainer.hpp"));
+  EXPECT_EQ(with_torch, fs::is_regular_file(prefix / "bin/vigil-torch"));
+  if (with_torch) {
+    // `vigil train` runs in bin/vigil-torch, found beside the installed bin/vigil.
+    r = run_process({(prefix / "bin/vigil").string(), "train", "--help"});
+    EXPECT_EQ(r.exit_code, 0) << describe(r);
+    EXPECT_NE(r.out.find("--run-dir"), std::string::npos) << describe(r);
+  }
 
   // The CMake consumer, configured against the prefix only.
   const fs::path consumer = tmp / "consumer-build";

@@ -100,23 +100,24 @@ TEST(Package, DebianPackagesDependOnWhatTheToolLoads) {
   r = run_process({"/usr/bin/dpkg-deb", "-f", tool_deb.string(), "Depends"});
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   const auto depends = depends_names(r.out);
-  const std::string vigil_bin = VIGIL_CLI;
-  const auto needed = run_process(
-      {"/bin/sh", "-c", "objdump -p '" + vigil_bin + "' | awk '$1 == \"NEEDED\" {print $2}'"});
-  ASSERT_EQ(needed.exit_code, 0) << describe(needed);
-  const auto ldd = run_process({"/usr/bin/ldd", vigil_bin});
-  ASSERT_EQ(ldd.exit_code, 0) << describe(ldd);
-  std::istringstream sonames(needed.out);
-  std::string soname;
   int checked = 0;
-  while (std::getline(sonames, soname)) {
-    const std::string package = package_of(ldd.out, soname);
-    ASSERT_FALSE(package.empty()) << "no Debian package ships " << soname << "\n" << ldd.out;
-    EXPECT_TRUE(depends.count(package))
-        << soname << " comes from " << package << ", which Depends does not name: " << r.out;
-    ++checked;
+  for (const std::string vigil_bin : {VIGIL_CLI, VIGIL_TORCH_CLI}) {
+    const auto needed = run_process(
+        {"/bin/sh", "-c", "objdump -p '" + vigil_bin + "' | awk '$1 == \"NEEDED\" {print $2}'"});
+    ASSERT_EQ(needed.exit_code, 0) << describe(needed);
+    const auto ldd = run_process({"/usr/bin/ldd", vigil_bin});
+    ASSERT_EQ(ldd.exit_code, 0) << describe(ldd);
+    std::istringstream sonames(needed.out);
+    std::string soname;
+    while (std::getline(sonames, soname)) {
+      const std::string package = package_of(ldd.out, soname);
+      ASSERT_FALSE(package.empty()) << "no Debian package ships " << soname << "\n" << ldd.out;
+      EXPECT_TRUE(depends.count(package)) << vigil_bin << ": " << soname << " comes from "
+                                          << package << ", which Depends does not name: " << r.out;
+      ++checked;
+    }
   }
-  EXPECT_GE(checked, 3);  // at least libtorch or libc10, libstdc++, libc
+  EXPECT_GE(checked, 6);  // vigil: at least libstdc++, libc; vigil-torch: libtorch or libc10 too
   r = run_process({"/usr/bin/dpkg-deb", "-f", dev_deb.string(), "Depends"});
   const auto dev_depends = depends_names(r.out);
   for (const char* p : {"nlohmann-json3-dev", "libfmt-dev", "libxxhash-dev"})
@@ -138,12 +139,16 @@ TEST(Package, DebianPackagesDependOnWhatTheToolLoads) {
     ASSERT_EQ(r.exit_code, 0) << describe(r);
   }
   for (const char* f :
-       {"usr/bin/vigil", "usr/include/vigil/checkpoint_manager.hpp", "usr/lib/libvigil-core.a",
-        "usr/lib/cmake/vigil/vigilConfig.cmake", "usr/lib/cmake/vigil/vigilTargets.cmake",
-        "usr/lib/pkgconfig/vigil-core.pc"})
+       {"usr/bin/vigil", "usr/bin/vigil-torch", "usr/include/vigil/checkpoint_manager.hpp",
+        "usr/lib/libvigil-core.a", "usr/lib/cmake/vigil/vigilConfig.cmake",
+        "usr/lib/cmake/vigil/vigilTargets.cmake", "usr/lib/pkgconfig/vigil-core.pc"})
     EXPECT_TRUE(fs::is_regular_file(root / f)) << f;
   r = run_process({(root / "usr/bin/vigil").string(), "--version"});
   EXPECT_EQ(r.out, "vigil 0.1.0\n") << describe(r);
+  // The training commands run in usr/bin/vigil-torch, found beside usr/bin/vigil.
+  r = run_process({(root / "usr/bin/vigil").string(), "eval", "--help"});
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_NE(r.out.find("--run-dir"), std::string::npos) << describe(r);
   // The .pc file finds its prefix from its own place, so it works unpacked anywhere too.
   r = run_process({"/bin/sh", "-c",
                    "PKG_CONFIG_PATH='" + (root / "usr/lib/pkgconfig").string() +

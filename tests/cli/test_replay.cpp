@@ -224,3 +224,98 @@ TEST(Replay, BadInputs) {
 }
 
 }  // namespace
+
+namespace {
+
+// A line's answer without its "name" (echoed back), to compare cases written differently.
+json without_name(const std::string& line) {
+  auto j = json::parse(line);
+  j.erase("name");
+  return j;
+}
+
+}  // namespace
+
+// --batch reads number arrays with a fast scanner and falls back to the full JSON parser for
+// anything it does not accept: spacing, number spellings, duplicate keys, escaped keys and
+// nested values must mean what JSON says, and malformed lines must still be refused.
+TEST(Replay, BatchFastPathMeansWhatJsonSays) {
+  const std::string input =
+      "{\"values\": [1, 0.9, 0.95, 0.97], \"options\": {\"patience\": 1}}\n"
+      "  { \"values\" : [ 1 , 9e-1 , 0.95 , 97E-2 ] , \"options\" : { \"patience\" : 1 } , "
+      "\"name\" : \"a \\\"quoted\\\" name\\n\" }  \n"
+      "{\"values\": [1, 0.9], \"values\": [1, 0.9, 0.95, 0.97], \"options\": {\"patience\": 1}}\n"
+      "{\"val\\u0075es\": [1, 0.9, 0.95, 0.97], \"options\": {\"patience\": 1}}\n"
+      "{\"values\": [1, 0.9, 0.95, 0.97], \"extra\": {\"a\": [1, {\"b\": \"]}\"}]}, "
+      "\"options\": {\"patience\": 1}, \"name\": 7}\n"
+      "{\"values\": [01, 0.9]}\n"
+      "{\"values\": [1., 0.9]}\n"
+      "{\"values\": [1, 0.9], \"extra\": tru}\n"
+      "{\"values\": [1, 0.9],}\n"
+      "{\"values\": [1, 0.9]} x\n"
+      "{\"values\": [-0, 1e999, 0.9]}\n"
+      "{\"values\": [1, \"nan\", 0.9]}\n";
+  const auto r = run_vigil({"replay", "--batch", "-"}, input);
+  EXPECT_EQ(r.exit_code, 1);
+  const auto out = lines(r.out);
+  ASSERT_EQ(out.size(), 12u) << r.out;
+  const auto first = json::parse(out[0]);
+  EXPECT_EQ(first["stop_epoch"], 2) << out[0];
+  for (std::size_t i = 1; i <= 4; ++i) EXPECT_EQ(without_name(out[i]), first) << out[i];
+  EXPECT_EQ(json::parse(out[1])["name"], "a \"quoted\" name\n");
+  EXPECT_EQ(json::parse(out[4])["name"], 7);
+  for (std::size_t i = 5; i <= 9; ++i)
+    EXPECT_NE(out[i].find("parse error"), std::string::npos) << out[i];
+  EXPECT_NE(out[10].find("number overflow"), std::string::npos) << out[10];
+  EXPECT_EQ(json::parse(out[11])["reason_kind"], "non_finite") << out[11];
+  EXPECT_NE(r.err.find("6 of 12 batch cases failed"), std::string::npos) << r.err;
+}
+
+// Enough cases for several chunks answered in parallel: answers come back in input order.
+TEST(Replay, BatchAnswersInInputOrderAcrossChunks) {
+  std::string input;
+  for (int i = 0; i < 10000; ++i) {
+    // Case i improves for i % 30 epochs, then stalls: with patience 1 it stops at i % 30 + 1.
+    json values = json::array();
+    for (int e = 0; e <= i % 30; ++e) values.push_back(1.0 - 0.01 * e);
+    values.push_back(2.0);
+    values.push_back(2.0);
+    input += json{{"values", values}, {"options", {{"patience", 1}}}, {"name", i}}.dump() + "\n";
+  }
+  TempDir dir;  // a file, not stdin: the helper writes all of stdin before reading stdout
+  write_file(dir / "batch.jsonl", input);
+  const auto r = run_vigil({"replay", "--batch", (dir / "batch.jsonl").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto out = lines(r.out);
+  ASSERT_EQ(out.size(), 10000u);
+  for (int i = 0; i < 10000; ++i) {
+    const auto j = json::parse(out[static_cast<std::size_t>(i)]);
+    ASSERT_EQ(j["name"], i);
+    ASSERT_EQ(j["stop_epoch"], i % 30 + 1) << out[static_cast<std::size_t>(i)];
+  }
+}
+
+// `vigil` itself does not load libtorch (replay, inspect, verify, plot start at once); `train`
+// and `eval` run in vigil-torch beside it, and say so clearly when it is missing.
+TEST(Replay, ToolWithoutLibtorchForwardsTrainingCommands) {
+  const auto needed =
+      vigil::test::run_process({"/bin/sh", "-c", std::string("objdump -p '") + VIGIL_CLI + "'"});
+  ASSERT_EQ(needed.exit_code, 0) << needed.err;
+  EXPECT_NE(needed.out.find("NEEDED"), std::string::npos);
+  EXPECT_EQ(needed.out.find("libtorch"), std::string::npos) << needed.out;
+  EXPECT_EQ(needed.out.find("libc10"), std::string::npos) << needed.out;
+#ifdef VIGIL_TORCH_CLI
+  const auto help = run_vigil({"train", "--help"});
+  EXPECT_EQ(help.exit_code, 0) << help.err;
+  EXPECT_NE(help.out.find("--patience"), std::string::npos) << help.out;
+  TempDir dir;
+  std::filesystem::copy_file(VIGIL_CLI, dir / "vigil");
+  const auto lone = vigil::test::run_process({(dir / "vigil").string(), "train"});
+  EXPECT_EQ(lone.exit_code, 1);
+  EXPECT_NE(lone.err.find("'train' is run by " + (dir / "vigil-torch").string()), std::string::npos)
+      << lone.err;
+  const auto replay =
+      vigil::test::run_process({(dir / "vigil").string(), "replay", "--values", "1,2,3"});
+  EXPECT_EQ(replay.exit_code, 0) << replay.err;
+#endif
+}
