@@ -174,12 +174,19 @@ nlohmann::json report_json(const Config& cfg, const Results& res, const Facts& f
   ratio("train.vigil_sync_throughput_vs_bare", "train.bare", "train.vigil_sync");
   ratio("train.python_throughput_vs_bare", "train.bare", "train.python");
   ratio("train.python_loop_throughput_vs_bare_loop", "train.bare_loop", "train.python_loop");
-  if (ratios.contains("train.vigil_async_throughput_vs_bare"))
+  ratio("train.vigil_async_loop_throughput_vs_bare_loop", "train.bare_loop",
+        "train.vigil_async_loop");
+  ratio("train.vigil_sync_loop_throughput_vs_bare_loop", "train.bare_loop",
+        "train.vigil_sync_loop");
+  // Throughput is a property of the training loop: the target compares the loops (every epoch's
+  // training, validation and callbacks), not process start-up and data loading, which the
+  // whole-process ratio above also reports.
+  if (ratios.contains("train.vigil_async_loop_throughput_vs_bare_loop"))
     targets.push_back(
         {"Training with callbacks + async checkpoint every epoch within 3% of the "
-         "bare libtorch loop",
-         "train.vigil_async_throughput_vs_bare", ratios["train.vigil_async_throughput_vs_bare"],
-         ">=", 0.97, "x bare", ""});
+         "bare libtorch loop (training loops)",
+         "train.vigil_async_loop_throughput_vs_bare_loop",
+         ratios["train.vigil_async_loop_throughput_vs_bare_loop"], ">=", 0.97, "x bare", ""});
   if (res.has("replay.seconds")) {
     const double per100k = res.median("replay.seconds") * 100000.0 / cfg.replay_cases;
     ratios["replay.seconds_per_100k_cases"] = per100k;
@@ -418,19 +425,24 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
             : std::string("60000"),
         t["batch_size"].get<int>(), t["epochs"].get<int>(), t["threads"].get<int>(),
         cfg.train_repeats));
-    out("| Contender | wall time | throughput vs bare |\n|---|---|---|\n");
-    out(fmt::format("| bare libtorch loop | {} | 1.00x |\n", fig(F["train.bare"])));
-    out(fmt::format("| vigil train, sync checkpoints | {} | {} |\n", fig(F["train.vigil_sync"]),
-                    fmt_ratio(R, "train.vigil_sync_throughput_vs_bare")));
-    out(fmt::format("| vigil train, async checkpoints | {} | {} |\n", fig(F["train.vigil_async"]),
-                    fmt_ratio(R, "train.vigil_async_throughput_vs_bare")));
-    out(fmt::format("| Python PyTorch loop | {} | {} |\n", fig(F["train.python"]),
-                    fmt_ratio(R, "train.python_throughput_vs_bare")));
-    out(
-        fmt::format("\nTraining loops alone (without start-up and data loading): bare {}, Python "
-                    "{} ({} of bare).\n",
-                    fig(F["train.bare_loop"]), fig(F["train.python_loop"]),
-                    fmt_ratio(R, "train.python_loop_throughput_vs_bare_loop")));
+    out("Training loop = from the first epoch to the end of the last one with its validation "
+        "and every callback (vigil: `Trainer::fit`, `fit_seconds` in result.json; the bare loop "
+        "and Python time the same span themselves).\n\n");
+    out("| Contender | whole process | throughput vs bare | training loop | loop throughput vs "
+        "bare loop |\n|---|---|---|---|---|\n");
+    out(fmt::format("| bare libtorch loop | {} | 1.00x | {} | 1.00x |\n", fig(F["train.bare"]),
+                    fig(F["train.bare_loop"])));
+    for (const auto& [label, key] :
+         std::vector<std::pair<std::string, std::string>>{
+             {"vigil train, sync checkpoints", "vigil_sync"},
+             {"vigil train, async checkpoints", "vigil_async"},
+             {"Python PyTorch loop", "python"}}) {
+      const auto loop = "train." + key + "_loop";
+      out(fmt::format("| {} | {} | {} | {} | {} |\n", label, fig(F["train." + key]),
+                      fmt_ratio(R, "train." + key + "_throughput_vs_bare"),
+                      F.contains(loop) ? fig(F[loop]) : "–",
+                      fmt_ratio(R, "train." + key + "_loop_throughput_vs_bare_loop")));
+    }
   }
 
   if (F.contains("replay.seconds")) {
