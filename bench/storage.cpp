@@ -177,6 +177,19 @@ class ShardedRig {
   int epoch_ = 0;
 };
 
+// Zero-copy libtorch tensors on every tensor of a mapped file: what a loader hands to a model.
+std::vector<::torch::Tensor> torch_views(const SafetensorsFile& f) {
+  std::vector<::torch::Tensor> ts;
+  ts.reserve(f.tensors().size());
+  for (const auto& info : f.tensors()) {
+    auto v = f.view(info.name);
+    ts.push_back(::torch::from_blob(const_cast<std::byte*>(v.data.data()),
+                                    std::vector<std::int64_t>(v.shape.begin(), v.shape.end()),
+                                    ::torch::TensorOptions().dtype(scalar_of(v.dtype))));
+  }
+  return ts;
+}
+
 struct Contender {
   std::string name;
   std::function<void()> run;
@@ -355,15 +368,7 @@ void bench_storage(const Config& cfg, std::uint64_t bytes, DType dtype, Results&
          [&](bool tiny) {
            const auto t0 = Clock::now();
            auto f = SafetensorsFile::open(tiny ? tiny_vigil : vigil_file);
-           std::vector<::torch::Tensor> ts;
-           ts.reserve(f.tensors().size());
-           for (const auto& info : f.tensors()) {
-             auto v = f.view(info.name);
-             ts.push_back(
-                 ::torch::from_blob(const_cast<std::byte*>(v.data.data()),
-                                    std::vector<std::int64_t>(v.shape.begin(), v.shape.end()),
-                                    ::torch::TensorOptions().dtype(scalar_of(v.dtype))));
-           }
+           const auto tensors = torch_views(f);
            return seconds_since(t0);
          }},
         {"vigil_checkpoint_open",
@@ -371,14 +376,7 @@ void bench_storage(const Config& cfg, std::uint64_t bytes, DType dtype, Results&
            const auto t0 = Clock::now();
            auto ck = Checkpoint::open(tiny ? tiny_ckpt : vigil_dir);
            auto f = ck.open_file("model");
-           std::vector<::torch::Tensor> ts;
-           for (const auto& info : f.tensors()) {
-             auto v = f.view(info.name);
-             ts.push_back(
-                 ::torch::from_blob(const_cast<std::byte*>(v.data.data()),
-                                    std::vector<std::int64_t>(v.shape.begin(), v.shape.end()),
-                                    ::torch::TensorOptions().dtype(scalar_of(v.dtype))));
-           }
+           const auto tensors = torch_views(f);
            return seconds_since(t0);
          }},
         {"vigil_module_verify",

@@ -125,6 +125,20 @@ void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works) {
   if (first) std::rethrow_exception(first);
 }
 
+// Every tensor from `root` into the same tensor on the other ranks, all in flight at once.
+void broadcast_in_place(c10d::ProcessGroup& pg, std::vector<at::Tensor>& tensors, int root) {
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  for (auto& t : tensors) {
+    if (!t.is_contiguous())
+      throw Error("a parameter or buffer is not contiguous; cannot broadcast it in place");
+    std::vector<at::Tensor> one{t};
+    c10d::BroadcastOptions bo;
+    bo.rootRank = root;
+    works.push_back(pg.broadcast(one, bo));
+  }
+  wait_all(works);
+}
+
 }  // namespace
 
 ProcessGroup::ProcessGroup(DistributedOptions options)
@@ -167,16 +181,7 @@ void ProcessGroup::broadcast_module(::torch::nn::Module& module, int root) {
   for (const auto& p : module.parameters()) tensors.push_back(p);
   for (const auto& b : module.buffers()) tensors.push_back(b);
   guarded(impl_->failed, options_, "broadcasting the model from rank 0", [&] {
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
-    for (auto& t : tensors) {
-      if (!t.is_contiguous())
-        throw Error("a parameter or buffer is not contiguous; cannot broadcast it in place");
-      std::vector<at::Tensor> one{t};
-      c10d::BroadcastOptions bo;
-      bo.rootRank = root;
-      works.push_back(impl_->pg->broadcast(one, bo));
-    }
-    wait_all(works);
+    broadcast_in_place(*impl_->pg, tensors, root);
     return 0;
   });
 }
@@ -187,14 +192,7 @@ void ProcessGroup::broadcast_buffers(::torch::nn::Module& module, int root) {
   if (buffers.empty() || options_.world_size == 1) return;
   ::torch::NoGradGuard no_grad;
   guarded(impl_->failed, options_, "broadcasting buffers from rank 0", [&] {
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
-    for (auto& t : buffers) {
-      std::vector<at::Tensor> one{t};
-      c10d::BroadcastOptions bo;
-      bo.rootRank = root;
-      works.push_back(impl_->pg->broadcast(one, bo));
-    }
-    wait_all(works);
+    broadcast_in_place(*impl_->pg, buffers, root);
     return 0;
   });
 }

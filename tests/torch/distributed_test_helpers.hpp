@@ -11,10 +11,14 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <torch/torch.h>
+
+#include "vigil/torch/datasets.hpp"
 #include "vigil/torch/distributed.hpp"
 
 namespace vigil::test {
@@ -77,6 +81,24 @@ inline std::string message(const std::exception_ptr& e) {
 
 inline void expect_no_errors(const std::vector<std::exception_ptr>& errors) {
   for (std::size_t r = 0; r < errors.size(); ++r) EXPECT_FALSE(errors[r]) << message(errors[r]);
+}
+
+// A small classification problem: 3 classes of 8 features, labels from a fixed linear rule.
+inline vt::Dataset make_data(std::int64_t n, std::uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto x = ::torch::randn({n, 8}, gen);
+  auto w = ::torch::randn({8, 3}, gen);
+  return {x, x.matmul(w).argmax(1)};
+}
+
+// The MLP the distributed tests train, its initial weights from `seed`. Locked: the seed goes
+// through libtorch's global generator, and ranks are threads of one process.
+inline ::torch::nn::Sequential make_mlp(std::uint64_t seed) {
+  static std::mutex global_generator;
+  std::lock_guard lock(global_generator);
+  ::torch::manual_seed(seed);
+  return ::torch::nn::Sequential(::torch::nn::Linear(8, 16), ::torch::nn::ReLU(),
+                                 ::torch::nn::Linear(16, 3));
 }
 
 }  // namespace vigil::test

@@ -21,26 +21,13 @@ namespace vt = vigil::torch;
 using namespace std::chrono_literals;
 using vigil::test::expect_no_errors;
 using vigil::test::free_port;
+using vigil::test::make_data;
+using vigil::test::make_mlp;
 using vigil::test::message;
 using vigil::test::options;
 using vigil::test::run_ranks;
 
 namespace {
-
-// A small classification problem: 3 classes of 8 features, labels from a fixed linear rule.
-vt::Dataset make_data(std::int64_t n, std::uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  auto x = ::torch::randn({n, 8}, gen);
-  auto w = ::torch::randn({8, 3}, gen);
-  auto y = x.matmul(w).argmax(1);
-  return {x, y};
-}
-
-::torch::nn::Sequential make_mlp(std::uint64_t seed) {
-  ::torch::manual_seed(seed);
-  return ::torch::nn::Sequential(::torch::nn::Linear(8, 16), ::torch::nn::ReLU(),
-                                 ::torch::nn::Linear(16, 3));
-}
 
 struct Outcome {
   vt::FitResult fit;
@@ -51,12 +38,7 @@ struct Outcome {
 // (ranks other than 0 get rank 0's through the broadcast).
 Outcome train(std::shared_ptr<vt::ProcessGroup> group, std::uint64_t seed, int epochs,
               std::int64_t batch, std::vector<std::shared_ptr<vt::Callback>> callbacks = {}) {
-  static std::mutex build;  // the model seed goes through libtorch's global generator
-  ::torch::nn::Sequential net;
-  {
-    std::lock_guard lock(build);
-    net = make_mlp(seed);
-  }
+  auto net = make_mlp(seed);
   ::torch::optim::SGD opt(net->parameters(), ::torch::optim::SGDOptions(0.1).momentum(0.9));
   vt::Trainer trainer(vt::TrainerOptions{}
                           .with_epochs(epochs)
@@ -189,12 +171,7 @@ TEST_F(Distributed, BroadcastsRankZerosWeightsAndAveragesGradientsInBuckets) {
   std::vector<vt::NamedTensors> weights(world), grads(world);
   std::vector<::torch::Tensor> expected(world);
   auto errors = run_ranks(world, [&](int r, std::shared_ptr<vt::ProcessGroup> g) {
-    ::torch::nn::Sequential net;
-    {
-      static std::mutex m;
-      std::lock_guard lock(m);
-      net = make_mlp(100 + r);  // different initial weights on each rank
-    }
+    auto net = make_mlp(100 + r);  // different initial weights on each rank
     g->broadcast_module(*net);
     weights[r] = vt::module_state(*net).clone();
     // Rank r's gradient of every parameter is r + 1 (rank 0 has none for the last bias: zeros).

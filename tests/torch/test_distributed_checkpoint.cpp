@@ -26,27 +26,13 @@
 namespace fs = std::filesystem;
 namespace vt = vigil::torch;
 using namespace std::chrono_literals;
+using vigil::test::make_data;
+using vigil::test::make_mlp;
 using vigil::test::message;
 using vigil::test::run_ranks;
 using vigil::test::TempDir;
 
 namespace {
-
-vt::Dataset make_data(std::int64_t n, std::uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  auto x = ::torch::randn({n, 8}, gen);
-  auto w = ::torch::randn({8, 3}, gen);
-  return {x, x.matmul(w).argmax(1)};
-}
-
-std::mutex g_build;  // model seeds go through libtorch's global generator
-
-::torch::nn::Sequential make_mlp() {
-  std::lock_guard lock(g_build);
-  ::torch::manual_seed(9);
-  return ::torch::nn::Sequential(::torch::nn::Linear(8, 16), ::torch::nn::ReLU(),
-                                 ::torch::nn::Linear(16, 3));
-}
 
 vigil::CheckpointManagerOptions manager_options() {
   return vigil::CheckpointManagerOptions{}.with_monitor("val_loss").with_keep_last(-1);
@@ -57,7 +43,7 @@ vigil::CheckpointManagerOptions manager_options() {
 // ordinary ModelCheckpoint-free run that only resumes). Returns the final weights.
 vt::NamedTensors train(std::shared_ptr<vt::ProcessGroup> group, const fs::path& run, int epochs,
                        vt::ShardedCheckpointOptions ckpt = {}) {
-  auto net = make_mlp();
+  auto net = make_mlp(9);
   ::torch::optim::Adam opt(net->parameters(), ::torch::optim::AdamOptions(0.01));
   vt::Trainer trainer(
       vt::TrainerOptions{}.with_epochs(epochs).with_batch_size(16).with_seed(4).with_distributed(
@@ -153,7 +139,7 @@ TEST_F(ShardedCheckpoint, TwoRanksWriteShardsThatOneOrTwoRanksLoad) {
   auto model = vigil::open_sharded(ckpt, "model");
   ASSERT_TRUE(model);
   EXPECT_EQ(model->shards.size(), 2u);
-  auto loaded = make_mlp();
+  auto loaded = make_mlp(9);
   vt::load_module_state(*loaded, model->views());
   expect_equal(vt::module_state(*loaded), two[0]);
   // best/ stays one plain file.
