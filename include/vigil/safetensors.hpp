@@ -88,6 +88,9 @@ struct SafetensorsWriteOptions {
   std::size_t block_bytes = std::size_t{8} << 20;
   /// The file layer (tests inject faults through it).
   std::shared_ptr<FileOps> ops = FileOps::real();
+  /// Also compute the XXH3-64 of the whole file, as the bytes go out (no second read); returned
+  /// by write_safetensors (default false).
+  bool file_hash = false;
 
   SafetensorsWriteOptions& with_checksums(bool v) {
     checksums = v;
@@ -101,6 +104,10 @@ struct SafetensorsWriteOptions {
     ops = std::move(v);
     return *this;
   }
+  SafetensorsWriteOptions& with_file_hash(bool v) {
+    file_hash = v;
+    return *this;
+  }
 };
 
 /// Writes a complete safetensors file into `out` (header then data in the reference order:
@@ -108,8 +115,11 @@ struct SafetensorsWriteOptions {
 /// in `metadata` (kChecksumKeyPrefix..., kFormatKey) are replaced by fresh ones, or dropped when
 /// checksums are off, so re-saving a file read back never carries stale checksums.
 /// Throws OptionError for invalid input (duplicate names, data size not matching the shape).
-void write_safetensors(DurableFile& out, std::span<const TensorView> tensors,
-                       const Metadata& metadata = {}, const SafetensorsWriteOptions& options = {});
+/// Returns the whole file's XXH3-64 when options.file_hash is set, else nothing.
+std::optional<std::uint64_t> write_safetensors(DurableFile& out,
+                                               std::span<const TensorView> tensors,
+                                               const Metadata& metadata = {},
+                                               const SafetensorsWriteOptions& options = {});
 
 /// Writes `path` atomically and durably (temporary name, fsync, rename, fsync of the folder).
 void save_safetensors(const std::filesystem::path& path, std::span<const TensorView> tensors,

@@ -31,42 +31,65 @@ void TensorSnapshot::Unmap::operator()(std::byte* p) const noexcept {
   if (p != nullptr) ::munmap(p, length);
 }
 
-void TensorSnapshot::capture(const SaveRequest& request) {
+std::size_t TensorSnapshot::bytes_for(const SaveRequest& request) {
   std::size_t total = 0;
   for (const auto& [stem, views] : request.files)
     for (const auto& v : views) total += align_up(v.data.size(), kTensorAlign);
+  return total;
+}
 
-  if (total > capacity_) {
-    arena_.reset();
-    capacity_ = 0;
-    // 2 MiB aligned, so that transparent huge pages can back it: first touch of fresh memory is
-    // what a first snapshot pays for (bench/notes.md), and it is far cheaper per 2 MiB page.
-    const std::size_t length = align_up(total, kHugePage);
-    const std::size_t reserve = length + kHugePage;
-    void* raw =
-        ::mmap(nullptr, reserve, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) {
-      throw Error(fmt::format(
-          "cannot allocate {} bytes of host memory for the checkpoint snapshot: {} (a background "
-          "save keeps one copy of the state; save synchronously if memory is short)",
-          total, std::strerror(errno)));
-    }
-    auto* base = static_cast<std::byte*>(raw);
-    auto addr = reinterpret_cast<std::uintptr_t>(base);
-    const std::size_t head = align_up(addr, kHugePage) - addr;
-    if (head > 0) ::munmap(base, head);
-    if (reserve - head > length) ::munmap(base + head + length, reserve - head - length);
-    arena_ = std::unique_ptr<std::byte, Unmap>(base + head, Unmap{length});
-    capacity_ = total;
-    ++allocations_;
-    // Both advices are best effort. MADV_DONTFORK matters most: a fork() anywhere in the
-    // training process (a launcher, a subprocess a callback starts) would otherwise mark every
-    // page copy-on-write, and the next snapshot would fault on each 4 KiB page again -- measured
-    // at 4.6 s for 1 GiB against 0.09 s for the copy itself.
-    (void)::madvise(arena_.get(), length, MADV_DONTFORK);
-    (void)::madvise(arena_.get(), length, MADV_HUGEPAGE);
+void TensorSnapshot::ensure_capacity(std::size_t total) {
+  if (total <= capacity_) return;
+  arena_.reset();
+  capacity_ = 0;
+  touched_ = false;
+  // 2 MiB aligned, so that transparent huge pages can back it: first touch of fresh memory is
+  // what a first snapshot pays for (bench/notes.md), and it is far cheaper per 2 MiB page.
+  const std::size_t length = align_up(total, kHugePage);
+  const std::size_t reserve = length + kHugePage;
+  void* raw = ::mmap(nullptr, reserve, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) {
+    throw Error(fmt::format(
+        "cannot allocate {} bytes of host memory for the checkpoint snapshot: {} (a background "
+        "save keeps one copy of the state; save synchronously if memory is short)",
+        total, std::strerror(errno)));
   }
+  auto* base = static_cast<std::byte*>(raw);
+  auto addr = reinterpret_cast<std::uintptr_t>(base);
+  const std::size_t head = align_up(addr, kHugePage) - addr;
+  if (head > 0) ::munmap(base, head);
+  if (reserve - head > length) ::munmap(base + head + length, reserve - head - length);
+  arena_ = std::unique_ptr<std::byte, Unmap>(base + head, Unmap{length});
+  capacity_ = total;
+  ++allocations_;
+  // Both advices are best effort. MADV_DONTFORK matters most: a fork() anywhere in the
+  // training process (a launcher, a subprocess a callback starts) would otherwise mark every
+  // page copy-on-write, and the next snapshot would fault on each 4 KiB page again -- measured
+  // at 4.6 s for 1 GiB against 0.09 s for the copy itself.
+  (void)::madvise(arena_.get(), length, MADV_DONTFORK);
+  (void)::madvise(arena_.get(), length, MADV_HUGEPAGE);
+}
 
+void TensorSnapshot::reserve(std::size_t bytes) {
+  ensure_capacity(bytes);
+  if (touched_ || capacity_ == 0) return;
+  const std::size_t length = align_up(capacity_, kHugePage);
+#ifdef MADV_POPULATE_WRITE
+  // One call faults the whole arena in, huge pages where the kernel has them (Linux 5.14+).
+  if (::madvise(arena_.get(), length, MADV_POPULATE_WRITE) == 0) {
+    touched_ = true;
+    return;
+  }
+#endif
+  // Older kernels: a write to every 4 KiB page (a huge page is faulted in by its first one).
+  volatile std::byte* p = arena_.get();
+  for (std::size_t i = 0; i < length; i += 4096) p[i] = std::byte{0};
+  touched_ = true;
+}
+
+void TensorSnapshot::capture(const SaveRequest& request) {
+  ensure_capacity(bytes_for(request));
+  touched_ = true;  // every byte of the request is written below
   request_.epoch = request.epoch;
   request_.step = request.step;
   request_.at = request.at;
@@ -96,6 +119,10 @@ AsyncSaver::AsyncSaver(Writer writer, AsyncSaverOptions options)
 }
 
 AsyncSaver::~AsyncSaver() {
+  {
+    std::lock_guard lock(mutex_);
+    reserve_bytes_ = 0;  // a head start nobody will use
+  }
   try {
     wait();
   } catch (const std::exception& e) {
@@ -110,8 +137,24 @@ AsyncSaver::~AsyncSaver() {
 void AsyncSaver::run(std::stop_token stop) {
   std::unique_lock lock(mutex_);
   for (;;) {
-    changed_.wait(lock, stop, [&] { return has_waiting_; });
-    if (!has_waiting_) return;  // stop requested with nothing left to write
+    changed_.wait(lock, stop, [&] { return has_waiting_ || reserve_bytes_ > 0; });
+    if (!has_waiting_ && (reserve_bytes_ == 0 || stop.stop_requested())) return;
+    if (!has_waiting_) {
+      // Nothing captures while preparing_ is set, so both snapshots are this thread's alone.
+      const std::size_t bytes = std::exchange(reserve_bytes_, 0);
+      preparing_ = true;
+      lock.unlock();
+      try {
+        waiting_->reserve(bytes);
+        if (options_.coalesce) flying_->reserve(bytes);
+      } catch (const std::exception&) {
+        // Only a head start: the next capture maps again and reports the error itself.
+      }
+      lock.lock();
+      preparing_ = false;
+      changed_.notify_all();
+      continue;
+    }
     TensorSnapshot* job = waiting_.get();
     if (options_.coalesce) {
       // Submit may fill the other snapshot while this one is written.
@@ -143,8 +186,21 @@ void AsyncSaver::rethrow_error_locked(std::unique_lock<std::mutex>&) {
   if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
+void AsyncSaver::prepare(const SaveRequest& request) {
+  const std::size_t bytes = TensorSnapshot::bytes_for(request);
+  std::lock_guard lock(mutex_);
+  if (bytes <= reserved_) return;
+  reserved_ = bytes;
+  reserve_bytes_ = bytes;
+  changed_.notify_all();
+}
+
 void AsyncSaver::submit(const SaveRequest& request) {
   std::unique_lock lock(mutex_);
+  // A reservation still running owns the snapshots; one not started yet is dropped (the capture
+  // below maps what it needs itself).
+  reserve_bytes_ = 0;
+  changed_.wait(lock, [&] { return !preparing_; });
   rethrow_error_locked(lock);
   if (options_.coalesce) {
     if (has_waiting_) {
@@ -166,14 +222,15 @@ void AsyncSaver::submit(const SaveRequest& request) {
 
 std::vector<SaveResult> AsyncSaver::wait() {
   std::unique_lock lock(mutex_);
-  changed_.wait(lock, [&] { return !in_flight_ && !has_waiting_; });
+  changed_.wait(lock,
+                [&] { return !in_flight_ && !has_waiting_ && !preparing_ && reserve_bytes_ == 0; });
   rethrow_error_locked(lock);
   return std::exchange(results_, {});
 }
 
 bool AsyncSaver::busy() const {
   std::lock_guard lock(mutex_);
-  return in_flight_ || has_waiting_;
+  return in_flight_ || has_waiting_ || preparing_ || reserve_bytes_ > 0;
 }
 
 std::size_t AsyncSaver::coalesced() const {
@@ -182,12 +239,15 @@ std::size_t AsyncSaver::coalesced() const {
 }
 
 std::size_t AsyncSaver::buffer_bytes() const {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
+  // A reservation asked for or under way: the worker owns the snapshots until it is done.
+  changed_.wait(lock, [&] { return !preparing_ && reserve_bytes_ == 0; });
   return flying_->capacity_bytes() + waiting_->capacity_bytes();
 }
 
 std::size_t AsyncSaver::buffer_allocations() const {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [&] { return !preparing_ && reserve_bytes_ == 0; });
   return flying_->allocations() + waiting_->allocations();
 }
 

@@ -1,5 +1,5 @@
 // Checkpoint folders. The whole-file XXH3 of every tensor file is computed while the bytes go
-// out (a FileOps decorator sees every successful write), so committing never reads data back,
+// out (write_safetensors hashes each block as it fills it), so committing never reads data back,
 // and verifying a folder is one sequential pass over each file.
 #include "vigil/checkpoint.hpp"
 
@@ -38,44 +38,6 @@ XxhState new_xxh_state() {
   XXH3_64bits_reset(s.get());
   return s;
 }
-
-// Forwards to the real (or fault-injecting) file layer and hashes what was really written to
-// the one file it opened for writing.
-class HashingOps : public FileOps {
- public:
-  explicit HashingOps(std::shared_ptr<FileOps> inner)
-      : inner_(std::move(inner)), state_(new_xxh_state()) {}
-  int open(const char* path, int flags, mode_t mode) override {
-    int fd = inner_->open(path, flags, mode);
-    if (fd >= 0 && (flags & (O_WRONLY | O_RDWR))) fd_ = fd;
-    return fd;
-  }
-  ssize_t write(int fd, const void* data, size_t size) override {
-    ssize_t n = inner_->write(fd, data, size);
-    if (n > 0 && fd == fd_) XXH3_64bits_update(state_.get(), data, static_cast<size_t>(n));
-    return n;
-  }
-  ssize_t pwrite(int fd, const void* data, size_t size, off_t offset) override {
-    // A positioned write would make the streamed hash wrong; writers here only append.
-    if (fd == fd_) poisoned_ = true;
-    return inner_->pwrite(fd, data, size, offset);
-  }
-  int fsync(int fd) override { return inner_->fsync(fd); }
-  int close(int fd) override { return inner_->close(fd); }
-  int rename(const char* from, const char* to) override { return inner_->rename(from, to); }
-  int mkdir(const char* path, mode_t mode) override { return inner_->mkdir(path, mode); }
-
-  std::optional<std::uint64_t> digest() const {
-    if (poisoned_) return std::nullopt;
-    return XXH3_64bits_digest(state_.get());
-  }
-
- private:
-  std::shared_ptr<FileOps> inner_;
-  XxhState state_;
-  int fd_ = -1;
-  bool poisoned_ = false;
-};
 
 std::string hex64(std::uint64_t v) {
   return fmt::format("{:016x}", v);
@@ -330,14 +292,14 @@ CheckpointFileInfo write_checkpoint_file(const std::filesystem::path& dir, const
                                          std::span<const TensorView> tensors,
                                          const CheckpointWriteOptions& options) {
   auto ops = options.ops ? options.ops : FileOps::real();
-  auto hashing = std::make_shared<HashingOps>(ops);
-  auto f = DurableFile::create(dir / name, hashing);
-  write_safetensors(f, tensors, {},
-                    SafetensorsWriteOptions{}.with_block_bytes(options.block_bytes).with_ops(ops));
+  auto f = DurableFile::create(dir / name, ops);
+  const auto digest = write_safetensors(f, tensors, {},
+                                        SafetensorsWriteOptions{}
+                                            .with_block_bytes(options.block_bytes)
+                                            .with_ops(ops)
+                                            .with_file_hash(true));
   f.sync();
   f.close();
-  auto digest = hashing->digest();
-  if (!digest) throw IoError(fmt::format("{}: positioned writes cannot be hashed", name), 0);
   return CheckpointFileInfo{name, f.size(), *digest};
 }
 

@@ -277,16 +277,33 @@ SaveResult CheckpointManager::save(const SaveRequest& request) {
   return save_now(request);
 }
 
-void CheckpointManager::save_async(const SaveRequest& request) {
-  if (request.extra_files)
-    throw OptionError("save_async: a request with extra_files must be saved with save()");
+AsyncSaver& CheckpointManager::async_saver() {
   if (!saver_) {
     saver_ =
         std::make_unique<AsyncSaver>([this](const SaveRequest& r) { return save_now(r); },
                                      AsyncSaverOptions{}.with_coalesce(options_.async_coalesce));
   }
+  return *saver_;
+}
+
+void CheckpointManager::save_async(const SaveRequest& request) {
+  if (request.extra_files)
+    throw OptionError("save_async: a request with extra_files must be saved with save()");
+  auto& saver = async_saver();
   last_save_time_ = std::chrono::steady_clock::now();
-  saver_->submit(request);
+  saver.submit(request);
+}
+
+void CheckpointManager::reserve_async(const SaveRequest& request) {
+  async_saver().prepare(request);
+}
+
+std::size_t CheckpointManager::async_buffer_bytes() const {
+  return saver_ ? saver_->buffer_bytes() : 0;
+}
+
+std::size_t CheckpointManager::async_buffer_allocations() const {
+  return saver_ ? saver_->buffer_allocations() : 0;
 }
 
 void CheckpointManager::submit(const SaveRequest& request) {

@@ -48,6 +48,12 @@ void ModelCheckpoint::save(TrainContext& ctx, SavePoint at, const Logs& metrics)
 }
 
 void ModelCheckpoint::on_batch_end(TrainContext& ctx, std::int64_t, const Logs& logs) {
+  if (!reserved_ && manager_->options().async) {
+    // After the first step the optimizer's state exists, so the request has its final size.
+    reserved_ = true;
+    const TrainingSnapshot snap = ctx.snapshot(logs);
+    manager_->reserve_async(request_for(ctx, snap, SavePoint::Step, logs));
+  }
   // The end of an epoch is saved in on_epoch_end with the validation metrics; a step save at the
   // same place would only duplicate it.
   if (ctx.batch >= ctx.steps_per_epoch) return;

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <future>
@@ -123,6 +124,67 @@ TEST(Async, ForkDoesNotMakeTheNextSnapshotFaultOnEveryPage) {
   // 8192 pages of 4 KiB: without MADV_DONTFORK every one of them faults.
   EXPECT_LT(faults, 8192 / 8) << "minor page faults during the second capture";
   EXPECT_EQ(snap.request().files.at("model")[0].data[bytes - 1], std::byte{7});
+}
+
+// prepare() maps and faults the snapshot in on the worker thread, so the first submit() of a
+// large state only copies: the submitting thread takes (almost) no page faults, against at least
+// one a 2 MiB page without it.
+TEST(Async, PrepareFaultsTheSnapshotInOnTheWorkerSoTheFirstSubmitOnlyCopies) {
+  constexpr std::size_t bytes = std::size_t{32} << 20;
+  std::vector<std::byte> state(bytes, std::byte{9});
+  SaveRequest r;
+  r.files["model"] = {TensorView{"w", DType::U8, {bytes}, std::span<const std::byte>(state)}};
+  auto writer = [](const SaveRequest& req) {
+    SaveResult res;
+    res.saved = req.files.at("model")[0].data[bytes - 1] == std::byte{9};
+    return res;
+  };
+  auto first_submit_faults = [&](bool prepare) {
+    AsyncSaver saver(writer);
+    if (prepare) {
+      saver.prepare(r);
+      saver.prepare(r);  // a second request of the same size adds nothing
+      EXPECT_TRUE(saver.wait().empty());
+      EXPECT_EQ(saver.buffer_allocations(), 1u);
+      EXPECT_GE(saver.buffer_bytes(), bytes);
+    }
+    rusage before{}, after{};
+    ::getrusage(RUSAGE_THREAD, &before);
+    saver.submit(r);
+    ::getrusage(RUSAGE_THREAD, &after);
+    auto results = saver.wait();
+    EXPECT_EQ(results.size(), 1u);
+    EXPECT_TRUE(!results.empty() && results[0].saved);
+    EXPECT_EQ(saver.buffer_allocations(), 1u) << "the capture mapped its arena again";
+    return after.ru_minflt - before.ru_minflt;
+  };
+  const auto cold = first_submit_faults(false);
+  const auto warm = first_submit_faults(true);
+  EXPECT_GE(cold, bytes / (std::size_t{2} << 20)) << "without prepare()";
+  EXPECT_LT(warm, 8) << "minor page faults of the first submit after prepare()";
+}
+
+// A submit() right after prepare() waits for the reservation (or drops it if it has not
+// started) and captures correctly either way; destroying a saver with a reservation pending
+// neither hangs nor throws.
+TEST(Async, SubmitRightAfterPrepareAndDestructionWithAReservationPending) {
+  constexpr std::size_t bytes = std::size_t{8} << 20;
+  std::vector<std::byte> state(bytes, std::byte{3});
+  SaveRequest r;
+  r.files["model"] = {TensorView{"w", DType::U8, {bytes}, std::span<const std::byte>(state)}};
+  for (int i = 0; i < 20; ++i) {
+    std::atomic<int> ok{0};
+    AsyncSaver saver([&](const SaveRequest& req) {
+      ok += req.files.at("model")[0].data[bytes - 1] == std::byte{3} ? 1 : 0;
+      return SaveResult{};
+    });
+    saver.prepare(r);
+    saver.submit(r);
+    saver.wait();
+    EXPECT_EQ(ok.load(), 1);
+    AsyncSaver dropped([](const SaveRequest&) { return SaveResult{}; });
+    dropped.prepare(r);
+  }
 }
 
 // A writer that blocks until released, to hold a save in flight deterministically.

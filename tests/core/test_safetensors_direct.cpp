@@ -2,13 +2,17 @@
 // must equal the page-cache path's byte for byte, the page cache must stay untouched, and
 // checkpoints and verification must work on them as on small files.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <random>
 
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
 #include "test_support.hpp"
@@ -136,6 +140,103 @@ TEST(SafetensorsDirect, LargeCheckpointVerifiesAndCatchesAFlippedByte) {
     EXPECT_NE(std::string(e.what()).find("layer.b"), std::string::npos) << e.what();
   }
   EXPECT_THROW(verify_checkpoint(dir / "ck"), CheckpointError);
+}
+
+// The whole-file hash is computed as the blocks fill (the writer thread writes the previous
+// block meanwhile); it must equal a hash of the file read back, on both paths and for a block
+// larger than the file (no block goes to the writer thread at all).
+TEST(SafetensorsDirect, FileHashEqualsTheFileReadBack) {
+  TempDir dir;
+  BigState s;
+  struct Case {
+    const char* name;
+    SafetensorsWriteOptions options;
+  };
+  const std::vector<Case> cases = {
+      {"direct.safetensors", SafetensorsWriteOptions{}.with_file_hash(true)},
+      {"small-blocks.safetensors",
+       SafetensorsWriteOptions{}.with_file_hash(true).with_block_bytes((std::size_t{1} << 20) + 1)},
+      {"one-block.safetensors",
+       SafetensorsWriteOptions{}.with_file_hash(true).with_block_bytes(std::size_t{128} << 20)},
+      {"buffered.safetensors",
+       SafetensorsWriteOptions{}.with_file_hash(true).with_ops(std::make_shared<PassThroughOps>())},
+  };
+  std::string reference;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::optional<std::uint64_t> digest;
+    atomic_write_file_with(
+        dir / c.name,
+        [&](DurableFile& f) { digest = write_safetensors(f, s.views, {}, c.options); },
+        c.options.ops);
+    ASSERT_TRUE(digest.has_value());
+    EXPECT_EQ(*digest, xxh3_file(dir / c.name));
+    auto bytes = read_file(dir / c.name);
+    if (reference.empty())
+      reference = bytes;
+    else
+      EXPECT_TRUE(bytes == reference) << "the write paths produced different bytes";
+  }
+  // Off by default: nothing is hashed, nothing returned.
+  std::optional<std::uint64_t> none = 1;
+  atomic_write_file_with(dir / "plain.safetensors",
+                         [&](DurableFile& f) { none = write_safetensors(f, s.views); });
+  EXPECT_FALSE(none.has_value());
+}
+
+// A real write error of the device (EFBIG from a file-size limit, at the first block on the
+// caller's thread and deep in the file on the writer thread): the save fails with the errno in
+// its message, stops copying, and leaves neither the file nor a temporary behind. In a child
+// process, because the limit applies to the whole process.
+TEST(SafetensorsDirect, AWriteErrorOnTheWriterThreadFailsTheSaveCleanly) {
+  TempDir dir;
+  if (!direct_io_works(dir.path())) GTEST_SKIP() << "no O_DIRECT on this file system";
+  // A file of exactly ten 8 MiB blocks: every write after the first comes from the writer
+  // thread (no partial last block the caller would write itself), so an error the writer
+  // dropped could not be caught later.
+  constexpr std::size_t kFileBytes = std::size_t{80} << 20;
+  std::vector<std::byte> data(kFileBytes - 4096, std::byte{0x5a});
+  std::vector<TensorView> views;
+  for (int i = 0; i < 4; ++i) {  // the header's length depends on the size's digits
+    views = {{"bytes", DType::U8, {data.size()}, data}};
+    save_safetensors(dir / "probe.safetensors", views);
+    const auto file = std::filesystem::file_size(dir / "probe.safetensors");
+    if (file == kFileBytes) break;
+    data.resize(data.size() + kFileBytes - file);
+  }
+  ASSERT_EQ(std::filesystem::file_size(dir / "probe.safetensors"), kFileBytes);
+  std::filesystem::remove(dir / "probe.safetensors");
+  for (rlim_t limit : {rlim_t{1} << 20, rlim_t{48} << 20}) {
+    SCOPED_TRACE(testing::Message() << "file size limit " << limit);
+    const auto path = dir / fmt::format("limited-{}.safetensors", limit);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::signal(SIGXFSZ, SIG_IGN);  // EFBIG instead of a signal
+      rlimit lim{limit, limit};
+      if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) ::_exit(10);
+      try {
+        save_safetensors(path, views);
+        ::_exit(11);  // must not succeed
+      } catch (const IoError& e) {
+        if (e.errno_value() != EFBIG) ::_exit(12);
+        if (std::string(e.what()).find(std::strerror(EFBIG)) == std::string::npos) ::_exit(13);
+      } catch (...) {
+        ::_exit(14);
+      }
+      std::error_code ec;
+      for (const auto& entry : std::filesystem::directory_iterator(dir.path(), ec)) {
+        if (entry.path().filename().string().starts_with("limited")) ::_exit(15);
+      }
+      ::_exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "child died of signal " << WTERMSIG(status);
+    EXPECT_EQ(WEXITSTATUS(status), 0)
+        << "10: setrlimit, 11: saved anyway, 12: wrong errno, 13: errno not in the message, 14: "
+           "not an IoError, 15: a file was left behind";
+  }
 }
 
 }  // namespace

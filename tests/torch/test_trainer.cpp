@@ -663,6 +663,43 @@ TEST(LearningCurvePlot, WritesThePictureVigilPlotDrawsAfterEveryEpoch) {
   EXPECT_NE(svg.find("class=\"checkpoint\""), std::string::npos);
 }
 
+// With an async manager, ModelCheckpoint reserves the snapshot memory after the first step
+// (model and optimizer state included), before any save: the first epoch-end save then only
+// copies into it (one mapping for the whole run), and every checkpoint is still complete.
+TEST(ModelCheckpointAsync, ReservesTheSnapshotAfterTheFirstStepBeforeAnySave) {
+  TempDir tmp;
+  auto data = make_data(200, 13);
+  auto model = make_model(14);
+  auto opt = make_optimizer(OptimizerKind::Adam, model->parameters(), {{"lr", 0.01}});
+  Trainer trainer(one_thread().with_epochs(3).with_batch_size(32));
+  auto manager = std::make_shared<CheckpointManager>(
+      tmp / "run",
+      CheckpointManagerOptions{}.with_monitor("val_loss").with_keep_last(3).with_async(true));
+  struct Probe : Callback {
+    std::shared_ptr<CheckpointManager> manager;
+    std::vector<std::size_t> bytes_at_batch_end;
+    std::string name() const override { return "probe"; }
+    void on_batch_end(TrainContext& ctx, std::int64_t, const Logs&) override {
+      if (ctx.epoch == 0 && ctx.batch <= 2)
+        bytes_at_batch_end.push_back(manager->async_buffer_bytes());
+    }
+  };
+  auto probe = std::make_shared<Probe>();
+  probe->manager = manager;
+  trainer.add_callback(std::make_shared<ModelCheckpoint>(manager));
+  trainer.add_callback(probe);
+  auto r = trainer.fit(Model::of(model), *opt, rows(data, 0, 160), rows(data, 160, 200));
+  ASSERT_EQ(r.epochs_run, 3);
+  // Parameters plus Adam's two moments (and step counts): at least three times the weights.
+  std::size_t weights = 0;
+  for (const auto& p : model->parameters()) weights += static_cast<std::size_t>(p.nbytes());
+  ASSERT_EQ(probe->bytes_at_batch_end.size(), 2u);
+  EXPECT_GE(probe->bytes_at_batch_end[0], 3 * weights) << "not reserved after the first step";
+  EXPECT_EQ(manager->async_buffer_allocations(), 1u) << "a save mapped its snapshot again";
+  ASSERT_EQ(manager->checkpoints().size(), 3u);
+  for (const auto& c : manager->checkpoints()) EXPECT_NO_THROW(verify_checkpoint(c.path));
+}
+
 TEST(LearningCurvePlot, WithoutRunJsonUsesTheEarlyStoppingCallbackAndNeverStopsTraining) {
   TempDir tmp;
   auto data = make_data(200, 11);
@@ -698,8 +735,9 @@ TEST(LearningCurvePlot, WithoutRunJsonUsesTheEarlyStoppingCallbackAndNeverStopsT
 // ---- resume ----
 
 // Interrupted in the middle of an epoch, saved to disk, resumed into a fresh model and optimizer
-// (other initial weights and RNG than the reference): the run ends bit-identical to one never interrupted -
-// weights, metrics rows, the early-stopping decision, metrics.csv - with on_resume in its place.
+// (other initial weights and RNG than the reference): the run ends bit-identical to one never
+// interrupted - weights, metrics rows, the early-stopping decision, metrics.csv - with on_resume in
+// its place.
 TEST(Trainer, ResumesExactlyFromTheMiddleOfAnEpoch) {
   TempDir tmp;
   auto data = make_data(300, 11);

@@ -21,6 +21,8 @@ class ModelCheckpoint : public Callback {
  public:
   /// Saves when the manager's should_save() says so: at epoch ends (save_every_n_epochs) and
   /// after optimizer steps (save_every_n_steps), through submit() (async if the manager is).
+  /// With an async manager, the snapshot memory is reserved in the background after the first
+  /// training step (when the optimizer's state exists), so the first save only copies.
   explicit ModelCheckpoint(std::shared_ptr<CheckpointManager> manager);
 
   std::string name() const override { return "model_checkpoint"; }
@@ -41,6 +43,7 @@ class ModelCheckpoint : public Callback {
   std::shared_ptr<CheckpointManager> manager_;
   std::vector<SaveResult> results_;
   std::optional<SaveResult> last_;
+  bool reserved_ = false;
 };
 
 /// Writes one checkpoint of `ctx` now through `manager` (synchronously) and returns the result.
