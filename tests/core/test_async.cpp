@@ -160,8 +160,15 @@ TEST(Async, PrepareFaultsTheSnapshotInOnTheWorkerSoTheFirstSubmitOnlyCopies) {
   };
   const auto cold = first_submit_faults(false);
   const auto warm = first_submit_faults(true);
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  // The sanitizers' shadow memory faults in on the copying thread's own first write to each
+  // page (24,579 faults for 32 MiB under TSan), whoever touched the page before.
+  (void)cold;
+  (void)warm;
+#else
   EXPECT_GE(cold, bytes / (std::size_t{2} << 20)) << "without prepare()";
   EXPECT_LT(warm, 8) << "minor page faults of the first submit after prepare()";
+#endif
 }
 
 // A submit() right after prepare() waits for the reservation (or drops it if it has not
