@@ -19,6 +19,8 @@
 #include <fmt/core.h>
 #include <fmt/format.h>
 
+#include "xxh_state.hpp"
+
 namespace vigil {
 
 namespace {
@@ -27,17 +29,7 @@ constexpr std::string_view kFormat = "vigil-checkpoint/1";
 // state.json is small (metrics, RNG, data order); anything bigger is hostile or broken.
 constexpr std::uintmax_t kMaxStateBytes = std::uintmax_t{256} << 20;
 
-struct XxhStateDeleter {
-  void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
-};
-using XxhState = std::unique_ptr<XXH3_state_t, XxhStateDeleter>;
-
-XxhState new_xxh_state() {
-  XxhState s(XXH3_createState());
-  if (!s) throw std::bad_alloc();
-  XXH3_64bits_reset(s.get());
-  return s;
-}
+using detail::new_xxh_state;
 
 std::string hex64(std::uint64_t v) {
   return fmt::format("{:016x}", v);

@@ -26,6 +26,8 @@
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include "xxh_state.hpp"
+
 namespace vigil {
 
 namespace {
@@ -557,15 +559,8 @@ std::optional<std::uint64_t> write_safetensors(DurableFile& out,
   auto header = prepare_header(tensors, metadata, options);
   std::uint64_t total = header.bytes.size();
   for (const auto& t : tensors) total += t.data.size();
-  struct StateDeleter {
-    void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
-  };
-  std::unique_ptr<XXH3_state_t, StateDeleter> hash;
-  if (options.file_hash) {
-    hash.reset(XXH3_createState());
-    if (!hash) throw std::bad_alloc();
-    XXH3_64bits_reset(hash.get());
-  }
+  detail::XxhState hash;
+  if (options.file_hash) hash = detail::new_xxh_state();
   auto digest = [&]() -> std::optional<std::uint64_t> {
     if (!hash) return std::nullopt;
     return XXH3_64bits_digest(hash.get());
@@ -1089,11 +1084,7 @@ void SafetensorsFile::Impl::verify() const {
   constexpr std::size_t kBlock = std::size_t{1} << 20;
   std::unique_ptr<std::byte[]> buffer;
   if (fd) buffer = std::make_unique_for_overwrite<std::byte[]>(kBlock);
-  struct StateDeleter {
-    void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
-  };
-  std::unique_ptr<XXH3_state_t, StateDeleter> state(XXH3_createState());
-  if (!state) throw std::bad_alloc();
+  auto state = detail::new_xxh_state();
   // Tensors lie in offset order, so this is one sequential pass: let readahead run far ahead.
   if (fd) (void)::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   for (std::size_t i = 0; i < tensors.size(); ++i) {
