@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 
-#include "text.hpp"
+#include "detail/text.hpp"
 #include <nlohmann/json.hpp>
 
 namespace vigil {

@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "text.hpp"
+#include "detail/text.hpp"
 
 namespace vigil {
 namespace {
