@@ -67,9 +67,9 @@ int main(int argc, char** argv) try {
 
   vt::TrainValidation split;
   if (!flags["--csv"].empty()) {
-    const auto csv = vt::load_csv(flags["--csv"], vt::CsvOptions{}
-                                                      .with_target(flags["--target"])
-                                                      .with_task(vt::Task::Regression));
+    const auto csv = vt::load_csv(
+        flags["--csv"],
+        vt::CsvOptions{}.with_target(flags["--target"]).with_task(vt::Task::Regression));
     split = vt::train_validation_split(csv.data, 0.2, /*seed=*/0);
     // Standardise with the training rows' statistics only (the validation rows stay unseen).
     const auto scale = vt::Standardizer::fit(split.train.features);

@@ -11,8 +11,8 @@
 
 #include <fmt/format.h>
 
-#include "detail/text.hpp"
 #include <nlohmann/json.hpp>
+#include "detail/text.hpp"
 
 namespace vigil {
 namespace {

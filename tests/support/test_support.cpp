@@ -20,7 +20,8 @@ TempDir::TempDir() {
   std::random_device rd;
   auto base = std::filesystem::temp_directory_path();
   for (int attempt = 0; attempt < 100; ++attempt) {
-    auto candidate = base / ("vigil-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    auto candidate =
+        base / ("vigil-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
     std::error_code ec;
     if (std::filesystem::create_directory(candidate, ec)) {
       path_ = candidate;
@@ -93,8 +94,10 @@ RunResult run_process(const std::vector<std::string>& argv, const std::string& s
       }
       ssize_t n = ::read(p.fd, buf.data(), buf.size());
       if (n <= 0) {
-        if (p.fd == out_pipe[0]) out_open = false;
-        else err_open = false;
+        if (p.fd == out_pipe[0])
+          out_open = false;
+        else
+          err_open = false;
       } else {
         (p.fd == out_pipe[0] ? result.out : result.err).append(buf.data(), static_cast<size_t>(n));
       }
@@ -105,8 +108,10 @@ RunResult run_process(const std::vector<std::string>& argv, const std::string& s
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status)) result.exit_code = 128 + WTERMSIG(status);
+  if (WIFEXITED(status))
+    result.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    result.exit_code = 128 + WTERMSIG(status);
   return result;
 }
 
@@ -121,7 +126,9 @@ std::filesystem::path shared_dir() {
   return VIGIL_SHARED_DIR;
 }
 
-std::filesystem::path source_dir() { return VIGIL_SOURCE_DIR; }
+std::filesystem::path source_dir() {
+  return VIGIL_SOURCE_DIR;
+}
 
 void write_file(const std::filesystem::path& path, const std::string& text) {
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
