@@ -181,7 +181,9 @@ void ProgressDisplay::finish() {
 void ProgressDisplay::message(std::string_view text) {
   if (live_ && drawn_) {
     // Wipe the bar, print the message on its own line, then put the bar back.
-    write("\r" + std::string(last_width_, ' ') + "\r" + std::string(text) + "\n");
+    std::string out = "\r";
+    out.append(last_width_, ' ').append("\r").append(text).append("\n");
+    write(out);
     last_width_ = 0;
     draw(false);
     return;

@@ -1,0 +1,20 @@
+// Everything of vigil::core in one include: early stopping, checkpoints, tensor files, logs.
+#pragma once
+
+#include "vigil/async_saver.hpp"
+#include "vigil/checkpoint.hpp"
+#include "vigil/checkpoint_manager.hpp"
+#include "vigil/early_stopping.hpp"
+#include "vigil/error.hpp"
+#include "vigil/io.hpp"
+#include "vigil/learning_curve.hpp"
+#include "vigil/metrics_log.hpp"
+#include "vigil/monitor.hpp"
+#include "vigil/option_table.hpp"
+#include "vigil/progress.hpp"
+#include "vigil/run_lock.hpp"
+#include "vigil/run_plot.hpp"
+#include "vigil/safetensors.hpp"
+#include "vigil/sharded_files.hpp"
+#include "vigil/stopping_rules.hpp"
+#include "vigil/template.hpp"
