@@ -10,8 +10,7 @@ TEST(UmbrellaTorch, OneIncludeServesTheAdapterAndTheCore) {
   EarlyStopping stopping(EarlyStoppingOptions{}.with_patience(2));
   EXPECT_EQ(stopping.name(), "early_stopping");
   EXPECT_EQ(stopping.stopper().options().patience, 2);
-  const DType dtype = dtype_from_torch(::torch::kFloat32);
-  EXPECT_EQ(dtype, DType::F32);
+  EXPECT_EQ(to_dtype(::torch::kFloat32), DType::F32);
 }
 
 }  // namespace
