@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "vigil/checkpoint_manager.hpp"
+#include "vigil/setter.hpp"
 
 namespace vigil {
 
@@ -55,10 +56,7 @@ struct AsyncSaverOptions {
   /// A request arriving while a save is in flight replaces the waiting one (true) instead of
   /// blocking until the flight ends (false) (default false).
   bool coalesce = false;
-  AsyncSaverOptions& with_coalesce(bool v) {
-    coalesce = v;
-    return *this;
-  }
+  VIGIL_SETTER(coalesce)
 };
 
 /// At most one save in flight, written by `writer` on a worker thread. Errors of a background

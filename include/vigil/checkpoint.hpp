@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vigil/error.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/io.hpp"
 #include "vigil/monitor.hpp"
 #include "vigil/safetensors.hpp"
@@ -95,14 +96,8 @@ struct CheckpointWriteOptions {
   /// Largest single write when streaming tensor data from the caller's memory (default 8 MiB).
   std::size_t block_bytes = std::size_t{8} << 20;
 
-  CheckpointWriteOptions& with_ops(std::shared_ptr<FileOps> v) {
-    ops = std::move(v);
-    return *this;
-  }
-  CheckpointWriteOptions& with_block_bytes(std::size_t v) {
-    block_bytes = v;
-    return *this;
-  }
+  VIGIL_SETTER(ops)
+  VIGIL_SETTER(block_bytes)
 };
 
 /// Writes the checkpoint folder `dir` (which must not exist) durably and atomically: a temporary
@@ -126,10 +121,7 @@ struct CheckpointVerifyOptions {
   /// Hash every file completely and compare with state.json (default true). false checks
   /// state.json, the sizes and the tensor files' headers only (fast, misses flipped data bytes).
   bool checksums = true;
-  CheckpointVerifyOptions& with_checksums(bool v) {
-    checksums = v;
-    return *this;
-  }
+  VIGIL_SETTER(checksums)
 };
 
 /// Checks a checkpoint folder: state.json parses and its own checksum matches; every file it

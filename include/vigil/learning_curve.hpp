@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "vigil/error.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/metrics_log.hpp"
 
 namespace vigil {
@@ -35,31 +36,16 @@ struct LearningCurveOptions {
   /// Epochs with a saved checkpoint: ticks on the x axis (default: none).
   std::vector<long> checkpoint_epochs;
 
-  LearningCurveOptions& with_title(std::string v) {
-    title = std::move(v);
-    return *this;
-  }
-  LearningCurveOptions& with_y_label(std::string v) {
-    y_label = std::move(v);
-    return *this;
-  }
+  VIGIL_SETTER(title)
+  VIGIL_SETTER(y_label)
   LearningCurveOptions& with_size(int w, int h) {
     width = w;
     height = h;
     return *this;
   }
-  LearningCurveOptions& with_best_epoch(std::optional<long> v) {
-    best_epoch = v;
-    return *this;
-  }
-  LearningCurveOptions& with_stop_epoch(std::optional<long> v) {
-    stop_epoch = v;
-    return *this;
-  }
-  LearningCurveOptions& with_checkpoint_epochs(std::vector<long> v) {
-    checkpoint_epochs = std::move(v);
-    return *this;
-  }
+  VIGIL_SETTER(best_epoch)
+  VIGIL_SETTER(stop_epoch)
+  VIGIL_SETTER(checkpoint_epochs)
 };
 
 /// Renders the curves against `epochs` (one x value per entry of every series) as a standalone

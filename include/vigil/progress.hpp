@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "vigil/monitor.hpp"
+#include "vigil/setter.hpp"
 
 namespace vigil {
 
@@ -26,22 +27,10 @@ struct ProgressOptions {
   /// Significant digits of metric values (default 4).
   int precision = 4;
 
-  ProgressOptions& with_live(std::optional<bool> v) {
-    live = v;
-    return *this;
-  }
-  ProgressOptions& with_bar_width(int v) {
-    bar_width = v;
-    return *this;
-  }
-  ProgressOptions& with_min_redraw_seconds(double v) {
-    min_redraw_seconds = v;
-    return *this;
-  }
-  ProgressOptions& with_precision(int v) {
-    precision = v;
-    return *this;
-  }
+  VIGIL_SETTER(live)
+  VIGIL_SETTER(bar_width)
+  VIGIL_SETTER(min_redraw_seconds)
+  VIGIL_SETTER(precision)
 };
 
 /// Shows training progress. Feed it the loop's events; epochs are 0-based as everywhere in

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "vigil/early_stopping.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/learning_curve.hpp"
 #include "vigil/metrics_log.hpp"
 
@@ -25,19 +26,13 @@ struct RunPlotOptions {
   /// the plotted validation curve (direction from its name) is marked.
   std::optional<EarlyStoppingOptions> early_stopping;
 
-  RunPlotOptions& with_metric(std::string v) {
-    metric = std::move(v);
-    return *this;
-  }
+  VIGIL_SETTER(metric)
   RunPlotOptions& with_size(int w, int h) {
     width = w;
     height = h;
     return *this;
   }
-  RunPlotOptions& with_early_stopping(std::optional<EarlyStoppingOptions> v) {
-    early_stopping = std::move(v);
-    return *this;
-  }
+  VIGIL_SETTER(early_stopping)
 };
 
 /// A drawn run.

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "vigil/checkpoint_manager.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/torch/callback.hpp"
 
 namespace vigil::torch {
@@ -20,14 +21,8 @@ struct BackupAndRestoreOptions {
   /// Save a checkpoint (synchronously) when training is interrupted (default true).
   bool save_on_interrupt = true;
 
-  BackupAndRestoreOptions& with_save_every_epoch(bool v) {
-    save_every_epoch = v;
-    return *this;
-  }
-  BackupAndRestoreOptions& with_save_on_interrupt(bool v) {
-    save_on_interrupt = v;
-    return *this;
-  }
+  VIGIL_SETTER(save_every_epoch)
+  VIGIL_SETTER(save_on_interrupt)
 };
 
 /// Keras's BackupAndRestore on a CheckpointManager. In on_train_begin it picks the manager's

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "vigil/torch/callback.hpp"
+#include "vigil/setter.hpp"
 
 namespace vigil::torch {
 
@@ -16,14 +17,8 @@ struct CSVLoggerOptions {
   /// Field separator (default ',').
   char separator = ',';
 
-  CSVLoggerOptions& with_filename(std::filesystem::path v) {
-    filename = std::move(v);
-    return *this;
-  }
-  CSVLoggerOptions& with_separator(char v) {
-    separator = v;
-    return *this;
-  }
+  VIGIL_SETTER(filename)
+  VIGIL_SETTER(separator)
 };
 
 /// The text of metrics.csv for `history` (header included; empty history gives ""): the format

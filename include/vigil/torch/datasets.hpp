@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vigil/error.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/torch/tensor_bridge.hpp"
 
 namespace vigil::torch {
@@ -50,18 +51,9 @@ struct FashionMnistOptions {
   /// as transforms.Normalize((0.2860,), (0.3530,)) does (default true).
   bool normalize = true;
 
-  FashionMnistOptions& with_root(std::filesystem::path v) {
-    root = std::move(v);
-    return *this;
-  }
-  FashionMnistOptions& with_limit(std::optional<std::int64_t> v) {
-    limit = v;
-    return *this;
-  }
-  FashionMnistOptions& with_normalize(bool v) {
-    normalize = v;
-    return *this;
-  }
+  VIGIL_SETTER(root)
+  VIGIL_SETTER(limit)
+  VIGIL_SETTER(normalize)
 };
 
 /// Loads a split: features float32 [N, 1, 28, 28], targets int64 [N] in 0..9.
@@ -144,26 +136,11 @@ struct CsvOptions {
   /// Use only the first `limit` data rows (default: all).
   std::optional<std::int64_t> limit;
 
-  CsvOptions& with_target(std::string v) {
-    target = std::move(v);
-    return *this;
-  }
-  CsvOptions& with_task(Task v) {
-    task = v;
-    return *this;
-  }
-  CsvOptions& with_delimiter(char v) {
-    delimiter = v;
-    return *this;
-  }
-  CsvOptions& with_drop(std::vector<std::string> v) {
-    drop = std::move(v);
-    return *this;
-  }
-  CsvOptions& with_limit(std::optional<std::int64_t> v) {
-    limit = v;
-    return *this;
-  }
+  VIGIL_SETTER(target)
+  VIGIL_SETTER(task)
+  VIGIL_SETTER(delimiter)
+  VIGIL_SETTER(drop)
+  VIGIL_SETTER(limit)
 };
 
 /// A CSV table read as a data set (features not standardised yet).

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "vigil/error.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/torch/tensor_bridge.hpp"
 
 namespace vigil::torch {
@@ -41,34 +42,13 @@ struct DistributedOptions {
   /// bucket_cap_mb): one collective per bucket instead of one per tensor.
   std::int64_t bucket_bytes = 25 << 20;
 
-  DistributedOptions& with_rank(int v) {
-    rank = v;
-    return *this;
-  }
-  DistributedOptions& with_world_size(int v) {
-    world_size = v;
-    return *this;
-  }
-  DistributedOptions& with_master_addr(std::string v) {
-    master_addr = std::move(v);
-    return *this;
-  }
-  DistributedOptions& with_master_port(int v) {
-    master_port = v;
-    return *this;
-  }
-  DistributedOptions& with_timeout(std::chrono::milliseconds v) {
-    timeout = v;
-    return *this;
-  }
-  DistributedOptions& with_interface(std::string v) {
-    interface = std::move(v);
-    return *this;
-  }
-  DistributedOptions& with_bucket_bytes(std::int64_t v) {
-    bucket_bytes = v;
-    return *this;
-  }
+  VIGIL_SETTER(rank)
+  VIGIL_SETTER(world_size)
+  VIGIL_SETTER(master_addr)
+  VIGIL_SETTER(master_port)
+  VIGIL_SETTER(timeout)
+  VIGIL_SETTER(interface)
+  VIGIL_SETTER(bucket_bytes)
 
   /// Reads RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (as torchrun sets them), GLOO_SOCKET_IFNAME
   /// and VIGIL_DIST_TIMEOUT (seconds); unset variables keep the defaults above. Throws

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "vigil/early_stopping.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/run_plot.hpp"
 #include "vigil/torch/callback.hpp"
 
@@ -26,18 +27,9 @@ struct LearningCurvePlotOptions {
   int width = 800;
   int height = 480;
 
-  LearningCurvePlotOptions& with_run_dir(std::filesystem::path v) {
-    run_dir = std::move(v);
-    return *this;
-  }
-  LearningCurvePlotOptions& with_filename(std::filesystem::path v) {
-    filename = std::move(v);
-    return *this;
-  }
-  LearningCurvePlotOptions& with_metric(std::string v) {
-    metric = std::move(v);
-    return *this;
-  }
+  VIGIL_SETTER(run_dir)
+  VIGIL_SETTER(filename)
+  VIGIL_SETTER(metric)
   LearningCurvePlotOptions& with_size(int w, int h) {
     width = w;
     height = h;

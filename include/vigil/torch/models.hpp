@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vigil/error.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/torch/tensor_bridge.hpp"
 
 namespace vigil::torch {
@@ -47,34 +48,13 @@ struct ModelSpec {
   /// cnn only: BatchNorm2d after each convolution (default false).
   bool batch_norm = false;
 
-  ModelSpec& with_kind(std::string v) {
-    kind = std::move(v);
-    return *this;
-  }
-  ModelSpec& with_input_shape(std::vector<std::int64_t> v) {
-    input_shape = std::move(v);
-    return *this;
-  }
-  ModelSpec& with_hidden(std::vector<std::int64_t> v) {
-    hidden = std::move(v);
-    return *this;
-  }
-  ModelSpec& with_channels(std::vector<std::int64_t> v) {
-    channels = std::move(v);
-    return *this;
-  }
-  ModelSpec& with_outputs(std::int64_t v) {
-    outputs = v;
-    return *this;
-  }
-  ModelSpec& with_dropout(double v) {
-    dropout = v;
-    return *this;
-  }
-  ModelSpec& with_batch_norm(bool v) {
-    batch_norm = v;
-    return *this;
-  }
+  VIGIL_SETTER(kind)
+  VIGIL_SETTER(input_shape)
+  VIGIL_SETTER(hidden)
+  VIGIL_SETTER(channels)
+  VIGIL_SETTER(outputs)
+  VIGIL_SETTER(dropout)
+  VIGIL_SETTER(batch_norm)
 
   /// Throws OptionError naming the problem (unknown kind listing the known ones, sizes < 1,
   /// dropout outside [0, 1), cnn input not [C, H, W], image too small for the pooling).

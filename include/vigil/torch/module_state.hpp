@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "vigil/error.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/safetensors.hpp"
 #include "vigil/torch/tensor_bridge.hpp"
 
@@ -30,14 +31,8 @@ struct LoadStateOptions {
   /// PyTorch, where strict=False does not excuse a size mismatch).
   bool ignore_mismatched = false;
 
-  LoadStateOptions& with_strict(bool v) {
-    strict = v;
-    return *this;
-  }
-  LoadStateOptions& with_ignore_mismatched(bool v) {
-    ignore_mismatched = v;
-    return *this;
-  }
+  VIGIL_SETTER(strict)
+  VIGIL_SETTER(ignore_mismatched)
 };
 
 /// What a load did not use, as PyTorch's load_state_dict() returns it.

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "vigil/progress.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/torch/callback.hpp"
 
 namespace vigil::torch {
@@ -22,19 +23,13 @@ struct ProgressBarOptions {
   /// in on_epoch_end, so callbacks before this one in the list have already run.
   std::function<std::string(const TrainContext&, int epoch)> epoch_note;
 
-  ProgressBarOptions& with_display(ProgressOptions v) {
-    display = v;
-    return *this;
-  }
+  VIGIL_SETTER(display)
   /// Shortcut for display.live: true = live bar, false = one line per epoch, nullopt = isatty.
   ProgressBarOptions& with_live(std::optional<bool> v) {
     display.live = v;
     return *this;
   }
-  ProgressBarOptions& with_epoch_note(std::function<std::string(const TrainContext&, int)> v) {
-    epoch_note = std::move(v);
-    return *this;
-  }
+  VIGIL_SETTER(epoch_note)
 };
 
 /// Shows each epoch as "epoch 6 (7 of 30)" (0-based index, then the 1-based count, so neither

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vigil/checkpoint_manager.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/safetensors.hpp"
 #include "vigil/sharded_files.hpp"
 #include "vigil/torch/callback.hpp"
@@ -35,14 +36,8 @@ struct ShardedCheckpointOptions {
   /// it reports success (default empty).
   std::function<void()> after_shards_written;
 
-  ShardedCheckpointOptions& with_step_saves(bool v) {
-    step_saves = v;
-    return *this;
-  }
-  ShardedCheckpointOptions& with_ops(std::shared_ptr<FileOps> v) {
-    ops = std::move(v);
-    return *this;
-  }
+  VIGIL_SETTER(step_saves)
+  VIGIL_SETTER(ops)
   ShardedCheckpointOptions& with_after_shards_written(std::function<void()> v) {
     after_shards_written = std::move(v);
     return *this;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "vigil/monitor.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/torch/callback.hpp"
 #include "vigil/torch/datasets.hpp"
 #include "vigil/torch/tensor_bridge.hpp"
@@ -66,46 +67,16 @@ struct TrainerOptions {
   /// weights, and stops when any rank's callbacks ask to. Only rank 0 should write files.
   std::shared_ptr<ProcessGroup> distributed;
 
-  TrainerOptions& with_epochs(int v) {
-    epochs = v;
-    return *this;
-  }
-  TrainerOptions& with_batch_size(std::int64_t v) {
-    batch_size = v;
-    return *this;
-  }
-  TrainerOptions& with_eval_batch_size(std::int64_t v) {
-    eval_batch_size = v;
-    return *this;
-  }
-  TrainerOptions& with_seed(std::uint64_t v) {
-    seed = v;
-    return *this;
-  }
-  TrainerOptions& with_shuffle(bool v) {
-    shuffle = v;
-    return *this;
-  }
-  TrainerOptions& with_threads(int v) {
-    threads = v;
-    return *this;
-  }
-  TrainerOptions& with_loss(LossFn v) {
-    loss = std::move(v);
-    return *this;
-  }
-  TrainerOptions& with_interrupt(std::function<std::optional<std::string>()> v) {
-    interrupt = std::move(v);
-    return *this;
-  }
-  TrainerOptions& with_extra(nlohmann::json v) {
-    extra = std::move(v);
-    return *this;
-  }
-  TrainerOptions& with_distributed(std::shared_ptr<ProcessGroup> v) {
-    distributed = std::move(v);
-    return *this;
-  }
+  VIGIL_SETTER(epochs)
+  VIGIL_SETTER(batch_size)
+  VIGIL_SETTER(eval_batch_size)
+  VIGIL_SETTER(seed)
+  VIGIL_SETTER(shuffle)
+  VIGIL_SETTER(threads)
+  VIGIL_SETTER(loss)
+  VIGIL_SETTER(interrupt)
+  VIGIL_SETTER(extra)
+  VIGIL_SETTER(distributed)
 
   /// Throws OptionError naming the bad option.
   void validate() const;
