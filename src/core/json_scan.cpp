@@ -79,6 +79,9 @@ std::optional<JsonMember> read_member(std::string_view s, std::size_t& i) {
 }  // namespace
 
 std::optional<std::vector<JsonMember>> split_json_object(std::string_view s) {
+  // nlohmann reads a NUL byte outside a string as the end of the input (and ignores the rest),
+  // so a member value "1\0" would pass its check; such lines are the full parser's to judge.
+  if (s.find('\0') != std::string_view::npos) return std::nullopt;
   std::vector<JsonMember> out;
   std::size_t i = 0;
   skip_json_ws(s, i);

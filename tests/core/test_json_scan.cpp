@@ -188,3 +188,20 @@ TEST(JsonScan, DeepNestingNeitherRecursesNorMisSplits) {
   std::size_t i = 0;
   EXPECT_FALSE(vigil::detail::skip_json_value(std::string(100000, '{'), i));
 }
+
+// nlohmann reads a NUL byte outside a string as the end of its input, so a member value "1\0"
+// passes its check while the whole line does not: lines with NUL bytes go to the full parser.
+TEST(JsonScan, NulBytesGoToTheFullParser) {
+  using namespace std::string_literals;
+  const auto value_then_nul = "{\"values\":[1],\"x\":1\0}"s;
+  EXPECT_FALSE(vigil::detail::split_json_object(value_then_nul));
+  EXPECT_FALSE(scanned("{\"values\":[1],\"options\":{}\0}"s));
+  EXPECT_FALSE(scanned("{\"values\":[1],\"name\":\"a\0\"}"s));
+  BatchCase c;
+  EXPECT_THROW(vigil::detail::read_batch_case(value_then_nul, c), json::parse_error);
+  // After the object, the full parser stops at the NUL and answers the line, as it always did.
+  const auto trailing = "{\"values\":[1,2]}\0junk"s;
+  EXPECT_FALSE(scanned(trailing));
+  vigil::detail::read_batch_case(trailing, c);
+  EXPECT_EQ(c.values, (std::vector<double>{1, 2}));
+}
