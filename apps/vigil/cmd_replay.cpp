@@ -270,7 +270,9 @@ void answer_lines(std::vector<BatchLine>& chunk, std::size_t begin, std::size_t 
     } catch (const std::exception& e) {
       // One bad case must not hide the answers to the others: report it in place.
       l.failed = true;
-      l.text = nlohmann::json{{"error", fmt::format("line {}: {}", l.lineno, e.what())}}.dump();
+      // nlohmann's parse errors quote the bytes last read, which may be invalid UTF-8.
+      l.text = nlohmann::json{{"error", fmt::format("line {}: {}", l.lineno, e.what())}}.dump(
+          -1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
   }
 }

@@ -50,9 +50,11 @@ bool skip_json_value(std::string_view s, std::size_t& i) {
 
 namespace {
 
-// A key the scanner can compare as written: no escapes, no control characters.
+// A key the scanner can take as written: no escapes, and printable ASCII, so that nlohmann's
+// UTF-8 check of it cannot fail (an ignored member's key is never looked at again).
 bool plain_key_char(char c) {
-  return static_cast<unsigned char>(c) >= 0x20 && c != '\\';
+  const auto u = static_cast<unsigned char>(c);
+  return u >= 0x20 && u < 0x7f && c != '\\';
 }
 
 // One `"key": value` at s[i], or nullopt.

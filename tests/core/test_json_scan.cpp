@@ -205,3 +205,15 @@ TEST(JsonScan, NulBytesGoToTheFullParser) {
   vigil::detail::read_batch_case(trailing, c);
   EXPECT_EQ(c.values, (std::vector<double>{1, 2}));
 }
+
+// Keys are compared as written, so one that is not plain ASCII goes to the full parser, which
+// checks its UTF-8 (an ignored member with a bad key used to be answered).
+TEST(JsonScan, KeysOutsideAsciiGoToTheFullParser) {
+  EXPECT_FALSE(vigil::detail::split_json_object("{\"\xff\":1}"));
+  EXPECT_FALSE(vigil::detail::split_json_object("{\"caf\xc3\xa9\":1}"));
+  EXPECT_FALSE(vigil::detail::split_json_object("{\"\x7f\":1}"));
+  BatchCase c;
+  EXPECT_THROW(vigil::detail::read_batch_case("{\"values\":[1],\"\xff\":1}", c), json::parse_error);
+  vigil::detail::read_batch_case("{\"values\":[1],\"caf\xc3\xa9\":1}", c);
+  EXPECT_EQ(c.values, (std::vector<double>{1}));
+}

@@ -26,8 +26,8 @@ void skip_json_ws(std::string_view s, std::size_t& i);
 bool skip_json_value(std::string_view s, std::size_t& i);
 
 /// The top-level members of the JSON object that is all of `s`, in order and with duplicates,
-/// or nullopt when the scanner cannot vouch for the split. Keys must be written without escapes
-/// or control characters, and `s` must hold no NUL byte; member values are split by structure
+/// or nullopt when the scanner cannot vouch for the split. Keys must be printable ASCII without
+/// escapes, and `s` must hold no NUL byte; member values are split by structure
 /// only, so the caller still validates each of them.
 std::optional<std::vector<JsonMember>> split_json_object(std::string_view s);
 
