@@ -201,7 +201,9 @@ bool scan_batch_case(std::string_view line, BatchCase& out) {
       if (!nlohmann::json::accept(m.value)) return false;  // ignored, but it must be JSON
       continue;
     }
-    *known = &m;  // later duplicates win, as in nlohmann's DOM
+    // The DOM keeps the last of repeated keys, but the earlier ones must be valid JSON too.
+    if (*known != nullptr) return false;
+    *known = &m;
   }
   if (values == nullptr || !read_number_array(values->value, out.values)) return false;
   out.train_values.clear();

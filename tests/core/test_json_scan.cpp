@@ -217,3 +217,27 @@ TEST(JsonScan, KeysOutsideAsciiGoToTheFullParser) {
   vigil::detail::read_batch_case("{\"values\":[1],\"caf\xc3\xa9\":1}", c);
   EXPECT_EQ(c.values, (std::vector<double>{1}));
 }
+
+// nlohmann's DOM keeps the last of repeated keys; the scanner lists them all. A case key given
+// twice goes to the full parser, so an invalid first one is refused as JSON says.
+TEST(JsonScan, DuplicateKeys) {
+  const auto m = vigil::detail::split_json_object(R"({"a":1,"a":tru})");
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->size(), 2u);
+  EXPECT_EQ((*m)[1].value, "tru");
+  for (const char* line :
+       {R"({"values":[1],"options":tru,"options":{}})", R"({"values":[1,,],"values":[1]})",
+        R"({"values":[1],"name":x,"name":1})",
+        R"({"values":[1],"train_values":[,],"train_values":[1]})"}) {
+    SCOPED_TRACE(line);
+    EXPECT_FALSE(scanned(line));
+    BatchCase c;
+    EXPECT_THROW(vigil::detail::read_batch_case(line, c), json::parse_error);
+  }
+  const std::string valid = R"({"values":[1,0.9],"values":[1,0.9,0.95],"x":1,"x":[2]})";
+  EXPECT_FALSE(scanned(valid));
+  BatchCase c;
+  vigil::detail::read_batch_case(valid, c);
+  EXPECT_EQ(c.values, (std::vector<double>{1, 0.9, 0.95}));
+  expect_scanned_as_parsed(R"({"values":[1],"x":1,"x":[2]})");  // ignored keys may repeat
+}

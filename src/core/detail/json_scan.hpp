@@ -49,7 +49,8 @@ struct BatchCase {
 };
 
 /// The fast path: true if the scanner read all of `line` into `out`, with exactly what
-/// parse_batch_case() would give; false hands the line to the full parser.
+/// parse_batch_case() would give; false hands the line to the full parser (so does a line that
+/// repeats one of the case's keys).
 bool scan_batch_case(std::string_view line, BatchCase& out);
 
 /// The full parser. Throws nlohmann::json::parse_error for text that is not JSON and
