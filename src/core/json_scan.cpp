@@ -146,6 +146,8 @@ std::optional<double> read_number(std::string_view text) {
   const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
   // Out of range (1e999) is left to the full parser, which has its own rule for it.
   if (r.ec != std::errc{} || r.ptr != text.data() + text.size()) return std::nullopt;
+  // nlohmann stores "-0" as the integer 0, which has no sign.
+  if (v == 0 && text.find_first_of(".eE") == std::string_view::npos) v = 0;
   return v;
 }
 

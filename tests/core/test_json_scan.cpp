@@ -1,6 +1,7 @@
 // The `vigil replay --batch` line scanner: what it accepts must read exactly as nlohmann's full
 // parser reads it, and everything else must be left to that parser.
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -240,4 +241,15 @@ TEST(JsonScan, DuplicateKeys) {
   vigil::detail::read_batch_case(valid, c);
   EXPECT_EQ(c.values, (std::vector<double>{1, 0.9, 0.95}));
   expect_scanned_as_parsed(R"({"values":[1],"x":1,"x":[2]})");  // ignored keys may repeat
+}
+
+// JSON's "-0" is an integer, and nlohmann's integer 0 has no sign; "-0.0" and "-0e0" keep it.
+TEST(JsonScan, MinusZeroReadsAsTheFullParserReadsIt) {
+  const auto v = numbers("[-0, -0.0, -0e0, 0]");
+  ASSERT_EQ(v.size(), 4u);
+  EXPECT_FALSE(std::signbit(v[0]));
+  EXPECT_TRUE(std::signbit(v[1]));
+  EXPECT_TRUE(std::signbit(v[2]));
+  EXPECT_FALSE(std::signbit(v[3]));
+  expect_scanned_as_parsed(R"({"values":[-0,-0.0,-0e0,-0E+0,0],"train_values":[-0]})");
 }

@@ -34,8 +34,8 @@ std::optional<std::vector<JsonMember>> split_json_object(std::string_view s);
 /// Length of the JSON number (RFC 8259 grammar) at the start of `s`, 0 if there is none.
 std::size_t json_number_length(std::string_view s);
 
-/// A JSON array of plain numbers, all of `s`, into `out`; false for anything else, including
-/// numbers out of double's range (the full parser decides).
+/// A JSON array of plain numbers, all of `s`, into `out`, each as number_from_json() reads
+/// nlohmann's DOM of it; false for anything else, including numbers out of double's range.
 bool read_number_array(std::string_view s, std::vector<double>& out);
 
 /// One `vigil replay --batch` case: {"values": [...], "options": {...}} with optional
