@@ -1,6 +1,5 @@
 // `vigil replay`: runs a recorded metric history through the stopping rules, without training.
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -8,7 +7,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -16,6 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "detail/json_scan.hpp"
+#include "detail/text.hpp"
 #include "vigil/early_stopping.hpp"
 #include "vigil/metrics_log.hpp"
 
@@ -105,12 +105,6 @@ std::vector<double> parse_values(const std::string& text) {
   return out;
 }
 
-std::string num(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  return fmt::format("{}", v);
-}
-
 // One block character per epoch, scaled between the finite min and max; '!' marks non-finite.
 std::string sparkline(const std::vector<double>& values) {
   static const char* const kBlocks[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
@@ -161,7 +155,7 @@ void print_human(const std::string& title, const std::vector<double>& values,
     if (best_row && i == *best_row) mark += "  <- best";
     if (r.stopped && i + 1 == run) mark += "  <- stop";
     if (i >= run) mark += "  (not run)";
-    fmt::print("{:>7}  {:>12}{}\n", epochs[i], num(values[i]), mark);
+    fmt::print("{:>7}  {:>12}{}\n", epochs[i], detail::format_number(values[i]), mark);
   }
   if (n > 0) {
     fmt::print("\n  {}\n", sparkline(values));
@@ -212,8 +206,8 @@ int run_log(const ReplayArgs& a, const EarlyStoppingOptions& o) {
     const auto e = log.column("epoch");
     for (std::size_t i = 0; i < e.size(); ++i) {
       if (!std::isfinite(e[i]) || e[i] != std::floor(e[i]) || e[i] < 0)
-        throw InputError(
-            fmt::format("{}: row {}: epoch '{}' is not a whole number", a.log, i + 1, num(e[i])));
+        throw InputError(fmt::format("{}: row {}: epoch '{}' is not a whole number", a.log, i + 1,
+                                     detail::format_number(e[i])));
       epochs[i] = static_cast<long>(e[i]);
     }
   } else {
@@ -247,232 +241,15 @@ int run_log(const ReplayArgs& a, const EarlyStoppingOptions& o) {
 }
 
 // ---- --batch: one case per line ----
-//
-// Profiled on 100,000 cases (bench/notes.md): most of the time went into nlohmann building a
-// DOM of every number array (a lexer call per character, strtod, a heap node per number). A
-// line is therefore first split into its top-level members by a small scanner; number arrays
-// are read with std::from_chars after a strict check of JSON's number grammar, and every other
-// member is still parsed by nlohmann. A line the fast path does not accept in full (escaped
-// keys, null or "nan" items, anything malformed) goes through the full parser, so results and
-// error messages are the same as before.
 
-struct Member {
-  std::string_view key;
-  std::string_view value;  ///< the raw JSON text of the value
-};
-
-void skip_ws(std::string_view s, std::size_t& i) {
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
-}
-
-// Past the end of the JSON value starting at s[i]: strings with escapes, nested arrays and
-// objects (brackets balanced outside strings), or a scalar up to the next delimiter. Checks only
-// the structure; the caller validates the value itself.
-bool skip_value(std::string_view s, std::size_t& i) {
-  int depth = 0;
-  while (i < s.size()) {
-    const char c = s[i];
-    if (c == '"') {
-      for (++i; i < s.size() && s[i] != '"'; ++i)
-        if (s[i] == '\\') ++i;
-      if (i >= s.size()) return false;
-      ++i;  // the closing quote
-      if (depth == 0) return true;
-    } else if (c == '[' || c == '{') {
-      ++depth;
-      ++i;
-    } else if (c == ']' || c == '}') {
-      if (depth == 0) return true;  // closes the enclosing object: a scalar ended
-      ++i;
-      if (--depth == 0) return true;
-    } else if (depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
-      return true;
-    } else {
-      ++i;
-    }
-  }
-  return depth == 0;
-}
-
-// The top-level members of a JSON object line, or nullopt when the scanner cannot vouch for it.
-std::optional<std::vector<Member>> split_object(std::string_view s) {
-  std::vector<Member> out;
-  std::size_t i = 0;
-  skip_ws(s, i);
-  if (i >= s.size() || s[i] != '{') return std::nullopt;
-  ++i;
-  skip_ws(s, i);
-  if (i < s.size() && s[i] == '}') {
-    ++i;
-  } else {
-    for (;;) {
-      skip_ws(s, i);
-      if (i >= s.size() || s[i] != '"') return std::nullopt;
-      const std::size_t k = ++i;
-      while (i < s.size() && s[i] != '"') {
-        if (s[i] == '\\' || static_cast<unsigned char>(s[i]) < 0x20) return std::nullopt;
-        ++i;
-      }
-      if (i >= s.size()) return std::nullopt;
-      const std::string_view key = s.substr(k, i - k);
-      ++i;
-      skip_ws(s, i);
-      if (i >= s.size() || s[i] != ':') return std::nullopt;
-      ++i;
-      skip_ws(s, i);
-      const std::size_t v = i;
-      if (v >= s.size() || !skip_value(s, i) || i == v) return std::nullopt;
-      out.push_back(Member{key, s.substr(v, i - v)});
-      skip_ws(s, i);
-      if (i >= s.size()) return std::nullopt;
-      if (s[i] == ',') {
-        ++i;
-        continue;
-      }
-      if (s[i] != '}') return std::nullopt;
-      ++i;
-      break;
-    }
-  }
-  skip_ws(s, i);
-  if (i != s.size()) return std::nullopt;
-  return out;
-}
-
-// Length of the JSON number at the start of `s` (RFC 8259 grammar), 0 if there is none.
-std::size_t json_number_length(std::string_view s) {
-  std::size_t i = 0;
-  auto digits = [&] {
-    const std::size_t b = i;
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-    return i - b;
-  };
-  if (i < s.size() && s[i] == '-') ++i;
-  if (i < s.size() && s[i] == '0') {
-    ++i;
-  } else if (digits() == 0) {
-    return 0;
-  }
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    if (digits() == 0) return 0;
-  }
-  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-    ++i;
-    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
-    if (digits() == 0) return 0;
-  }
-  return i;
-}
-
-// A JSON array of plain numbers into `out`; false for anything else (the full parser decides).
-bool read_number_array(std::string_view s, std::vector<double>& out) {
-  out.clear();
-  std::size_t i = 0;
-  if (s.empty() || s[i] != '[') return false;
-  ++i;
-  skip_ws(s, i);
-  if (i < s.size() && s[i] == ']') return i + 1 == s.size();
-  for (;;) {
-    skip_ws(s, i);
-    const std::size_t n = json_number_length(s.substr(i));
-    if (n == 0) return false;
-    double v = 0;
-    const auto r = std::from_chars(s.data() + i, s.data() + i + n, v);
-    // Out of range (1e999) is left to the full parser, which has its own rule for it.
-    if (r.ec != std::errc{} || r.ptr != s.data() + i + n) return false;
-    out.push_back(v);
-    i += n;
-    skip_ws(s, i);
-    if (i >= s.size()) return false;
-    if (s[i] == ']') return i + 1 == s.size();
-    if (s[i] != ',') return false;
-    ++i;
-  }
-}
-
-struct CaseBuffers {
-  std::vector<double> values, train, elapsed;
-};
-
-std::string answer(const std::vector<double>& values, const std::vector<double>& train,
-                   const std::vector<double>& elapsed, const EarlyStoppingOptions& o,
-                   const nlohmann::json* name) {
-  if (o.time_budget_seconds && elapsed.empty())
+std::string answer(const detail::BatchCase& c, const EarlyStoppingOptions& base) {
+  const EarlyStoppingOptions o =
+      c.options ? EarlyStoppingOptions::from_json(*c.options, base) : base;
+  if (o.time_budget_seconds && c.elapsed_seconds.empty())
     throw InputError("a time budget needs \"elapsed_seconds\" (cumulative, one per value)");
-  auto out = replay(values, o, train, elapsed).to_json();
-  if (name != nullptr) out["name"] = *name;
+  auto out = replay(c.values, o, c.train_values, c.elapsed_seconds).to_json();
+  if (c.name) out["name"] = *c.name;
   return out.dump();
-}
-
-// The fast path; nullopt hands the line to run_case_full().
-std::optional<std::string> run_case_fast(std::string_view line, const EarlyStoppingOptions& base,
-                                         CaseBuffers& b) {
-  const auto members = split_object(line);
-  if (!members) return std::nullopt;
-  const Member *values = nullptr, *train = nullptr, *elapsed = nullptr, *options = nullptr,
-               *name = nullptr;
-  for (const auto& m : *members) {
-    // Later duplicates win, as in nlohmann's DOM.
-    if (m.key == "values") {
-      values = &m;
-    } else if (m.key == "train_values") {
-      train = &m;
-    } else if (m.key == "elapsed_seconds") {
-      elapsed = &m;
-    } else if (m.key == "options") {
-      options = &m;
-    } else if (m.key == "name") {
-      name = &m;
-    } else if (!nlohmann::json::accept(m.value)) {
-      return std::nullopt;  // ignored, but it must still be valid JSON
-    }
-  }
-  if (values == nullptr || !read_number_array(values->value, b.values)) return std::nullopt;
-  b.train.clear();
-  if (train != nullptr && !read_number_array(train->value, b.train)) return std::nullopt;
-  b.elapsed.clear();
-  if (elapsed != nullptr && !read_number_array(elapsed->value, b.elapsed)) return std::nullopt;
-  nlohmann::json opts, name_json;
-  if (options != nullptr) {
-    opts = nlohmann::json::parse(options->value, nullptr, /*allow_exceptions=*/false);
-    if (opts.is_discarded()) return std::nullopt;
-  }
-  if (name != nullptr) {
-    name_json = nlohmann::json::parse(name->value, nullptr, /*allow_exceptions=*/false);
-    if (name_json.is_discarded()) return std::nullopt;
-  }
-  const EarlyStoppingOptions o =
-      options == nullptr ? base : EarlyStoppingOptions::from_json(opts, base);
-  return answer(b.values, b.train, b.elapsed, o, name != nullptr ? &name_json : nullptr);
-}
-
-// One case per line: {"values": [...], "options": {...}} with optional "train_values" (for
-// pq), "elapsed_seconds" (cumulative, for a time budget) and "name" (echoed back).
-std::string run_case_full(const std::string& line, const EarlyStoppingOptions& base,
-                          CaseBuffers& b) {
-  const auto j = nlohmann::json::parse(line);
-  if (!j.is_object()) throw InputError("a batch line must be a JSON object with \"values\"");
-  const auto v = j.find("values");
-  if (v == j.end() || !v->is_array())
-    throw InputError("a batch line needs \"values\": an array of numbers");
-  b.values.clear();
-  for (const auto& x : *v) b.values.push_back(number_from_json(x));
-  b.train.clear();
-  if (const auto t = j.find("train_values"); t != j.end()) {
-    if (!t->is_array()) throw InputError("\"train_values\" must be an array of numbers");
-    for (const auto& x : *t) b.train.push_back(number_from_json(x));
-  }
-  b.elapsed.clear();
-  if (const auto t = j.find("elapsed_seconds"); t != j.end()) {
-    if (!t->is_array()) throw InputError("\"elapsed_seconds\" must be an array of numbers");
-    for (const auto& x : *t) b.elapsed.push_back(number_from_json(x));
-  }
-  const auto opts = j.find("options");
-  const EarlyStoppingOptions o =
-      opts == j.end() ? base : EarlyStoppingOptions::from_json(*opts, base);
-  const auto name = j.find("name");
-  return answer(b.values, b.train, b.elapsed, o, name != j.end() ? &*name : nullptr);
 }
 
 struct BatchLine {
@@ -484,16 +261,18 @@ struct BatchLine {
 // Answers lines [begin, end) of `chunk` in place.
 void answer_lines(std::vector<BatchLine>& chunk, std::size_t begin, std::size_t end,
                   const EarlyStoppingOptions& base) {
-  CaseBuffers b;
+  detail::BatchCase c;
   for (std::size_t i = begin; i < end; ++i) {
     auto& l = chunk[i];
     try {
-      auto fast = run_case_fast(l.text, base, b);
-      l.text = fast ? std::move(*fast) : run_case_full(l.text, base, b);
+      detail::read_batch_case(l.text, c);
+      l.text = answer(c, base);
     } catch (const std::exception& e) {
       // One bad case must not hide the answers to the others: report it in place.
       l.failed = true;
-      l.text = nlohmann::json{{"error", fmt::format("line {}: {}", l.lineno, e.what())}}.dump();
+      // nlohmann's parse errors quote the bytes last read, which may be invalid UTF-8.
+      l.text = nlohmann::json{{"error", fmt::format("line {}: {}", l.lineno, e.what())}}.dump(
+          -1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
   }
 }
