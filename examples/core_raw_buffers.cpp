@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "example_args.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/early_stopping.hpp"
 #include "vigil/safetensors.hpp"
@@ -64,18 +65,9 @@ vigil::TensorView view(std::string name, std::span<const float> data,
 
 int main(int argc, char** argv) try {
   std::string run_dir = "runs/example-core";
-  std::map<std::string, std::string> flags = {{"--epochs", "500"}, {"--patience", "5"}};
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (flags.count(a) && i + 1 < argc) {
-      flags[a] = argv[++i];
-    } else if (a.rfind("--", 0) != 0) {
-      run_dir = a;
-    } else {
-      fmt::print(stderr, "unknown option {}\n", a);
-      return 2;
-    }
-  }
+  auto parsed = parse_example_args(argc, argv, run_dir, {{"--epochs", "500"}, {"--patience", "5"}});
+  if (!parsed) return 2;
+  auto& flags = *parsed;
   std::mt19937 rng(7);
   const Rows train = make_rows(200, rng);
   const Rows val = make_rows(50, rng);

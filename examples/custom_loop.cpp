@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 
+#include "example_args.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/torch/backup_and_restore.hpp"
 #include "vigil/torch/callback.hpp"
@@ -25,21 +26,13 @@ namespace vt = vigil::torch;
 
 int main(int argc, char** argv) try {
   std::string run_dir = "runs/example-custom-loop";
-  std::map<std::string, std::string> flags = {{"--data", std::string(vt::kFashionMnistDir)},
-                                              {"--limit-train", "6000"},
-                                              {"--epochs", "15"},
-                                              {"--patience", "2"}};
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (flags.count(a) && i + 1 < argc) {
-      flags[a] = argv[++i];
-    } else if (a.rfind("--", 0) != 0) {
-      run_dir = a;
-    } else {
-      fmt::print(stderr, "unknown option {}\n", a);
-      return 2;
-    }
-  }
+  auto parsed = parse_example_args(argc, argv, run_dir,
+                                   {{"--data", std::string(vt::kFashionMnistDir)},
+                                    {"--limit-train", "6000"},
+                                    {"--epochs", "15"},
+                                    {"--patience", "2"}});
+  if (!parsed) return 2;
+  auto& flags = *parsed;
   const std::filesystem::path dir = run_dir;
   auto all =
       vt::load_fashion_mnist(vt::Split::Train, vt::FashionMnistOptions{}

@@ -15,6 +15,7 @@
 #include <map>
 #include <string>
 
+#include "example_args.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/early_stopping.hpp"
 #include "vigil/torch/datasets.hpp"
@@ -46,22 +47,14 @@ torch::nn::Sequential make_model(std::int64_t features) {
 
 int main(int argc, char** argv) try {
   std::string run_dir = "runs/example-seed-article";
-  std::map<std::string, std::string> flags = {{"--epochs", "300"},
-                                              {"--patience", "10"},
-                                              {"--rows", "400"},
-                                              {"--csv", ""},
-                                              {"--target", ""}};
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (flags.count(a) && i + 1 < argc) {
-      flags[a] = argv[++i];
-    } else if (a.rfind("--", 0) != 0) {
-      run_dir = a;
-    } else {
-      fmt::print(stderr, "unknown option {}\n", a);
-      return 2;
-    }
-  }
+  auto parsed = parse_example_args(argc, argv, run_dir,
+                                   {{"--epochs", "300"},
+                                    {"--patience", "10"},
+                                    {"--rows", "400"},
+                                    {"--csv", ""},
+                                    {"--target", ""}});
+  if (!parsed) return 2;
+  auto& flags = *parsed;
   const std::filesystem::path dir = run_dir;
   torch::set_num_threads(1);
 

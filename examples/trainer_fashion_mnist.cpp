@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 
+#include "example_args.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/torch/backup_and_restore.hpp"
 #include "vigil/torch/csv_logger.hpp"
@@ -29,22 +30,14 @@ namespace vt = vigil::torch;
 int main(int argc, char** argv) try {
   // RUN_DIR first, then --flag value pairs.
   std::string run_dir = "runs/example-trainer";
-  std::map<std::string, std::string> flags = {{"--data", std::string(vt::kFashionMnistDir)},
-                                              {"--limit-train", "10000"},
-                                              {"--limit-test", "0"},
-                                              {"--epochs", "20"},
-                                              {"--threads", "0"}};
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (flags.count(a) && i + 1 < argc) {
-      flags[a] = argv[++i];
-    } else if (a.rfind("--", 0) != 0) {
-      run_dir = a;
-    } else {
-      fmt::print(stderr, "unknown option {}\n", a);
-      return 2;
-    }
-  }
+  auto parsed = parse_example_args(argc, argv, run_dir,
+                                   {{"--data", std::string(vt::kFashionMnistDir)},
+                                    {"--limit-train", "10000"},
+                                    {"--limit-test", "0"},
+                                    {"--epochs", "20"},
+                                    {"--threads", "0"}});
+  if (!parsed) return 2;
+  auto& flags = *parsed;
   const auto limit = [](const std::string& v) {
     const long long n = std::stoll(v);
     return n > 0 ? std::optional<std::int64_t>(n) : std::nullopt;
