@@ -16,6 +16,7 @@
 #include "vigil/checkpoint.hpp"
 #include "vigil/io.hpp"
 #include "vigil/monitor.hpp"
+#include "vigil/retention.hpp"
 #include "vigil/run_lock.hpp"
 
 namespace vigil {
@@ -23,9 +24,10 @@ namespace vigil {
 class AsyncSaver;
 
 /// Options of CheckpointManager, in the vocabulary of Keras/Lightning ModelCheckpoint, the
-/// Hugging Face Trainer and Orbax CheckpointManager. Retention rules combine as a union: a
-/// checkpoint is removed only when no rule keeps it, and the best and the newest checkpoint are
-/// never removed. With neither save_top_k nor keep_last set, every checkpoint is kept.
+/// Hugging Face Trainer and Orbax CheckpointManager. Retention rules combine as a union (see
+/// retention_policy() in retention.hpp): a checkpoint is removed only when no rule keeps it, and
+/// the best and the newest checkpoint are never removed. With none of save_top_k, keep_last and
+/// retention set, every checkpoint is kept.
 struct CheckpointManagerOptions {
   /// Metric that ranks checkpoints (default "val_loss"); empty = none (then save_top_k,
   /// save_best_only and best/ are unavailable). A checkpoint whose metrics lack it (e.g. a
@@ -70,6 +72,9 @@ struct CheckpointManagerOptions {
   bool verify_on_open = true;
   /// The file layer (tests inject faults through it) (default FileOps::real()).
   std::shared_ptr<FileOps> ops = FileOps::real();
+  /// A policy of the caller's own, added to the union of the rules above; setting it turns
+  /// rotation on even without save_top_k and keep_last (default none).
+  std::shared_ptr<const RetentionPolicy> retention;
 
   CheckpointManagerOptions& with_monitor(std::string v) {
     monitor = std::move(v);
@@ -129,6 +134,10 @@ struct CheckpointManagerOptions {
   }
   CheckpointManagerOptions& with_ops(std::shared_ptr<FileOps> v) {
     ops = std::move(v);
+    return *this;
+  }
+  CheckpointManagerOptions& with_retention(std::shared_ptr<const RetentionPolicy> v) {
+    retention = std::move(v);
     return *this;
   }
 
@@ -247,6 +256,7 @@ class CheckpointManager {
  private:
   SaveResult save_now(const SaveRequest& request);
   AsyncSaver& async_saver();  // created on first use
+  std::vector<CheckpointRecord> retention_records() const;
   void rotate(SaveResult& result);
   void write_manifest();
   nlohmann::json manifest_json() const;

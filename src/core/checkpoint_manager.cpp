@@ -10,15 +10,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <fstream>
 #include <set>
-#include <sstream>
 #include <system_error>
 
 #include <fmt/core.h>
 
+#include "detail/posix.hpp"
+#include "detail/text.hpp"
 #include "vigil/async_saver.hpp"
+#include "vigil/retention.hpp"
 #include "vigil/template.hpp"
 
 namespace vigil {
@@ -27,9 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string errno_text(int err) {
-  return err == 0 ? "no error code" : std::strerror(err);
-}
+using detail::errno_text;
 
 std::string read_small(const fs::path& p, std::size_t limit) {
   std::ifstream in(p, std::ios::binary);
@@ -40,43 +39,30 @@ std::string read_small(const fs::path& p, std::size_t limit) {
   return s;
 }
 
-std::string trim(std::string s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-  std::size_t i = 0;
-  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
-  return s.substr(i);
-}
-
 // Copies a committed file through the durable writer (so the fault seam sees every write).
 void copy_file_durably(const fs::path& src, const fs::path& dst,
                        const std::shared_ptr<FileOps>& ops) {
-  int fd = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  detail::UniqueFd fd(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
     int err = errno;
     throw IoError(fmt::format("cannot read {}: {}", src.string(), errno_text(err)), err);
   }
   std::vector<std::byte> buf(std::size_t{4} << 20);
-  try {
-    atomic_write_file_with(
-        dst,
-        [&](DurableFile& out) {
-          for (;;) {
-            ssize_t n = ::read(fd, buf.data(), buf.size());
-            if (n < 0) {
-              int err = errno;
-              if (err == EINTR) continue;
-              throw IoError(fmt::format("cannot read {}: {}", src.string(), errno_text(err)), err);
-            }
-            if (n == 0) break;
-            out.write_all(std::span<const std::byte>(buf.data(), static_cast<std::size_t>(n)));
+  atomic_write_file_with(
+      dst,
+      [&](DurableFile& out) {
+        for (;;) {
+          ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+          if (n < 0) {
+            int err = errno;
+            if (err == EINTR) continue;
+            throw IoError(fmt::format("cannot read {}: {}", src.string(), errno_text(err)), err);
           }
-        },
-        ops);
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
+          if (n == 0) break;
+          out.write_all(std::span<const std::byte>(buf.data(), static_cast<std::size_t>(n)));
+        }
+      },
+      ops);
 }
 
 nlohmann::json optional_int_json(const std::optional<int>& v) {
@@ -203,7 +189,8 @@ void CheckpointManager::load() {
 
   auto last_file = last_path(run_dir_);
   std::string pointed;
-  if (fs::exists(fs::symlink_status(last_file, ec))) pointed = trim(read_small(last_file, 4096));
+  if (fs::exists(fs::symlink_status(last_file, ec)))
+    pointed = std::string(detail::trim(read_small(last_file, 4096)));
   bool last_ok = false;
   if (!entries_.empty()) last_ok = pointed == entries_.back().name;
   if (!pointed.empty() && !last_ok) {
@@ -389,44 +376,31 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
   return result;
 }
 
+std::vector<CheckpointRecord> CheckpointManager::retention_records() const {
+  std::vector<CheckpointRecord> records;
+  records.reserve(entries_.size());
+  for (const auto& e : entries_) {
+    records.push_back({.name = e.name,
+                       .sequence = e.sequence,
+                       .epoch = e.epoch,
+                       .step = e.step,
+                       .epoch_end = e.at == SavePoint::EpochEnd,
+                       .value = metric_of(e),
+                       .is_best = best_name_ && e.name == *best_name_,
+                       .is_newest = &e == &entries_.back()});
+  }
+  return records;
+}
+
 void CheckpointManager::rotate(SaveResult& result) {
-  if (!options_.save_top_k && !options_.keep_last) return;
-  std::set<std::string> keep;
-  if (best_name_) keep.insert(*best_name_);
-  if (!entries_.empty()) keep.insert(entries_.back().name);
-  if (options_.keep_last) {
-    std::size_t n =
-        *options_.keep_last < 0 ? entries_.size() : static_cast<std::size_t>(*options_.keep_last);
-    for (std::size_t i = 0; i < std::min(n, entries_.size()); ++i)
-      keep.insert(entries_[entries_.size() - 1 - i].name);
-  }
-  if (options_.save_top_k) {
-    std::vector<std::pair<double, const CheckpointInfo*>> ranked;
-    for (const auto& e : entries_)
-      if (auto v = metric_of(e)) ranked.emplace_back(*v, &e);
-    // Better first; NaN last; equal values: the newer first (the rule for ties).
-    std::stable_sort(ranked.begin(), ranked.end(), [&](const auto& a, const auto& b) {
-      bool an = std::isnan(a.first), bn = std::isnan(b.first);
-      if (an != bn) return bn;
-      if (!an && a.first != b.first)
-        return mode_ == Mode::Min ? a.first < b.first : a.first > b.first;
-      return a.second->sequence > b.second->sequence;
-    });
-    std::size_t k =
-        *options_.save_top_k < 0 ? ranked.size() : static_cast<std::size_t>(*options_.save_top_k);
-    for (std::size_t i = 0; i < std::min(k, ranked.size()); ++i)
-      keep.insert(ranked[i].second->name);
-  }
-  if (options_.keep_every_n_epochs > 0) {
-    for (const auto& e : entries_)
-      if (e.at == SavePoint::EpochEnd && (e.epoch + 1) % options_.keep_every_n_epochs == 0)
-        keep.insert(e.name);
-  }
+  const auto plan = retention_plan(options_, retention_records());
+  if (plan.remove.empty()) return;
+  const std::set<std::string> doomed_names(plan.remove.begin(), plan.remove.end());
   auto cdir = checkpoints_dir(run_dir_);
   std::vector<CheckpointInfo> kept;
   std::exception_ptr first_error;
   for (auto& e : entries_) {
-    if (keep.count(e.name)) {
+    if (!doomed_names.count(e.name)) {
       kept.push_back(std::move(e));
       continue;
     }

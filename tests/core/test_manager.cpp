@@ -136,6 +136,33 @@ TEST(Manager, MinusOneMeansAll) {
   EXPECT_EQ(m.checkpoints().size(), 4u);
 }
 
+// A retention policy of the caller's own joins the union: here, keep every checkpoint whose
+// loss stayed under 0.5, besides the newest one (keep_last) and the best.
+struct KeepLowLoss final : RetentionPolicy {
+  std::vector<bool> keep(std::span<const CheckpointRecord> records) const override {
+    std::vector<bool> out;
+    for (const auto& r : records) out.push_back(r.value && *r.value < 0.5);
+    return out;
+  }
+};
+
+TEST(Manager, ACustomRetentionPolicyJoinsTheUnion) {
+  TempDir tmp;
+  Training run;
+  CheckpointManager m(tmp.path(), CheckpointManagerOptions{}.with_keep_last(1).with_retention(
+                                      std::make_shared<KeepLowLoss>()));
+  std::vector<double> losses{0.6, 0.45, 0.7, 0.4, 0.8, 0.9};
+  std::vector<std::string> removed;
+  for (std::size_t e = 0; e < losses.size(); ++e) {
+    auto r = m.save(run.request(static_cast<int>(e), losses[e]));
+    removed.insert(removed.end(), r.removed.begin(), r.removed.end());
+  }
+  EXPECT_EQ(names_on_disk(tmp.path()),
+            (std::set<std::string>{"epoch-0001", "epoch-0003", "epoch-0005"}));
+  EXPECT_EQ(removed, (std::vector<std::string>{"epoch-0000", "epoch-0002", "epoch-0004"}));
+  EXPECT_EQ(m.best()->name, "epoch-0003");
+}
+
 TEST(Manager, SaveBestOnlyAndInitialValueThreshold) {
   TempDir tmp;
   Training run;
