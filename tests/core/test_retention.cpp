@@ -7,6 +7,8 @@
 #include <limits>
 #include <random>
 
+#include <fmt/core.h>
+
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/retention.hpp"
 
@@ -23,7 +25,7 @@ Records records_of(const std::vector<std::optional<double>>& values) {
   Records out;
   for (std::size_t i = 0; i < values.size(); ++i) {
     CheckpointRecord r;
-    r.name = "c" + std::to_string(i);
+    r.name = fmt::format("c{}", i);
     r.sequence = i + 1;
     r.epoch = static_cast<std::int64_t>(i);
     r.step = static_cast<std::int64_t>(10 * (i + 1));
@@ -214,7 +216,7 @@ RandomCase random_case(std::mt19937& rng) {
   std::vector<std::size_t> monitored;
   for (int i = 0; i < n; ++i) {
     CheckpointRecord r;
-    r.name = "c" + std::to_string(i);
+    r.name = fmt::format("c{}", i);
     sequence += static_cast<std::uint64_t>(pick(1, 3));
     epoch += pick(0, 1);
     r.sequence = sequence;
