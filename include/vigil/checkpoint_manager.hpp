@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "vigil/checkpoint.hpp"
 #include "vigil/io.hpp"
 #include "vigil/monitor.hpp"
+#include "vigil/option_table.hpp"
 #include "vigil/retention.hpp"
 #include "vigil/run_lock.hpp"
 
@@ -27,7 +29,8 @@ class AsyncSaver;
 /// Hugging Face Trainer and Orbax CheckpointManager. Retention rules combine as a union (see
 /// retention_policy() in retention.hpp): a checkpoint is removed only when no rule keeps it, and
 /// the best and the newest checkpoint are never removed. With none of save_top_k, keep_last and
-/// retention set, every checkpoint is kept.
+/// retention set, every checkpoint is kept. JSON in and out: to_json(), from_json() and
+/// checkpoint_manager_option_fields().
 struct CheckpointManagerOptions {
   /// Metric that ranks checkpoints (default "val_loss"); empty = none (then save_top_k,
   /// save_best_only and best/ are unavailable). A checkpoint whose metrics lack it (e.g. a
@@ -70,10 +73,10 @@ struct CheckpointManagerOptions {
   /// Hash every file of every checkpoint when the manager opens (default true); false checks
   /// state.json, sizes and headers only (fast for huge checkpoints).
   bool verify_on_open = true;
-  /// The file layer (tests inject faults through it) (default FileOps::real()).
+  /// The file layer (tests inject faults through it) (default FileOps::real()). Not in JSON.
   std::shared_ptr<FileOps> ops = FileOps::real();
   /// A policy of the caller's own, added to the union of the rules above; setting it turns
-  /// rotation on even without save_top_k and keep_last (default none).
+  /// rotation on even without save_top_k and keep_last (default none). Not in JSON.
   std::shared_ptr<const RetentionPolicy> retention;
 
   CheckpointManagerOptions& with_monitor(std::string v) {
@@ -144,7 +147,22 @@ struct CheckpointManagerOptions {
   /// Throws OptionError naming the bad option (negative counts, unknown mode, a bad template,
   /// save_top_k/save_best_only without a monitor).
   void validate() const;
+
+  /// The fields of checkpoint_manager_option_fields() as one JSON object (ops and retention are
+  /// not options in JSON).
+  [[nodiscard]] nlohmann::json to_json() const;
+  /// `defaults` with the keys of `j` read over it; throws OptionError for a non-object, an
+  /// unknown key (listing the known ones) or a value of the wrong type. Does not validate().
+  [[nodiscard]] static CheckpointManagerOptions from_json(const nlohmann::json& j,
+                                                          const CheckpointManagerOptions& defaults);
+  /// from_json(j, CheckpointManagerOptions{}).
+  [[nodiscard]] static CheckpointManagerOptions from_json(const nlohmann::json& j);
 };
+
+/// One entry per serializable field of CheckpointManagerOptions (its JSON key and help line), in
+/// declaration order.
+[[nodiscard]] std::span<const OptionField<CheckpointManagerOptions>>
+checkpoint_manager_option_fields();
 
 /// One save: where in training, the metrics, the tensor files and the caller's state.
 struct SaveRequest {

@@ -71,38 +71,6 @@ nlohmann::json optional_int_json(const std::optional<int>& v) {
 
 }  // namespace
 
-void CheckpointManagerOptions::validate() const {
-  if (mode != "min" && mode != "max" && mode != "auto") {
-    throw OptionError(fmt::format("mode must be min, max or auto, not \"{}\"", mode));
-  }
-  if (save_top_k && *save_top_k < -1)
-    throw OptionError(fmt::format("save_top_k must be -1 (all), 0 or more, not {}", *save_top_k));
-  if (keep_last && *keep_last < -1)
-    throw OptionError(fmt::format("keep_last must be -1 (all), 0 or more, not {}", *keep_last));
-  if (keep_every_n_epochs < 0)
-    throw OptionError(
-        fmt::format("keep_every_n_epochs must be 0 (off) or more, not {}", keep_every_n_epochs));
-  if (save_every_n_epochs < 0)
-    throw OptionError(
-        fmt::format("save_every_n_epochs must be 0 (never) or more, not {}", save_every_n_epochs));
-  if (save_every_n_steps < 0)
-    throw OptionError(
-        fmt::format("save_every_n_steps must be 0 (never) or more, not {}", save_every_n_steps));
-  if (!(save_every_seconds >= 0) || std::isinf(save_every_seconds))
-    throw OptionError(fmt::format("save_every_seconds must be 0 (off) or a positive number, not {}",
-                                  save_every_seconds));
-  if (monitor.empty()) {
-    if (save_top_k && *save_top_k > 0)
-      throw OptionError("save_top_k needs a monitor (a metric to rank checkpoints by)");
-    if (save_best_only) throw OptionError("save_best_only needs a monitor");
-  }
-  if (initial_value_threshold && std::isnan(*initial_value_threshold))
-    throw OptionError("initial_value_threshold must not be NaN");
-  // Fails early on a bad template instead of at the first save, hours into training.
-  auto tmpl = NameTemplate::parse(filename);
-  (void)tmpl.render(0, 0, {});
-}
-
 fs::path CheckpointManager::checkpoints_dir(const fs::path& run_dir) {
   return run_dir / "checkpoints";
 }

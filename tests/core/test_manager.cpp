@@ -268,6 +268,73 @@ TEST(Manager, OptionsAreValidated) {
   EXPECT_NO_THROW(CheckpointManager(tmp.path(), O{}.with_monitor("weird_thing").with_mode("max")));
 }
 
+TEST(Manager, OptionsRoundTripThroughJsonFieldByField) {
+  using O = CheckpointManagerOptions;
+  const auto fields = checkpoint_manager_option_fields();
+  std::vector<std::string> keys;
+  for (const auto& f : fields) {
+    keys.push_back(f.key);
+    EXPECT_FALSE(f.help.empty()) << f.key;
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{
+                      "monitor", "mode", "save_top_k", "keep_last", "keep_every_n_epochs",
+                      "save_best_only", "save_every_n_epochs", "save_every_n_steps",
+                      "save_every_seconds", "initial_value_threshold", "filename", "async",
+                      "async_coalesce", "verify_on_open"}));
+  // Every field away from its default, so each one must survive the trip on its own.
+  const auto changed = O{}.with_monitor("val_acc")
+                           .with_mode("max")
+                           .with_save_top_k(3)
+                           .with_keep_last(-1)
+                           .with_keep_every_n_epochs(5)
+                           .with_save_best_only(true)
+                           .with_save_every_n_epochs(2)
+                           .with_save_every_n_steps(500)
+                           .with_save_every_seconds(90.5)
+                           .with_initial_value_threshold(0.25)
+                           .with_filename("step-{step:08d}")
+                           .with_async(true)
+                           .with_async_coalesce(true)
+                           .with_verify_on_open(false);
+  const auto j = changed.to_json();
+  const auto defaults = O{}.to_json();
+  for (const auto& key : keys) {
+    EXPECT_NE(j[key], defaults[key]) << key << " is not changed by the test";
+    // One key alone sets exactly that field.
+    auto one = O::from_json(nlohmann::json{{key, j[key]}}).to_json();
+    for (const auto& other : keys)
+      EXPECT_EQ(one[other], other == key ? j[other] : defaults[other]) << key << " / " << other;
+  }
+  EXPECT_EQ(O::from_json(j).to_json(), j);
+  EXPECT_EQ(O::from_json(defaults).to_json(), defaults);
+  EXPECT_TRUE(defaults["save_top_k"].is_null());
+  EXPECT_TRUE(defaults["initial_value_threshold"].is_null());
+  // null unsets an optional over non-default `defaults`.
+  EXPECT_FALSE(O::from_json({{"keep_last", nullptr}}, changed).keep_last);
+  // ops and a custom policy are not options in JSON; from_json keeps those of `defaults`.
+  EXPECT_FALSE(j.contains("ops"));
+  EXPECT_FALSE(j.contains("retention"));
+  auto ops = std::make_shared<FileOps>();
+  EXPECT_EQ(O::from_json(j, O{}.with_ops(ops)).ops, ops);
+}
+
+TEST(Manager, OptionsFromJsonNameTheProblem) {
+  using O = CheckpointManagerOptions;
+  try {
+    (void)O::from_json({{"save_top_k", 2}, {"keep_lats", 1}});
+    ADD_FAILURE() << "no error";
+  } catch (const OptionError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("'keep_lats'"), std::string::npos) << what;
+    EXPECT_NE(what.find("known: monitor, mode, save_top_k, keep_last,"), std::string::npos) << what;
+    EXPECT_NE(what.find("verify_on_open"), std::string::npos) << what;
+  }
+  EXPECT_THROW((void)O::from_json({{"save_top_k", "three"}}), OptionError);
+  EXPECT_THROW((void)O::from_json({{"save_top_k", 2.5}}), OptionError);
+  EXPECT_THROW((void)O::from_json({{"async", 1}}), OptionError);
+  EXPECT_THROW((void)O::from_json(nlohmann::json::array()), OptionError);
+}
+
 // The same sequence of saves, once straight and once with a restart after every save, leaves
 // exactly the same files, best and manifest.
 TEST(Manager, ARestartedRunRotatesExactlyAsAnUninterruptedOne) {
