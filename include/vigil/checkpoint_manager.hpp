@@ -215,22 +215,23 @@ class CheckpointManager {
   CheckpointManager(const CheckpointManager&) = delete;
   CheckpointManager& operator=(const CheckpointManager&) = delete;
 
-  const std::filesystem::path& run_dir() const { return run_dir_; }
-  const CheckpointManagerOptions& options() const { return options_; }
+  [[nodiscard]] const std::filesystem::path& run_dir() const { return run_dir_; }
+  [[nodiscard]] const CheckpointManagerOptions& options() const { return options_; }
   /// The resolved direction of `monitor` (Min when there is no monitor).
-  Mode mode() const { return mode_; }
-  const OpenReport& open_report() const { return report_; }
+  [[nodiscard]] Mode mode() const { return mode_; }
+  [[nodiscard]] const OpenReport& open_report() const { return report_; }
 
   /// The every-n policies: at an epoch end, save_every_n_epochs; after a step,
   /// save_every_n_steps; at both, save_every_seconds since the last save.
-  bool should_save(std::int64_t epoch, std::int64_t step,
-                   std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now(),
-                   SavePoint at = SavePoint::EpochEnd) const;
+  [[nodiscard]] bool should_save(
+      std::int64_t epoch, std::int64_t step,
+      std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now(),
+      SavePoint at = SavePoint::EpochEnd) const;
 
   /// Saves synchronously: applies save_best_only, commits the checkpoint, updates best/ and
   /// last, rotates, rewrites the manifest. Waits for a save in flight first (and rethrows its
   /// error). On failure nothing committed is lost and the next save may succeed.
-  SaveResult save(const SaveRequest& request);
+  [[nodiscard]] SaveResult save(const SaveRequest& request);
   /// Copies the request's tensors into reused host buffers, returns, and saves in the
   /// background (at most one save in flight; see async_coalesce). Rethrows the error of an
   /// earlier background save.
@@ -242,34 +243,35 @@ class CheckpointManager {
   /// calls it after the first training step.
   void reserve_async(const SaveRequest& request);
   /// Bytes of snapshot memory held for background saves, and how often it was mapped.
-  std::size_t async_buffer_bytes() const;
-  std::size_t async_buffer_allocations() const;
+  [[nodiscard]] std::size_t async_buffer_bytes() const;
+  [[nodiscard]] std::size_t async_buffer_allocations() const;
   /// save_async() if options().async, else save() (the result is then dropped).
   void submit(const SaveRequest& request);
   /// Waits for background saves; returns the results finished since the last call. Rethrows a
-  /// background error (once).
+  /// background error (once). Not [[nodiscard]]: flushing and dropping the results is a normal
+  /// use (before reading checkpoints(), at the end of training).
   std::vector<SaveResult> wait();
 
   /// Committed, intact checkpoints, oldest first. Waits for a save in flight.
-  std::vector<CheckpointInfo> checkpoints();
+  [[nodiscard]] std::vector<CheckpointInfo> checkpoints();
   /// The newest intact checkpoint (the one to resume from).
-  std::optional<CheckpointInfo> latest();
+  [[nodiscard]] std::optional<CheckpointInfo> latest();
   /// The checkpoint best/model.safetensors was copied from.
-  std::optional<CheckpointInfo> best();
+  [[nodiscard]] std::optional<CheckpointInfo> best();
   /// The best monitored value so far (only from checkpoints that beat initial_value_threshold).
-  std::optional<double> best_value();
+  [[nodiscard]] std::optional<double> best_value();
   /// Opens a checkpoint by name (already verified when the manager opened or saved it).
-  Checkpoint open(std::string_view name);
+  [[nodiscard]] Checkpoint open(std::string_view name);
 
   /// The manifest's content: options, best, last, next sequence, kept checkpoints with metrics.
   /// The manager rebuilds all of it from the disk on open, so a resumed run rotates exactly as
   /// an uninterrupted one.
-  nlohmann::json manifest();
+  [[nodiscard]] nlohmann::json manifest();
 
-  static std::filesystem::path checkpoints_dir(const std::filesystem::path& run_dir);
-  static std::filesystem::path best_model_path(const std::filesystem::path& run_dir);
-  static std::filesystem::path last_path(const std::filesystem::path& run_dir);
-  static std::filesystem::path manifest_path(const std::filesystem::path& run_dir);
+  [[nodiscard]] static std::filesystem::path checkpoints_dir(const std::filesystem::path& run_dir);
+  [[nodiscard]] static std::filesystem::path best_model_path(const std::filesystem::path& run_dir);
+  [[nodiscard]] static std::filesystem::path last_path(const std::filesystem::path& run_dir);
+  [[nodiscard]] static std::filesystem::path manifest_path(const std::filesystem::path& run_dir);
 
  private:
   SaveResult save_now(const SaveRequest& request);
