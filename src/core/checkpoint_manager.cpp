@@ -65,6 +65,104 @@ void copy_file_durably(const fs::path& src, const fs::path& dst,
       ops);
 }
 
+// Keras' strict improvement of `v` on the best so far, or, before any best, on the threshold;
+// NaN never improves.
+bool improves_on(Mode mode, double v, const std::optional<double>& best,
+                 const std::optional<double>& threshold) {
+  if (best) return is_improvement(mode, v, *best, 0.0);
+  if (threshold) return is_improvement(mode, v, *threshold, 0.0);
+  return !std::isnan(v);
+}
+
+// Removes the leftovers of interrupted writes in `dirs` (temporary checkpoint folders, manifest,
+// last, best copies) and lists them, relative to `run_dir`, in the report.
+void remove_leftovers(const fs::path& run_dir, std::initializer_list<fs::path> dirs,
+                      OpenReport& report) {
+  std::error_code ec;
+  for (const auto& dir : dirs) {
+    if (!fs::is_directory(dir, ec)) continue;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      auto name = e.path().filename().string();
+      if (!is_temporary_name(name)) continue;
+      std::error_code rec;
+      fs::remove_all(e.path(), rec);
+      report.removed_leftovers.push_back(fs::relative(e.path(), run_dir, rec).string());
+    }
+  }
+}
+
+// The intact checkpoints in `cdir`, oldest first; damaged ones go to report.skipped.
+std::vector<CheckpointInfo> list_intact(const fs::path& cdir, bool checksums, OpenReport& report) {
+  std::vector<CheckpointInfo> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(cdir, ec)) {
+    auto name = e.path().filename().string();
+    if (!e.is_directory() || is_temporary_name(name)) continue;
+    try {
+      out.push_back(
+          verify_checkpoint(e.path(), CheckpointVerifyOptions{}.with_checksums(checksums)));
+    } catch (const CheckpointError& err) {
+      report.skipped.emplace_back(name, err.what());
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const CheckpointInfo& a, const CheckpointInfo& b) {
+    return std::tie(a.sequence, a.step, a.epoch, a.name) <
+           std::tie(b.sequence, b.step, b.epoch, b.name);
+  });
+  return out;
+}
+
+// Points `last` at the newest intact checkpoint (or removes it when there is none) and reports
+// what was wrong with it.
+void repair_last(const fs::path& last_file, const std::vector<CheckpointInfo>& entries,
+                 OpenReport& report, const std::shared_ptr<FileOps>& ops) {
+  std::error_code ec;
+  std::string pointed;
+  if (fs::exists(fs::symlink_status(last_file, ec)))
+    pointed = std::string(detail::trim(read_small(last_file, 4096)));
+  const bool last_ok = !entries.empty() && pointed == entries.back().name;
+  if (!pointed.empty() && !last_ok) {
+    bool exists = std::any_of(entries.begin(), entries.end(),
+                              [&](const CheckpointInfo& e) { return e.name == pointed; });
+    if (!exists) {
+      report.last_problem =
+          fmt::format("last names \"{}\", which is not an intact checkpoint", pointed);
+    }
+  } else if (pointed.empty() && !entries.empty()) {
+    report.last_problem = "last is missing";
+  }
+  if (!entries.empty() && !last_ok) {
+    atomic_write_file(last_file, entries.back().name + "\n", ops);
+  } else if (entries.empty() && !pointed.empty()) {
+    fs::remove(last_file, ec);
+  }
+}
+
+// Copies the best checkpoint's model to `best_path` unless an identical copy is there (by size,
+// and by hash when `verify`). Returns false when the checkpoint has no model file.
+bool repair_best_copy(const fs::path& best_path, const CheckpointInfo& best, bool verify,
+                      const std::shared_ptr<FileOps>& ops) {
+  auto it = std::find_if(best.files.begin(), best.files.end(),
+                         [](const CheckpointFileInfo& f) { return f.file == "model.safetensors"; });
+  if (it == best.files.end()) return false;
+  std::error_code ec;
+  bool current = false;
+  auto size = fs::file_size(best_path, ec);
+  if (!ec && size == it->bytes) {
+    // Without verify_on_open the size must do; with it, the copy is hashed like the rest.
+    try {
+      current = !verify || xxh3_file(best_path) == it->xxh3;
+    } catch (const Error&) {
+      current = false;
+    }
+  }
+  if (!current) {
+    fs::create_directories(best_path.parent_path(), ec);
+    copy_file_durably(best.path / it->file, best_path, ops);
+  }
+  return true;
+}
+
 nlohmann::json optional_int_json(const std::optional<int>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
 }
@@ -114,94 +212,26 @@ void CheckpointManager::load() {
   if (ec) {
     throw IoError(fmt::format("cannot create {}: {}", cdir.string(), ec.message()), ec.value());
   }
-  // Leftovers of interrupted writes: temporary checkpoint folders, manifest, last, best copies.
-  for (const auto& dir : {run_dir_, cdir, best_model_path(run_dir_).parent_path()}) {
-    if (!fs::is_directory(dir, ec)) continue;
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-      auto name = e.path().filename().string();
-      if (!is_temporary_name(name)) continue;
-      std::error_code rec;
-      fs::remove_all(e.path(), rec);
-      report_.removed_leftovers.push_back(fs::relative(e.path(), run_dir_, rec).string());
-    }
-  }
-  for (const auto& e : fs::directory_iterator(cdir, ec)) {
-    auto name = e.path().filename().string();
-    if (!e.is_directory() || is_temporary_name(name)) continue;
-    try {
-      entries_.push_back(verify_checkpoint(
-          e.path(), CheckpointVerifyOptions{}.with_checksums(options_.verify_on_open)));
-    } catch (const CheckpointError& err) {
-      report_.skipped.emplace_back(name, err.what());
-    }
-  }
-  std::sort(entries_.begin(), entries_.end(), [](const CheckpointInfo& a, const CheckpointInfo& b) {
-    return std::tie(a.sequence, a.step, a.epoch, a.name) <
-           std::tie(b.sequence, b.step, b.epoch, b.name);
-  });
+  remove_leftovers(run_dir_, {run_dir_, cdir, best_model_path(run_dir_).parent_path()}, report_);
+  entries_ = list_intact(cdir, options_.verify_on_open, report_);
   for (const auto& e : entries_) next_sequence_ = std::max(next_sequence_, e.sequence + 1);
   // Replaying Keras' strict-improvement rule over the kept checkpoints gives the same best as the
   // uninterrupted run had: the best one is never deleted, and all others were not better.
   for (const auto& e : entries_) {
     auto v = metric_of(e);
-    if (!v) continue;
-    bool improves = best_value_ ? is_improvement(mode_, *v, *best_value_, 0.0)
-                    : options_.initial_value_threshold
-                        ? is_improvement(mode_, *v, *options_.initial_value_threshold, 0.0)
-                        : !std::isnan(*v);
-    if (improves) {
+    if (v && improves_on(mode_, *v, best_value_, options_.initial_value_threshold)) {
       best_name_ = e.name;
       best_value_ = *v;
     }
   }
-
-  auto last_file = last_path(run_dir_);
-  std::string pointed;
-  if (fs::exists(fs::symlink_status(last_file, ec)))
-    pointed = std::string(detail::trim(read_small(last_file, 4096)));
-  bool last_ok = false;
-  if (!entries_.empty()) last_ok = pointed == entries_.back().name;
-  if (!pointed.empty() && !last_ok) {
-    bool exists = std::any_of(entries_.begin(), entries_.end(),
-                              [&](const CheckpointInfo& e) { return e.name == pointed; });
-    if (!exists) {
-      report_.last_problem =
-          fmt::format("last names \"{}\", which is not an intact checkpoint", pointed);
-    }
-  } else if (pointed.empty() && !entries_.empty()) {
-    report_.last_problem = "last is missing";
-  }
   // Bring best/, last and the manifest in line with the disk after a crash between the steps of
   // a save (only this process writes here: it holds the lock).
-  if (!entries_.empty() && !last_ok) {
-    atomic_write_file(last_file, entries_.back().name + "\n", options_.ops);
-  } else if (entries_.empty() && !pointed.empty()) {
-    fs::remove(last_file, ec);
-  }
+  repair_last(last_path(run_dir_), entries_, report_, options_.ops);
   if (best_name_) {
     const auto& b = *std::find_if(entries_.begin(), entries_.end(),
                                   [&](const CheckpointInfo& e) { return e.name == *best_name_; });
-    auto it = std::find_if(b.files.begin(), b.files.end(), [](const CheckpointFileInfo& f) {
-      return f.file == "model.safetensors";
-    });
-    if (it != b.files.end()) {
-      auto bp = best_model_path(run_dir_);
-      bool current = false;
-      auto size = fs::file_size(bp, ec);
-      if (!ec && size == it->bytes) {
-        // Without verify_on_open the size must do; with it, the copy is hashed like the rest.
-        try {
-          current = !options_.verify_on_open || xxh3_file(bp) == it->xxh3;
-        } catch (const Error&) {
-          current = false;
-        }
-      }
-      if (!current) {
-        fs::create_directories(bp.parent_path(), ec);
-        copy_file_durably(b.path / it->file, bp, options_.ops);
-      }
+    if (repair_best_copy(best_model_path(run_dir_), b, options_.verify_on_open, options_.ops))
       best_published_ = true;
-    }
   }
   write_manifest();
 }
@@ -279,13 +309,8 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
   if (!options_.monitor.empty()) {
     if (const double* v = find_metric(request.metrics, options_.monitor, false)) value = *v;
   }
-  bool improves = false;
-  if (value) {
-    improves = best_value_ ? is_improvement(mode_, *value, *best_value_, 0.0)
-               : options_.initial_value_threshold
-                   ? is_improvement(mode_, *value, *options_.initial_value_threshold, 0.0)
-                   : !std::isnan(*value);
-  }
+  const bool improves =
+      value && improves_on(mode_, *value, best_value_, options_.initial_value_threshold);
   if (options_.save_best_only && !improves) {
     result.reason =
         !value ? fmt::format("not saved: {} is not among the metrics and save_best_only is set",
