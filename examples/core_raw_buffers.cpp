@@ -113,7 +113,8 @@ int main(int argc, char** argv) try {
       request.metrics = logs;
       request.files["model"] = {view("w", w, {kFeatures}), view("b", std::span(&b, 1), {})};
       request.state = {{"stopper", stopper.state()}};
-      manager.save(request);
+      // The SaveResult (its name, what rotated out) is not needed here.
+      (void)manager.save(request);
     }
     if (d.stop) {
       fmt::print("stopped after epoch {}: {}\n", epoch, d.reason);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,6 +17,8 @@
 #include "vigil/checkpoint.hpp"
 #include "vigil/io.hpp"
 #include "vigil/monitor.hpp"
+#include "vigil/option_table.hpp"
+#include "vigil/retention.hpp"
 #include "vigil/run_lock.hpp"
 
 namespace vigil {
@@ -23,9 +26,11 @@ namespace vigil {
 class AsyncSaver;
 
 /// Options of CheckpointManager, in the vocabulary of Keras/Lightning ModelCheckpoint, the
-/// Hugging Face Trainer and Orbax CheckpointManager. Retention rules combine as a union: a
-/// checkpoint is removed only when no rule keeps it, and the best and the newest checkpoint are
-/// never removed. With neither save_top_k nor keep_last set, every checkpoint is kept.
+/// Hugging Face Trainer and Orbax CheckpointManager. Retention rules combine as a union (see
+/// retention_policy() in retention.hpp): a checkpoint is removed only when no rule keeps it, and
+/// the best and the newest checkpoint are never removed. With none of save_top_k, keep_last and
+/// retention set, every checkpoint is kept. JSON in and out: to_json(), from_json() and
+/// checkpoint_manager_option_fields().
 struct CheckpointManagerOptions {
   /// Metric that ranks checkpoints (default "val_loss"); empty = none (then save_top_k,
   /// save_best_only and best/ are unavailable). A checkpoint whose metrics lack it (e.g. a
@@ -68,8 +73,11 @@ struct CheckpointManagerOptions {
   /// Hash every file of every checkpoint when the manager opens (default true); false checks
   /// state.json, sizes and headers only (fast for huge checkpoints).
   bool verify_on_open = true;
-  /// The file layer (tests inject faults through it) (default FileOps::real()).
+  /// The file layer (tests inject faults through it) (default FileOps::real()). Not in JSON.
   std::shared_ptr<FileOps> ops = FileOps::real();
+  /// A policy of the caller's own, added to the union of the rules above; setting it turns
+  /// rotation on even without save_top_k and keep_last (default none). Not in JSON.
+  std::shared_ptr<const RetentionPolicy> retention;
 
   CheckpointManagerOptions& with_monitor(std::string v) {
     monitor = std::move(v);
@@ -131,11 +139,30 @@ struct CheckpointManagerOptions {
     ops = std::move(v);
     return *this;
   }
+  CheckpointManagerOptions& with_retention(std::shared_ptr<const RetentionPolicy> v) {
+    retention = std::move(v);
+    return *this;
+  }
 
   /// Throws OptionError naming the bad option (negative counts, unknown mode, a bad template,
   /// save_top_k/save_best_only without a monitor).
   void validate() const;
+
+  /// The fields of checkpoint_manager_option_fields() as one JSON object (ops and retention are
+  /// not options in JSON).
+  [[nodiscard]] nlohmann::json to_json() const;
+  /// `defaults` with the keys of `j` read over it; throws OptionError for a non-object, an
+  /// unknown key (listing the known ones) or a value of the wrong type. Does not validate().
+  [[nodiscard]] static CheckpointManagerOptions from_json(const nlohmann::json& j,
+                                                          const CheckpointManagerOptions& defaults);
+  /// from_json(j, CheckpointManagerOptions{}).
+  [[nodiscard]] static CheckpointManagerOptions from_json(const nlohmann::json& j);
 };
+
+/// One entry per serializable field of CheckpointManagerOptions (its JSON key and help line), in
+/// declaration order.
+[[nodiscard]] std::span<const OptionField<CheckpointManagerOptions>>
+checkpoint_manager_option_fields();
 
 /// One save: where in training, the metrics, the tensor files and the caller's state.
 struct SaveRequest {
@@ -188,22 +215,23 @@ class CheckpointManager {
   CheckpointManager(const CheckpointManager&) = delete;
   CheckpointManager& operator=(const CheckpointManager&) = delete;
 
-  const std::filesystem::path& run_dir() const { return run_dir_; }
-  const CheckpointManagerOptions& options() const { return options_; }
+  [[nodiscard]] const std::filesystem::path& run_dir() const { return run_dir_; }
+  [[nodiscard]] const CheckpointManagerOptions& options() const { return options_; }
   /// The resolved direction of `monitor` (Min when there is no monitor).
-  Mode mode() const { return mode_; }
-  const OpenReport& open_report() const { return report_; }
+  [[nodiscard]] Mode mode() const { return mode_; }
+  [[nodiscard]] const OpenReport& open_report() const { return report_; }
 
   /// The every-n policies: at an epoch end, save_every_n_epochs; after a step,
   /// save_every_n_steps; at both, save_every_seconds since the last save.
-  bool should_save(std::int64_t epoch, std::int64_t step,
-                   std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now(),
-                   SavePoint at = SavePoint::EpochEnd) const;
+  [[nodiscard]] bool should_save(
+      std::int64_t epoch, std::int64_t step,
+      std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now(),
+      SavePoint at = SavePoint::EpochEnd) const;
 
   /// Saves synchronously: applies save_best_only, commits the checkpoint, updates best/ and
   /// last, rotates, rewrites the manifest. Waits for a save in flight first (and rethrows its
   /// error). On failure nothing committed is lost and the next save may succeed.
-  SaveResult save(const SaveRequest& request);
+  [[nodiscard]] SaveResult save(const SaveRequest& request);
   /// Copies the request's tensors into reused host buffers, returns, and saves in the
   /// background (at most one save in flight; see async_coalesce). Rethrows the error of an
   /// earlier background save.
@@ -215,38 +243,40 @@ class CheckpointManager {
   /// calls it after the first training step.
   void reserve_async(const SaveRequest& request);
   /// Bytes of snapshot memory held for background saves, and how often it was mapped.
-  std::size_t async_buffer_bytes() const;
-  std::size_t async_buffer_allocations() const;
+  [[nodiscard]] std::size_t async_buffer_bytes() const;
+  [[nodiscard]] std::size_t async_buffer_allocations() const;
   /// save_async() if options().async, else save() (the result is then dropped).
   void submit(const SaveRequest& request);
   /// Waits for background saves; returns the results finished since the last call. Rethrows a
-  /// background error (once).
+  /// background error (once). Not [[nodiscard]]: flushing and dropping the results is a normal
+  /// use (before reading checkpoints(), at the end of training).
   std::vector<SaveResult> wait();
 
   /// Committed, intact checkpoints, oldest first. Waits for a save in flight.
-  std::vector<CheckpointInfo> checkpoints();
+  [[nodiscard]] std::vector<CheckpointInfo> checkpoints();
   /// The newest intact checkpoint (the one to resume from).
-  std::optional<CheckpointInfo> latest();
+  [[nodiscard]] std::optional<CheckpointInfo> latest();
   /// The checkpoint best/model.safetensors was copied from.
-  std::optional<CheckpointInfo> best();
+  [[nodiscard]] std::optional<CheckpointInfo> best();
   /// The best monitored value so far (only from checkpoints that beat initial_value_threshold).
-  std::optional<double> best_value();
+  [[nodiscard]] std::optional<double> best_value();
   /// Opens a checkpoint by name (already verified when the manager opened or saved it).
-  Checkpoint open(std::string_view name);
+  [[nodiscard]] Checkpoint open(std::string_view name);
 
   /// The manifest's content: options, best, last, next sequence, kept checkpoints with metrics.
   /// The manager rebuilds all of it from the disk on open, so a resumed run rotates exactly as
   /// an uninterrupted one.
-  nlohmann::json manifest();
+  [[nodiscard]] nlohmann::json manifest();
 
-  static std::filesystem::path checkpoints_dir(const std::filesystem::path& run_dir);
-  static std::filesystem::path best_model_path(const std::filesystem::path& run_dir);
-  static std::filesystem::path last_path(const std::filesystem::path& run_dir);
-  static std::filesystem::path manifest_path(const std::filesystem::path& run_dir);
+  [[nodiscard]] static std::filesystem::path checkpoints_dir(const std::filesystem::path& run_dir);
+  [[nodiscard]] static std::filesystem::path best_model_path(const std::filesystem::path& run_dir);
+  [[nodiscard]] static std::filesystem::path last_path(const std::filesystem::path& run_dir);
+  [[nodiscard]] static std::filesystem::path manifest_path(const std::filesystem::path& run_dir);
 
  private:
   SaveResult save_now(const SaveRequest& request);
   AsyncSaver& async_saver();  // created on first use
+  std::vector<CheckpointRecord> retention_records() const;
   void rotate(SaveResult& result);
   void write_manifest();
   nlohmann::json manifest_json() const;

@@ -10,15 +10,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <fstream>
 #include <set>
-#include <sstream>
 #include <system_error>
 
 #include <fmt/core.h>
 
+#include "detail/posix.hpp"
+#include "detail/text.hpp"
 #include "vigil/async_saver.hpp"
+#include "vigil/retention.hpp"
 #include "vigil/template.hpp"
 
 namespace vigil {
@@ -27,9 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string errno_text(int err) {
-  return err == 0 ? "no error code" : std::strerror(err);
-}
+using detail::errno_text;
 
 std::string read_small(const fs::path& p, std::size_t limit) {
   std::ifstream in(p, std::ios::binary);
@@ -40,43 +39,128 @@ std::string read_small(const fs::path& p, std::size_t limit) {
   return s;
 }
 
-std::string trim(std::string s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-  std::size_t i = 0;
-  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
-  return s.substr(i);
-}
-
 // Copies a committed file through the durable writer (so the fault seam sees every write).
 void copy_file_durably(const fs::path& src, const fs::path& dst,
                        const std::shared_ptr<FileOps>& ops) {
-  int fd = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  detail::UniqueFd fd(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
     int err = errno;
     throw IoError(fmt::format("cannot read {}: {}", src.string(), errno_text(err)), err);
   }
   std::vector<std::byte> buf(std::size_t{4} << 20);
-  try {
-    atomic_write_file_with(
-        dst,
-        [&](DurableFile& out) {
-          for (;;) {
-            ssize_t n = ::read(fd, buf.data(), buf.size());
-            if (n < 0) {
-              int err = errno;
-              if (err == EINTR) continue;
-              throw IoError(fmt::format("cannot read {}: {}", src.string(), errno_text(err)), err);
-            }
-            if (n == 0) break;
-            out.write_all(std::span<const std::byte>(buf.data(), static_cast<std::size_t>(n)));
+  atomic_write_file_with(
+      dst,
+      [&](DurableFile& out) {
+        for (;;) {
+          ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+          if (n < 0) {
+            int err = errno;
+            if (err == EINTR) continue;
+            throw IoError(fmt::format("cannot read {}: {}", src.string(), errno_text(err)), err);
           }
-        },
-        ops);
-  } catch (...) {
-    ::close(fd);
-    throw;
+          if (n == 0) break;
+          out.write_all(std::span<const std::byte>(buf.data(), static_cast<std::size_t>(n)));
+        }
+      },
+      ops);
+}
+
+// Keras' strict improvement of `v` on the best so far, or, before any best, on the threshold;
+// NaN never improves.
+bool improves_on(Mode mode, double v, const std::optional<double>& best,
+                 const std::optional<double>& threshold) {
+  if (best) return is_improvement(mode, v, *best, 0.0);
+  if (threshold) return is_improvement(mode, v, *threshold, 0.0);
+  return !std::isnan(v);
+}
+
+// Removes the leftovers of interrupted writes in `dirs` (temporary checkpoint folders, manifest,
+// last, best copies) and lists them, relative to `run_dir`, in the report.
+void remove_leftovers(const fs::path& run_dir, std::initializer_list<fs::path> dirs,
+                      OpenReport& report) {
+  std::error_code ec;
+  for (const auto& dir : dirs) {
+    if (!fs::is_directory(dir, ec)) continue;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      auto name = e.path().filename().string();
+      if (!is_temporary_name(name)) continue;
+      std::error_code rec;
+      fs::remove_all(e.path(), rec);
+      report.removed_leftovers.push_back(fs::relative(e.path(), run_dir, rec).string());
+    }
   }
-  ::close(fd);
+}
+
+// The intact checkpoints in `cdir`, oldest first; damaged ones go to report.skipped.
+std::vector<CheckpointInfo> list_intact(const fs::path& cdir, bool checksums, OpenReport& report) {
+  std::vector<CheckpointInfo> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(cdir, ec)) {
+    auto name = e.path().filename().string();
+    if (!e.is_directory() || is_temporary_name(name)) continue;
+    try {
+      out.push_back(
+          verify_checkpoint(e.path(), CheckpointVerifyOptions{}.with_checksums(checksums)));
+    } catch (const CheckpointError& err) {
+      report.skipped.emplace_back(name, err.what());
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const CheckpointInfo& a, const CheckpointInfo& b) {
+    return std::tie(a.sequence, a.step, a.epoch, a.name) <
+           std::tie(b.sequence, b.step, b.epoch, b.name);
+  });
+  return out;
+}
+
+// Points `last` at the newest intact checkpoint (or removes it when there is none) and reports
+// what was wrong with it.
+void repair_last(const fs::path& last_file, const std::vector<CheckpointInfo>& entries,
+                 OpenReport& report, const std::shared_ptr<FileOps>& ops) {
+  std::error_code ec;
+  std::string pointed;
+  if (fs::exists(fs::symlink_status(last_file, ec)))
+    pointed = std::string(detail::trim(read_small(last_file, 4096)));
+  const bool last_ok = !entries.empty() && pointed == entries.back().name;
+  if (!pointed.empty() && !last_ok) {
+    bool exists = std::any_of(entries.begin(), entries.end(),
+                              [&](const CheckpointInfo& e) { return e.name == pointed; });
+    if (!exists) {
+      report.last_problem =
+          fmt::format("last names \"{}\", which is not an intact checkpoint", pointed);
+    }
+  } else if (pointed.empty() && !entries.empty()) {
+    report.last_problem = "last is missing";
+  }
+  if (!entries.empty() && !last_ok) {
+    atomic_write_file(last_file, entries.back().name + "\n", ops);
+  } else if (entries.empty() && !pointed.empty()) {
+    fs::remove(last_file, ec);
+  }
+}
+
+// Copies the best checkpoint's model to `best_path` unless an identical copy is there (by size,
+// and by hash when `verify`). Returns false when the checkpoint has no model file.
+bool repair_best_copy(const fs::path& best_path, const CheckpointInfo& best, bool verify,
+                      const std::shared_ptr<FileOps>& ops) {
+  auto it = std::find_if(best.files.begin(), best.files.end(),
+                         [](const CheckpointFileInfo& f) { return f.file == "model.safetensors"; });
+  if (it == best.files.end()) return false;
+  std::error_code ec;
+  bool current = false;
+  auto size = fs::file_size(best_path, ec);
+  if (!ec && size == it->bytes) {
+    // Without verify_on_open the size must do; with it, the copy is hashed like the rest.
+    try {
+      current = !verify || xxh3_file(best_path) == it->xxh3;
+    } catch (const Error&) {
+      current = false;
+    }
+  }
+  if (!current) {
+    fs::create_directories(best_path.parent_path(), ec);
+    copy_file_durably(best.path / it->file, best_path, ops);
+  }
+  return true;
 }
 
 nlohmann::json optional_int_json(const std::optional<int>& v) {
@@ -84,38 +168,6 @@ nlohmann::json optional_int_json(const std::optional<int>& v) {
 }
 
 }  // namespace
-
-void CheckpointManagerOptions::validate() const {
-  if (mode != "min" && mode != "max" && mode != "auto") {
-    throw OptionError(fmt::format("mode must be min, max or auto, not \"{}\"", mode));
-  }
-  if (save_top_k && *save_top_k < -1)
-    throw OptionError(fmt::format("save_top_k must be -1 (all), 0 or more, not {}", *save_top_k));
-  if (keep_last && *keep_last < -1)
-    throw OptionError(fmt::format("keep_last must be -1 (all), 0 or more, not {}", *keep_last));
-  if (keep_every_n_epochs < 0)
-    throw OptionError(
-        fmt::format("keep_every_n_epochs must be 0 (off) or more, not {}", keep_every_n_epochs));
-  if (save_every_n_epochs < 0)
-    throw OptionError(
-        fmt::format("save_every_n_epochs must be 0 (never) or more, not {}", save_every_n_epochs));
-  if (save_every_n_steps < 0)
-    throw OptionError(
-        fmt::format("save_every_n_steps must be 0 (never) or more, not {}", save_every_n_steps));
-  if (!(save_every_seconds >= 0) || std::isinf(save_every_seconds))
-    throw OptionError(fmt::format("save_every_seconds must be 0 (off) or a positive number, not {}",
-                                  save_every_seconds));
-  if (monitor.empty()) {
-    if (save_top_k && *save_top_k > 0)
-      throw OptionError("save_top_k needs a monitor (a metric to rank checkpoints by)");
-    if (save_best_only) throw OptionError("save_best_only needs a monitor");
-  }
-  if (initial_value_threshold && std::isnan(*initial_value_threshold))
-    throw OptionError("initial_value_threshold must not be NaN");
-  // Fails early on a bad template instead of at the first save, hours into training.
-  auto tmpl = NameTemplate::parse(filename);
-  (void)tmpl.render(0, 0, {});
-}
 
 fs::path CheckpointManager::checkpoints_dir(const fs::path& run_dir) {
   return run_dir / "checkpoints";
@@ -160,93 +212,26 @@ void CheckpointManager::load() {
   if (ec) {
     throw IoError(fmt::format("cannot create {}: {}", cdir.string(), ec.message()), ec.value());
   }
-  // Leftovers of interrupted writes: temporary checkpoint folders, manifest, last, best copies.
-  for (const auto& dir : {run_dir_, cdir, best_model_path(run_dir_).parent_path()}) {
-    if (!fs::is_directory(dir, ec)) continue;
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-      auto name = e.path().filename().string();
-      if (!is_temporary_name(name)) continue;
-      std::error_code rec;
-      fs::remove_all(e.path(), rec);
-      report_.removed_leftovers.push_back(fs::relative(e.path(), run_dir_, rec).string());
-    }
-  }
-  for (const auto& e : fs::directory_iterator(cdir, ec)) {
-    auto name = e.path().filename().string();
-    if (!e.is_directory() || is_temporary_name(name)) continue;
-    try {
-      entries_.push_back(verify_checkpoint(
-          e.path(), CheckpointVerifyOptions{}.with_checksums(options_.verify_on_open)));
-    } catch (const CheckpointError& err) {
-      report_.skipped.emplace_back(name, err.what());
-    }
-  }
-  std::sort(entries_.begin(), entries_.end(), [](const CheckpointInfo& a, const CheckpointInfo& b) {
-    return std::tie(a.sequence, a.step, a.epoch, a.name) <
-           std::tie(b.sequence, b.step, b.epoch, b.name);
-  });
+  remove_leftovers(run_dir_, {run_dir_, cdir, best_model_path(run_dir_).parent_path()}, report_);
+  entries_ = list_intact(cdir, options_.verify_on_open, report_);
   for (const auto& e : entries_) next_sequence_ = std::max(next_sequence_, e.sequence + 1);
   // Replaying Keras' strict-improvement rule over the kept checkpoints gives the same best as the
   // uninterrupted run had: the best one is never deleted, and all others were not better.
   for (const auto& e : entries_) {
     auto v = metric_of(e);
-    if (!v) continue;
-    bool improves = best_value_ ? is_improvement(mode_, *v, *best_value_, 0.0)
-                    : options_.initial_value_threshold
-                        ? is_improvement(mode_, *v, *options_.initial_value_threshold, 0.0)
-                        : !std::isnan(*v);
-    if (improves) {
+    if (v && improves_on(mode_, *v, best_value_, options_.initial_value_threshold)) {
       best_name_ = e.name;
       best_value_ = *v;
     }
   }
-
-  auto last_file = last_path(run_dir_);
-  std::string pointed;
-  if (fs::exists(fs::symlink_status(last_file, ec))) pointed = trim(read_small(last_file, 4096));
-  bool last_ok = false;
-  if (!entries_.empty()) last_ok = pointed == entries_.back().name;
-  if (!pointed.empty() && !last_ok) {
-    bool exists = std::any_of(entries_.begin(), entries_.end(),
-                              [&](const CheckpointInfo& e) { return e.name == pointed; });
-    if (!exists) {
-      report_.last_problem =
-          fmt::format("last names \"{}\", which is not an intact checkpoint", pointed);
-    }
-  } else if (pointed.empty() && !entries_.empty()) {
-    report_.last_problem = "last is missing";
-  }
   // Bring best/, last and the manifest in line with the disk after a crash between the steps of
   // a save (only this process writes here: it holds the lock).
-  if (!entries_.empty() && !last_ok) {
-    atomic_write_file(last_file, entries_.back().name + "\n", options_.ops);
-  } else if (entries_.empty() && !pointed.empty()) {
-    fs::remove(last_file, ec);
-  }
+  repair_last(last_path(run_dir_), entries_, report_, options_.ops);
   if (best_name_) {
     const auto& b = *std::find_if(entries_.begin(), entries_.end(),
                                   [&](const CheckpointInfo& e) { return e.name == *best_name_; });
-    auto it = std::find_if(b.files.begin(), b.files.end(), [](const CheckpointFileInfo& f) {
-      return f.file == "model.safetensors";
-    });
-    if (it != b.files.end()) {
-      auto bp = best_model_path(run_dir_);
-      bool current = false;
-      auto size = fs::file_size(bp, ec);
-      if (!ec && size == it->bytes) {
-        // Without verify_on_open the size must do; with it, the copy is hashed like the rest.
-        try {
-          current = !options_.verify_on_open || xxh3_file(bp) == it->xxh3;
-        } catch (const Error&) {
-          current = false;
-        }
-      }
-      if (!current) {
-        fs::create_directories(bp.parent_path(), ec);
-        copy_file_durably(b.path / it->file, bp, options_.ops);
-      }
+    if (repair_best_copy(best_model_path(run_dir_), b, options_.verify_on_open, options_.ops))
       best_published_ = true;
-    }
   }
   write_manifest();
 }
@@ -324,13 +309,8 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
   if (!options_.monitor.empty()) {
     if (const double* v = find_metric(request.metrics, options_.monitor, false)) value = *v;
   }
-  bool improves = false;
-  if (value) {
-    improves = best_value_ ? is_improvement(mode_, *value, *best_value_, 0.0)
-               : options_.initial_value_threshold
-                   ? is_improvement(mode_, *value, *options_.initial_value_threshold, 0.0)
-                   : !std::isnan(*value);
-  }
+  const bool improves =
+      value && improves_on(mode_, *value, best_value_, options_.initial_value_threshold);
   if (options_.save_best_only && !improves) {
     result.reason =
         !value ? fmt::format("not saved: {} is not among the metrics and save_best_only is set",
@@ -389,44 +369,31 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
   return result;
 }
 
+std::vector<CheckpointRecord> CheckpointManager::retention_records() const {
+  std::vector<CheckpointRecord> records;
+  records.reserve(entries_.size());
+  for (const auto& e : entries_) {
+    records.push_back({.name = e.name,
+                       .sequence = e.sequence,
+                       .epoch = e.epoch,
+                       .step = e.step,
+                       .epoch_end = e.at == SavePoint::EpochEnd,
+                       .value = metric_of(e),
+                       .is_best = best_name_ && e.name == *best_name_,
+                       .is_newest = &e == &entries_.back()});
+  }
+  return records;
+}
+
 void CheckpointManager::rotate(SaveResult& result) {
-  if (!options_.save_top_k && !options_.keep_last) return;
-  std::set<std::string> keep;
-  if (best_name_) keep.insert(*best_name_);
-  if (!entries_.empty()) keep.insert(entries_.back().name);
-  if (options_.keep_last) {
-    std::size_t n =
-        *options_.keep_last < 0 ? entries_.size() : static_cast<std::size_t>(*options_.keep_last);
-    for (std::size_t i = 0; i < std::min(n, entries_.size()); ++i)
-      keep.insert(entries_[entries_.size() - 1 - i].name);
-  }
-  if (options_.save_top_k) {
-    std::vector<std::pair<double, const CheckpointInfo*>> ranked;
-    for (const auto& e : entries_)
-      if (auto v = metric_of(e)) ranked.emplace_back(*v, &e);
-    // Better first; NaN last; equal values: the newer first (the rule for ties).
-    std::stable_sort(ranked.begin(), ranked.end(), [&](const auto& a, const auto& b) {
-      bool an = std::isnan(a.first), bn = std::isnan(b.first);
-      if (an != bn) return bn;
-      if (!an && a.first != b.first)
-        return mode_ == Mode::Min ? a.first < b.first : a.first > b.first;
-      return a.second->sequence > b.second->sequence;
-    });
-    std::size_t k =
-        *options_.save_top_k < 0 ? ranked.size() : static_cast<std::size_t>(*options_.save_top_k);
-    for (std::size_t i = 0; i < std::min(k, ranked.size()); ++i)
-      keep.insert(ranked[i].second->name);
-  }
-  if (options_.keep_every_n_epochs > 0) {
-    for (const auto& e : entries_)
-      if (e.at == SavePoint::EpochEnd && (e.epoch + 1) % options_.keep_every_n_epochs == 0)
-        keep.insert(e.name);
-  }
+  const auto plan = retention_plan(options_, retention_records());
+  if (plan.remove.empty()) return;
+  const std::set<std::string> doomed_names(plan.remove.begin(), plan.remove.end());
   auto cdir = checkpoints_dir(run_dir_);
   std::vector<CheckpointInfo> kept;
   std::exception_ptr first_error;
   for (auto& e : entries_) {
-    if (keep.count(e.name)) {
+    if (!doomed_names.count(e.name)) {
       kept.push_back(std::move(e));
       continue;
     }

@@ -25,7 +25,7 @@ class Verify : public ::testing::Test {
       r.metrics["val_loss"] = 1.0 / (e + 1);
       r.files["model"] = {TensorView{"w", DType::F32, {8, 8}, std::as_bytes(std::span(weights))}};
       r.files["optimizer"] = {TensorView{"m", DType::F32, {64}, std::as_bytes(std::span(weights))}};
-      m.save(r);
+      ASSERT_TRUE(m.save(r).saved);
     }
   }
   static void flip(const fs::path& p, std::streamoff from_end) {

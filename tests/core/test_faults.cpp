@@ -143,10 +143,10 @@ TEST(Faults, EveryFailingCallOfASaveIsSurvived) {
     TempDir tmp;
     auto ops = std::make_shared<CountingFaultOps>();
     CheckpointManager m(tmp.path(), CheckpointManagerOptions{options}.with_ops(ops));
-    m.save(run.request(0, 0.9));
-    m.save(run.request(1, 0.8));
+    ASSERT_TRUE(m.save(run.request(0, 0.9)).saved);
+    ASSERT_TRUE(m.save(run.request(1, 0.8)).saved);
     ops->calls = 0;
-    m.save(run.request(2, 0.7));
+    ASSERT_TRUE(m.save(run.request(2, 0.7)).saved);
     total_calls = ops->calls;
   }
   ASSERT_GT(total_calls, 15);
@@ -166,15 +166,15 @@ TEST(Faults, EveryFailingCallOfASaveIsSurvived) {
       auto& tmp = dir;
       auto ops = std::make_shared<CountingFaultOps>();
       CheckpointManager m(tmp, CheckpointManagerOptions{options}.with_ops(ops));
-      m.save(run.request(0, 0.9));
-      m.save(run.request(1, 0.8));
+      ASSERT_TRUE(m.save(run.request(0, 0.9)).saved);
+      ASSERT_TRUE(m.save(run.request(1, 0.8)).saved);
       auto before = m.checkpoints();
       ops->calls = 0;
       ops->fail_at = n;
       ops->err = err;
       bool threw = false;
       try {
-        m.save(run.request(2, 0.7));
+        (void)m.save(run.request(2, 0.7));
       } catch (const IoError& e) {
         threw = true;
         ++failures_seen;
@@ -305,7 +305,7 @@ TEST_F(FullDisk, ENOSPCIsClearLosesNothingAndTheNextSaveSucceeds) {
   bool full = false;
   for (; epoch < 20; ++epoch) {
     try {
-      m.save(request(epoch));
+      (void)m.save(request(epoch));
     } catch (const IoError& e) {
       EXPECT_EQ(e.errno_value(), ENOSPC) << e.what();
       EXPECT_NE(std::string(e.what()).find("No space left on device"), std::string::npos)

@@ -64,7 +64,7 @@ TEST(Manager, TopKKeepsTheKBestPlusBestAndLast) {
   CheckpointManager m(tmp.path(), CheckpointManagerOptions{}.with_save_top_k(2));
   std::vector<double> losses{0.5, 0.4, 0.6, 0.3, 0.45};
   for (std::size_t e = 0; e < losses.size(); ++e)
-    m.save(run.request(static_cast<int>(e), losses[e]));
+    EXPECT_TRUE(m.save(run.request(static_cast<int>(e), losses[e])).saved);
   // Top 2: epochs 3 (0.3) and 1 (0.4); epoch 4 survives as the newest.
   EXPECT_EQ(names_on_disk(tmp.path()),
             (std::set<std::string>{"epoch-0001", "epoch-0003", "epoch-0004"}));
@@ -87,7 +87,7 @@ TEST(Manager, SaveResultReportsRotation) {
   TempDir tmp;
   Training run;
   CheckpointManager m(tmp.path(), CheckpointManagerOptions{}.with_keep_last(1));
-  m.save(run.request(0, 0.5));
+  EXPECT_TRUE(m.save(run.request(0, 0.5)).saved);
   auto r = m.save(run.request(1, 0.6));
   EXPECT_TRUE(r.saved);
   EXPECT_FALSE(r.is_best);
@@ -102,7 +102,7 @@ TEST(Manager, TiesInTopKKeepTheNewerButBestStaysTheFirst) {
   TempDir tmp;
   Training run;
   CheckpointManager m(tmp.path(), CheckpointManagerOptions{}.with_save_top_k(1));
-  for (int e = 0; e < 3; ++e) m.save(run.request(e, 0.5));
+  for (int e = 0; e < 3; ++e) EXPECT_TRUE(m.save(run.request(e, 0.5)).saved);
   // Keras' strict improvement keeps epoch 0 as best; the rank rule keeps the newest tie.
   EXPECT_EQ(m.best()->name, "epoch-0000");
   EXPECT_EQ(names_on_disk(tmp.path()), (std::set<std::string>{"epoch-0000", "epoch-0002"}));
@@ -113,7 +113,8 @@ TEST(Manager, KeepLastKeepEveryNEpochsUnion) {
   Training run;
   CheckpointManager m(tmp.path(),
                       CheckpointManagerOptions{}.with_keep_last(2).with_keep_every_n_epochs(3));
-  for (int e = 0; e < 8; ++e) m.save(run.request(e, 1.0 + e));  // epoch 0 is best
+  for (int e = 0; e < 8; ++e)
+    EXPECT_TRUE(m.save(run.request(e, 1.0 + e)).saved);  // epoch 0 is best
   EXPECT_EQ(names_on_disk(tmp.path()),
             (std::set<std::string>{"epoch-0000", "epoch-0002", "epoch-0005", "epoch-0006",
                                    "epoch-0007"}));
@@ -123,17 +124,43 @@ TEST(Manager, WithoutRetentionRulesEverythingIsKept) {
   TempDir tmp;
   Training run;
   CheckpointManager m(tmp.path());
-  for (int e = 0; e < 4; ++e) m.save(run.request(e, 1.0));
+  for (int e = 0; e < 4; ++e) EXPECT_TRUE(m.save(run.request(e, 1.0)).saved);
   EXPECT_EQ(m.checkpoints().size(), 4u);
-  CheckpointManager::checkpoints_dir(tmp.path());
 }
 
 TEST(Manager, MinusOneMeansAll) {
   TempDir tmp;
   Training run;
   CheckpointManager m(tmp.path(), CheckpointManagerOptions{}.with_save_top_k(-1).with_keep_last(1));
-  for (int e = 0; e < 4; ++e) m.save(run.request(e, 1.0 - 0.1 * e));
+  for (int e = 0; e < 4; ++e) EXPECT_TRUE(m.save(run.request(e, 1.0 - 0.1 * e)).saved);
   EXPECT_EQ(m.checkpoints().size(), 4u);
+}
+
+// A retention policy of the caller's own joins the union: here, keep every checkpoint whose
+// loss stayed under 0.5, besides the newest one (keep_last) and the best.
+struct KeepLowLoss final : RetentionPolicy {
+  std::vector<bool> keep(std::span<const CheckpointRecord> records) const override {
+    std::vector<bool> out;
+    for (const auto& r : records) out.push_back(r.value && *r.value < 0.5);
+    return out;
+  }
+};
+
+TEST(Manager, ACustomRetentionPolicyJoinsTheUnion) {
+  TempDir tmp;
+  Training run;
+  CheckpointManager m(tmp.path(), CheckpointManagerOptions{}.with_keep_last(1).with_retention(
+                                      std::make_shared<KeepLowLoss>()));
+  std::vector<double> losses{0.6, 0.45, 0.7, 0.4, 0.8, 0.9};
+  std::vector<std::string> removed;
+  for (std::size_t e = 0; e < losses.size(); ++e) {
+    auto r = m.save(run.request(static_cast<int>(e), losses[e]));
+    removed.insert(removed.end(), r.removed.begin(), r.removed.end());
+  }
+  EXPECT_EQ(names_on_disk(tmp.path()),
+            (std::set<std::string>{"epoch-0001", "epoch-0003", "epoch-0005"}));
+  EXPECT_EQ(removed, (std::vector<std::string>{"epoch-0000", "epoch-0002", "epoch-0004"}));
+  EXPECT_EQ(m.best()->name, "epoch-0003");
 }
 
 TEST(Manager, SaveBestOnlyAndInitialValueThreshold) {
@@ -170,7 +197,7 @@ TEST(Manager, ModeAutoMaximisesAccuracy) {
   for (int e = 0; e < 3; ++e) {
     auto r = run.request(e, std::nullopt);
     r.metrics["val_accuracy"] = acc[static_cast<std::size_t>(e)];
-    m.save(r);
+    EXPECT_TRUE(m.save(r).saved);
   }
   EXPECT_EQ(m.best()->name, "epoch-0001");
   EXPECT_EQ(names_on_disk(tmp.path()), (std::set<std::string>{"epoch-0001", "epoch-0002"}));
@@ -181,11 +208,12 @@ TEST(Manager, UnrankedAndNaNCheckpoints) {
   Training run;
   CheckpointManager m(
       tmp.path(), CheckpointManagerOptions{}.with_save_top_k(1).with_filename("e{epoch}-s{step}"));
-  m.save(run.request(0, kNaN));
+  EXPECT_TRUE(m.save(run.request(0, kNaN)).saved);
   EXPECT_FALSE(m.best());  // NaN never improves
-  m.save(run.request(1, 0.7));
-  m.save(run.request(2, std::nullopt, SavePoint::Step));  // no metric: never ranked
-  m.save(run.request(3, kNaN));
+  EXPECT_TRUE(m.save(run.request(1, 0.7)).saved);
+  EXPECT_TRUE(
+      m.save(run.request(2, std::nullopt, SavePoint::Step)).saved);  // no metric: never ranked
+  EXPECT_TRUE(m.save(run.request(3, kNaN)).saved);
   EXPECT_EQ(m.best()->name, "e1-s20");
   EXPECT_EQ(names_on_disk(tmp.path()), (std::set<std::string>{"e1-s20", "e3-s40"}));
 }
@@ -194,7 +222,7 @@ TEST(Manager, NameCollisionsGetAVersionSuffix) {
   TempDir tmp;
   Training run;
   CheckpointManager m(tmp.path());
-  m.save(run.request(2, 0.5));
+  EXPECT_TRUE(m.save(run.request(2, 0.5)).saved);
   auto r = m.save(run.request(2, 0.4, SavePoint::Step));
   EXPECT_EQ(r.checkpoint->name, "epoch-0002-v1");
   r = m.save(run.request(2, 0.3, SavePoint::Step));
@@ -241,6 +269,73 @@ TEST(Manager, OptionsAreValidated) {
   EXPECT_NO_THROW(CheckpointManager(tmp.path(), O{}.with_monitor("weird_thing").with_mode("max")));
 }
 
+TEST(Manager, OptionsRoundTripThroughJsonFieldByField) {
+  using O = CheckpointManagerOptions;
+  const auto fields = checkpoint_manager_option_fields();
+  std::vector<std::string> keys;
+  for (const auto& f : fields) {
+    keys.push_back(f.key);
+    EXPECT_FALSE(f.help.empty()) << f.key;
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{
+                      "monitor", "mode", "save_top_k", "keep_last", "keep_every_n_epochs",
+                      "save_best_only", "save_every_n_epochs", "save_every_n_steps",
+                      "save_every_seconds", "initial_value_threshold", "filename", "async",
+                      "async_coalesce", "verify_on_open"}));
+  // Every field away from its default, so each one must survive the trip on its own.
+  const auto changed = O{}.with_monitor("val_acc")
+                           .with_mode("max")
+                           .with_save_top_k(3)
+                           .with_keep_last(-1)
+                           .with_keep_every_n_epochs(5)
+                           .with_save_best_only(true)
+                           .with_save_every_n_epochs(2)
+                           .with_save_every_n_steps(500)
+                           .with_save_every_seconds(90.5)
+                           .with_initial_value_threshold(0.25)
+                           .with_filename("step-{step:08d}")
+                           .with_async(true)
+                           .with_async_coalesce(true)
+                           .with_verify_on_open(false);
+  const auto j = changed.to_json();
+  const auto defaults = O{}.to_json();
+  for (const auto& key : keys) {
+    EXPECT_NE(j[key], defaults[key]) << key << " is not changed by the test";
+    // One key alone sets exactly that field.
+    auto one = O::from_json(nlohmann::json{{key, j[key]}}).to_json();
+    for (const auto& other : keys)
+      EXPECT_EQ(one[other], other == key ? j[other] : defaults[other]) << key << " / " << other;
+  }
+  EXPECT_EQ(O::from_json(j).to_json(), j);
+  EXPECT_EQ(O::from_json(defaults).to_json(), defaults);
+  EXPECT_TRUE(defaults["save_top_k"].is_null());
+  EXPECT_TRUE(defaults["initial_value_threshold"].is_null());
+  // null unsets an optional over non-default `defaults`.
+  EXPECT_FALSE(O::from_json({{"keep_last", nullptr}}, changed).keep_last);
+  // ops and a custom policy are not options in JSON; from_json keeps those of `defaults`.
+  EXPECT_FALSE(j.contains("ops"));
+  EXPECT_FALSE(j.contains("retention"));
+  auto ops = std::make_shared<FileOps>();
+  EXPECT_EQ(O::from_json(j, O{}.with_ops(ops)).ops, ops);
+}
+
+TEST(Manager, OptionsFromJsonNameTheProblem) {
+  using O = CheckpointManagerOptions;
+  try {
+    (void)O::from_json({{"save_top_k", 2}, {"keep_lats", 1}});
+    ADD_FAILURE() << "no error";
+  } catch (const OptionError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("'keep_lats'"), std::string::npos) << what;
+    EXPECT_NE(what.find("known: monitor, mode, save_top_k, keep_last,"), std::string::npos) << what;
+    EXPECT_NE(what.find("verify_on_open"), std::string::npos) << what;
+  }
+  EXPECT_THROW((void)O::from_json({{"save_top_k", "three"}}), OptionError);
+  EXPECT_THROW((void)O::from_json({{"save_top_k", 2.5}}), OptionError);
+  EXPECT_THROW((void)O::from_json({{"async", 1}}), OptionError);
+  EXPECT_THROW((void)O::from_json(nlohmann::json::array()), OptionError);
+}
+
 // The same sequence of saves, once straight and once with a restart after every save, leaves
 // exactly the same files, best and manifest.
 TEST(Manager, ARestartedRunRotatesExactlyAsAnUninterruptedOne) {
@@ -252,11 +347,11 @@ TEST(Manager, ARestartedRunRotatesExactlyAsAnUninterruptedOne) {
   {
     CheckpointManager m(a.path(), options);
     for (std::size_t e = 0; e < losses.size(); ++e)
-      m.save(run.request(static_cast<int>(e), losses[e]));
+      EXPECT_TRUE(m.save(run.request(static_cast<int>(e), losses[e])).saved);
   }
   for (std::size_t e = 0; e < losses.size(); ++e) {
     CheckpointManager m(b.path(), options);
-    m.save(run.request(static_cast<int>(e), losses[e]));
+    EXPECT_TRUE(m.save(run.request(static_cast<int>(e), losses[e])).saved);
   }
   EXPECT_EQ(names_on_disk(a.path()), names_on_disk(b.path()));
   EXPECT_EQ(test::read_file(CheckpointManager::manifest_path(a.path())),
@@ -274,7 +369,7 @@ TEST(Manager, OpenRemovesLeftoversAndSkipsDamagedCheckpoints) {
   Training run;
   {
     CheckpointManager m(tmp.path());
-    for (int e = 0; e < 3; ++e) m.save(run.request(e, 1.0 - 0.1 * e));
+    for (int e = 0; e < 3; ++e) EXPECT_TRUE(m.save(run.request(e, 1.0 - 0.1 * e)).saved);
   }
   auto cdir = CheckpointManager::checkpoints_dir(tmp.path());
   fs::create_directory(cdir / ".epoch-0003.tmp-123-deadbeef");
@@ -312,7 +407,7 @@ TEST(Manager, OpenGivesStateAndTensorsBack) {
   Training run;
   {
     CheckpointManager m(tmp.path());
-    m.save(run.request(4, 0.2));
+    EXPECT_TRUE(m.save(run.request(4, 0.2)).saved);
   }
   CheckpointManager m(tmp.path());
   auto latest = m.latest();
@@ -326,7 +421,7 @@ TEST(Manager, OpenGivesStateAndTensorsBack) {
   auto opt = ck.open_file("optimizer");
   std::memcpy(&m0, opt.view("m").data.data(), sizeof m0);
   EXPECT_EQ(m0, -4.0f);
-  EXPECT_THROW(m.open("epoch-9999"), CheckpointError);
+  EXPECT_THROW((void)m.open("epoch-9999"), CheckpointError);
 }
 
 }  // namespace
