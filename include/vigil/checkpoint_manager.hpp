@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vigil/checkpoint.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/io.hpp"
 #include "vigil/monitor.hpp"
 #include "vigil/option_table.hpp"
@@ -79,70 +80,22 @@ struct CheckpointManagerOptions {
   /// rotation on even without save_top_k and keep_last (default none). Not in JSON.
   std::shared_ptr<const RetentionPolicy> retention;
 
-  CheckpointManagerOptions& with_monitor(std::string v) {
-    monitor = std::move(v);
-    return *this;
-  }
-  CheckpointManagerOptions& with_mode(std::string v) {
-    mode = std::move(v);
-    return *this;
-  }
-  CheckpointManagerOptions& with_save_top_k(int v) {
-    save_top_k = v;
-    return *this;
-  }
-  CheckpointManagerOptions& with_keep_last(int v) {
-    keep_last = v;
-    return *this;
-  }
-  CheckpointManagerOptions& with_keep_every_n_epochs(int v) {
-    keep_every_n_epochs = v;
-    return *this;
-  }
-  CheckpointManagerOptions& with_save_best_only(bool v) {
-    save_best_only = v;
-    return *this;
-  }
-  CheckpointManagerOptions& with_save_every_n_epochs(int v) {
-    save_every_n_epochs = v;
-    return *this;
-  }
-  CheckpointManagerOptions& with_save_every_n_steps(std::int64_t v) {
-    save_every_n_steps = v;
-    return *this;
-  }
-  CheckpointManagerOptions& with_save_every_seconds(double v) {
-    save_every_seconds = v;
-    return *this;
-  }
-  CheckpointManagerOptions& with_initial_value_threshold(double v) {
-    initial_value_threshold = v;
-    return *this;
-  }
-  CheckpointManagerOptions& with_filename(std::string v) {
-    filename = std::move(v);
-    return *this;
-  }
-  CheckpointManagerOptions& with_async(bool v) {
-    async = v;
-    return *this;
-  }
-  CheckpointManagerOptions& with_async_coalesce(bool v) {
-    async_coalesce = v;
-    return *this;
-  }
-  CheckpointManagerOptions& with_verify_on_open(bool v) {
-    verify_on_open = v;
-    return *this;
-  }
-  CheckpointManagerOptions& with_ops(std::shared_ptr<FileOps> v) {
-    ops = std::move(v);
-    return *this;
-  }
-  CheckpointManagerOptions& with_retention(std::shared_ptr<const RetentionPolicy> v) {
-    retention = std::move(v);
-    return *this;
-  }
+  VIGIL_SETTER(monitor)
+  VIGIL_SETTER(mode)
+  VIGIL_SETTER(save_top_k)
+  VIGIL_SETTER(keep_last)
+  VIGIL_SETTER(keep_every_n_epochs)
+  VIGIL_SETTER(save_best_only)
+  VIGIL_SETTER(save_every_n_epochs)
+  VIGIL_SETTER(save_every_n_steps)
+  VIGIL_SETTER(save_every_seconds)
+  VIGIL_SETTER(initial_value_threshold)
+  VIGIL_SETTER(filename)
+  VIGIL_SETTER(async)
+  VIGIL_SETTER(async_coalesce)
+  VIGIL_SETTER(verify_on_open)
+  VIGIL_SETTER(ops)
+  VIGIL_SETTER(retention)
 
   /// Throws OptionError naming the bad option (negative counts, unknown mode, a bad template,
   /// save_top_k/save_best_only without a monitor).
