@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "detail/text.hpp"
 #include "vigil/torch/rng_state.hpp"
 
 namespace vigil::torch {
@@ -354,11 +355,7 @@ std::vector<std::string> split_csv_line(std::string_view line, char delim, const
   return fields;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
+using vigil::detail::trim;
 
 std::optional<double> parse_number(std::string_view s) {
   s = trim(s);

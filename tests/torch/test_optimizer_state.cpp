@@ -54,6 +54,43 @@ std::vector<Case> cases() {
       {"adagrad",
        K::Adagrad,
        {{"lr", 0.1}, {"lr_decay", 0.01}, {"initial_accumulator_value", 0.1}}},
+      // Every option away from its default, so a field dropped on either side shows.
+      {"sgd_every_option",
+       K::SGD,
+       {{"lr", 0.05},
+        {"momentum", 0.8},
+        {"dampening", 0.1},
+        {"weight_decay", 1e-3},
+        {"nesterov", false}}},
+      {"adam_every_option",
+       K::Adam,
+       {{"lr", 0.02},
+        {"betas", {0.85, 0.995}},
+        {"eps", 1e-7},
+        {"weight_decay", 1e-3},
+        {"amsgrad", true}}},
+      {"adamw_every_option",
+       K::AdamW,
+       {{"lr", 0.02},
+        {"betas", {0.85, 0.995}},
+        {"eps", 1e-7},
+        {"weight_decay", 0.05},
+        {"amsgrad", true}}},
+      {"rmsprop_every_option",
+       K::RMSprop,
+       {{"lr", 0.005},
+        {"alpha", 0.95},
+        {"eps", 1e-6},
+        {"weight_decay", 1e-3},
+        {"momentum", 0.3},
+        {"centered", true}}},
+      {"adagrad_every_option",
+       K::Adagrad,
+       {{"lr", 0.05},
+        {"lr_decay", 0.02},
+        {"weight_decay", 1e-3},
+        {"initial_accumulator_value", 0.2},
+        {"eps", 1e-9}}},
   };
 }
 
@@ -93,6 +130,19 @@ TEST_P(OptimizerRoundTrip, StepAfterRestoreIsBitwiseTheUninterruptedStep) {
   ASSERT_EQ(o1.tensors.names(), o2.tensors.names());
   for (const auto& name : o1.tensors.names())
     EXPECT_TRUE(torch::equal(o1.tensors.at(name), o2.tensors.at(name))) << c.label << " " << name;
+}
+
+TEST_P(OptimizerRoundTrip, GivenOptionsAreSavedAndRestored) {
+  const auto& c = GetParam();
+  auto net = make_net(1);
+  auto opt = vt::make_optimizer(c.kind, net->parameters(), c.options);
+  train_step(net, *opt, batch());
+  const auto saved = vt::optimizer_state(*opt, *net);
+  auto opt2 = vt::make_optimizer(c.kind, net->parameters());
+  vt::load_optimizer_state(*opt2, *net, saved.json, saved.tensors.views());
+  const auto restored = vt::optimizer_state(*opt2, *net).json["param_groups"][0];
+  for (const auto& [key, value] : c.options.items())
+    EXPECT_EQ(restored.at(key), value) << c.label << " " << key;
 }
 
 TEST_P(OptimizerRoundTrip, WithoutTheStateTheNextStepDiffers) {
@@ -157,25 +207,27 @@ TEST(OptimizerState, LbfgsIsRefusedClearly) {
   auto net = make_net(1);
   torch::optim::LBFGS lbfgs(net->parameters());
   try {
-    vt::optimizer_state(lbfgs, *net);
+    (void)vt::optimizer_state(lbfgs, *net);
     FAIL();
   } catch (const vigil::OptionError& e) {
     EXPECT_NE(std::string(e.what()).find("LBFGS"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(vt::parse_optimizer("lbfgs"), vigil::OptionError);
+  EXPECT_THROW((void)vt::parse_optimizer("lbfgs"), vigil::OptionError);
   EXPECT_EQ(vt::parse_optimizer("AdamW"), vt::OptimizerKind::AdamW);
 }
 
 TEST(OptimizerState, BadOptionsAreOptionErrors) {
   auto net = make_net(1);
-  EXPECT_THROW(vt::make_optimizer(vt::OptimizerKind::Adam, net->parameters(), {{"momentum", 0.9}}),
+  EXPECT_THROW(
+      (void)vt::make_optimizer(vt::OptimizerKind::Adam, net->parameters(), {{"momentum", 0.9}}),
+      vigil::OptionError);
+  EXPECT_THROW(
+      (void)vt::make_optimizer(vt::OptimizerKind::SGD, net->parameters(), {{"lr", "fast"}}),
+      vigil::OptionError);
+  EXPECT_THROW((void)vt::make_optimizer(vt::OptimizerKind::SGD, net->parameters(), {{"lr", -1.0}}),
                vigil::OptionError);
-  EXPECT_THROW(vt::make_optimizer(vt::OptimizerKind::SGD, net->parameters(), {{"lr", "fast"}}),
-               vigil::OptionError);
-  EXPECT_THROW(vt::make_optimizer(vt::OptimizerKind::SGD, net->parameters(), {{"lr", -1.0}}),
-               vigil::OptionError);
-  EXPECT_THROW(vt::make_optimizer(vt::OptimizerKind::SGD, net->parameters(),
-                                  {{"lr", 0.1}, {"nesterov", true}}),
+  EXPECT_THROW((void)vt::make_optimizer(vt::OptimizerKind::SGD, net->parameters(),
+                                        {{"lr", 0.1}, {"nesterov", true}}),
                vigil::OptionError);
 }
 
@@ -221,12 +273,34 @@ TEST(OptimizerState, MismatchedStateIsRefusedAndChangesNothing) {
   }
 }
 
+TEST(OptimizerState, IncompleteStateIsRefused) {
+  auto net = make_net(1);
+  auto opt = vt::make_optimizer(vt::OptimizerKind::Adam, net->parameters(), {{"amsgrad", true}});
+  train_step(net, *opt, batch());
+  const auto saved = vt::optimizer_state(*opt, *net);
+  vt::NamedTensors partial;
+  for (const auto& name : saved.tensors.names())
+    if (name != "state.0.weight.max_exp_avg_sq" && name != "state.2.bias.step")
+      partial.add(name, saved.tensors.at(name));
+  auto opt2 = vt::make_optimizer(vt::OptimizerKind::Adam, net->parameters());
+  try {
+    vt::load_optimizer_state(*opt2, *net, saved.json, partial.views());
+    FAIL();
+  } catch (const vigil::InputError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("state of '0.weight' lacks 'max_exp_avg_sq'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'2.bias' has no step count"), std::string::npos) << msg;
+  }
+  EXPECT_TRUE(vt::optimizer_state(*opt2, *net).tensors.empty());
+  EXPECT_EQ(vt::optimizer_state(*opt2, *net).json["param_groups"][0]["amsgrad"], false);
+}
+
 TEST(OptimizerState, OptimizerOverForeignTensorsIsRefused) {
   auto net = make_net(1);
   std::vector<torch::Tensor> params = net->parameters();
   params.push_back(torch::zeros({2}, torch::requires_grad()));
   auto opt = vt::make_optimizer(vt::OptimizerKind::SGD, params, {{"lr", 0.1}});
-  EXPECT_THROW(vt::optimizer_state(*opt, *net), vigil::OptionError);
+  EXPECT_THROW((void)vt::optimizer_state(*opt, *net), vigil::OptionError);
 }
 
 TEST(OptimizerState, FileWithoutOptimizerMetadataIsRefused) {

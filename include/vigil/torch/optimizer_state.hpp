@@ -21,11 +21,11 @@ namespace vigil::torch {
 enum class OptimizerKind { SGD, Adam, AdamW, RMSprop, Adagrad };
 
 /// "sgd", "adam", "adamw", "rmsprop", "adagrad" (the names --optimizer takes).
-std::string_view optimizer_name(OptimizerKind kind);
+[[nodiscard]] std::string_view optimizer_name(OptimizerKind kind);
 /// Parses a name (case-insensitive); throws OptionError listing the supported ones.
-OptimizerKind parse_optimizer(std::string_view name);
+[[nodiscard]] OptimizerKind parse_optimizer(std::string_view name);
 /// The kind of a live optimizer; throws OptionError for LBFGS or any other type.
-OptimizerKind optimizer_kind(const ::torch::optim::Optimizer& optimizer);
+[[nodiscard]] OptimizerKind optimizer_kind(const ::torch::optim::Optimizer& optimizer);
 
 /// Builds an optimizer over `params` (one param group). `options` holds param-group options by
 /// their PyTorch names; absent ones take PyTorch's defaults:
@@ -36,9 +36,8 @@ OptimizerKind optimizer_kind(const ::torch::optim::Optimizer& optimizer);
 ///   rmsprop: lr 1e-2, alpha 0.99, eps 1e-8, weight_decay 0, momentum 0, centered false
 ///   adagrad: lr 1e-2, lr_decay 0, weight_decay 0, initial_accumulator_value 0, eps 1e-10
 /// Unknown option names and invalid values throw OptionError.
-std::unique_ptr<::torch::optim::Optimizer> make_optimizer(OptimizerKind kind,
-                                                          std::vector<::torch::Tensor> params,
-                                                          const nlohmann::json& options = {});
+[[nodiscard]] std::unique_ptr<::torch::optim::Optimizer> make_optimizer(
+    OptimizerKind kind, std::vector<::torch::Tensor> params, const nlohmann::json& options = {});
 
 /// The whole state of an optimizer.
 struct OptimizerState {
@@ -57,8 +56,8 @@ struct OptimizerState {
 /// Captures `optimizer`'s state; parameters are named by their state_dict names in `module`
 /// (throws OptionError if the optimizer holds a tensor that is not a parameter of `module`).
 /// Tensors are shared with the optimizer (zero copy); clone() them for a background write.
-OptimizerState optimizer_state(const ::torch::optim::Optimizer& optimizer,
-                               const ::torch::nn::Module& module);
+[[nodiscard]] OptimizerState optimizer_state(const ::torch::optim::Optimizer& optimizer,
+                                             const ::torch::nn::Module& module);
 
 /// Restores a state captured by optimizer_state() into a live optimizer of the same kind over the
 /// same parameters of `module` (e.g. freshly built): param-group options (lr included, so a
@@ -82,8 +81,9 @@ void load_optimizer_state(::torch::optim::Optimizer& optimizer, const ::torch::n
 void load_optimizer_state(::torch::optim::Optimizer& optimizer, const ::torch::nn::Module& module,
                           const std::filesystem::path& path);
 
-/// Reads or sets the learning rate of every param group (for ReduceLROnPlateau and logs).
-double get_learning_rate(const ::torch::optim::Optimizer& optimizer);  ///< group 0's lr
+/// Reads or sets the learning rate of every param group (for ReduceLROnPlateau and logs); the
+/// reading is group 0's.
+[[nodiscard]] double get_learning_rate(const ::torch::optim::Optimizer& optimizer);
 void set_learning_rate(::torch::optim::Optimizer& optimizer, double lr);
 
 }  // namespace vigil::torch
