@@ -38,114 +38,205 @@ std::string sizes_to_string(const std::vector<std::int64_t>& sizes) {
   return fmt::format("{}", fmt::join(sizes, ","));
 }
 
-nlohmann::json RunConfig::to_json() const {
-  return {
-      {"data", data},
-      {"target", target},
-      {"task", task},
-      {"validation_split", validation_split},
-      {"test_split", test_split},
-      {"limit_train", limit_train},
-      {"limit_test", limit_test},
-      {"model", model},
-      {"hidden", hidden},
-      {"channels", channels},
-      {"dropout", dropout},
-      {"batch_norm", batch_norm},
-      {"epochs", epochs},
-      {"batch_size", batch_size},
-      {"lr", lr},
-      {"optimizer", optimizer},
-      {"momentum", momentum},
-      {"weight_decay", weight_decay},
-      {"seed", seed},
-      {"threads", threads},
-      {"early_stopping", early_stopping.to_json()},
-      {"restore_best_weights", restore_best_weights},
-      {"save_top_k", save_top_k},
-      {"keep_last", keep_last},
-      {"save_every_n_epochs", save_every_n_epochs},
-      {"save_every_n_steps", save_every_n_steps},
-      {"save_best_only", save_best_only},
-      {"async_save", async_save},
-      {"filename", filename},
-      {"reduce_lr_patience", reduce_lr_patience},
-      {"reduce_lr_factor", reduce_lr_factor},
-      {"min_lr", min_lr},
-      {"cooldown", cooldown},
-      {"standardizer", standardizer},
+namespace {
+
+// A plain member as run.json holds it. Null keeps the value, as an absent key does. A value of
+// the wrong type is bad input (the file's, exit 1), while the same reader behind a flag reports
+// an OptionError naming the key.
+template <class T>
+OptionField<RunConfig> member(std::string key, T RunConfig::*m, std::string help) {
+  auto f = option_field(std::move(key), m, std::move(help));
+  if (!f.set_text)
+    f.set_text = [set = f.set](RunConfig& c, std::string_view text) {
+      set(c, vigil::detail::text_to_json(text));
+    };
+  f.set = [set = f.set](RunConfig& c, const nlohmann::json& v) {
+    if (v.is_null()) return;
+    try {
+      set(c, v);
+    } catch (const OptionError& e) {
+      throw InputError(fmt::format("run.json has a value of the wrong type ({})", e.what()));
+    }
   };
+  return f;
+}
+
+// A list of layer sizes: a JSON array in run.json, "256,256" on the command line.
+OptionField<RunConfig> sizes(std::string key, std::vector<std::int64_t> RunConfig::*m,
+                             std::string help) {
+  OptionField<RunConfig> f;
+  f.key = std::move(key);
+  f.help = std::move(help);
+  f.get = [m](const RunConfig& c) { return nlohmann::json(c.*m); };
+  f.set = [m, key = f.key](RunConfig& c, const nlohmann::json& v) {
+    if (v.is_null()) return;
+    std::vector<std::int64_t> out;
+    if (v.is_array())
+      for (const auto& item : v)
+        if (item.is_number_integer()) out.push_back(item.get<std::int64_t>());
+    if (!v.is_array() || out.size() != v.size())
+      throw InputError(
+          fmt::format("run.json has a value of the wrong type (option '{}' must be "
+                      "a list of whole numbers, not {})",
+                      key, v.dump()));
+    c.*m = std::move(out);
+  };
+  f.set_text = [m, flag = flag_names(f)](RunConfig& c, std::string_view text) {
+    c.*m = parse_sizes(std::string(text), flag.c_str());
+  };
+  return f;
+}
+
+constexpr const char* kData = "Data";
+constexpr const char* kModel = "Model";
+constexpr const char* kOpt = "Optimisation";
+constexpr const char* kStop = "Early stopping";
+constexpr const char* kCkpt = "Checkpoints";
+constexpr auto kFrozen = OnResume::Frozen;
+constexpr auto kMayChange = OnResume::MayChange;
+
+// The early-stopping keys a resume may not change (the rest of that object may).
+constexpr const char* kFrozenEarlyStopping[] = {"monitor", "mode", "rule"};
+
+// run.json's "early_stopping" object, written and read by EarlyStoppingOptions itself.
+OptionField<RunConfig> early_stopping_object() {
+  OptionField<RunConfig> f;
+  f.key = "early_stopping";
+  f.help = "The early-stopping options (EarlyStoppingOptions::to_json)";
+  f.get = [](const RunConfig& c) { return c.early_stopping.to_json(); };
+  f.set = [](RunConfig& c, const nlohmann::json& v) {
+    c.early_stopping = EarlyStoppingOptions::from_json(v, c.early_stopping);
+  };
+  return f;
+}
+
+OptionField<RunConfig> standardizer_object() {
+  OptionField<RunConfig> f;
+  f.key = "standardizer";
+  f.help = "CSV: the training features' mean and deviation, set at the first start";
+  f.get = [](const RunConfig& c) { return c.standardizer; };
+  f.set = [](RunConfig& c, const nlohmann::json& v) { c.standardizer = v; };
+  return f;
+}
+
+std::vector<RunField> make_run_fields() {
+  using C = RunConfig;
+  auto restore = member("restore_best_weights", &C::restore_best_weights,
+                        "Load the best epoch's weights when training ends (default on)");
+  restore.negatable = true;
+  return {
+      {member("data", &C::data,
+              "Folder of the Fashion-MNIST IDX files (.gz or raw), or csv:FILE for a CSV table"),
+       kData, kFrozen},
+      {member("target", &C::target, "CSV: the column to predict"), kData, kFrozen},
+      {member("task", &C::task, "CSV: auto, classification or regression"), kData, kFrozen},
+      {member("validation_split", &C::validation_split,
+              "Fraction of the training set held out for validation (by --seed)"),
+       kData, kFrozen},
+      {member("test_split", &C::test_split, "CSV: fraction of the rows held out as test set"),
+       kData, kFrozen},
+      {member("limit_train", &C::limit_train, "Use only the first N training examples (0 = all)"),
+       kData, kFrozen},
+      {member("limit_test", &C::limit_test, "Use only the first N test examples (0 = all)"), kData,
+       kMayChange},
+
+      {member("model", &C::model, "mlp or cnn"), kModel, kFrozen},
+      {sizes("hidden", &C::hidden, "Hidden layer sizes, e.g. 256,256"), kModel, kFrozen},
+      {sizes("channels", &C::channels, "cnn: channels of each conv block"), kModel, kFrozen},
+      {member("dropout", &C::dropout, "Dropout after each hidden layer (0 = none)"), kModel,
+       kFrozen},
+      {member("batch_norm", &C::batch_norm, "cnn: BatchNorm2d after each convolution"), kModel,
+       kFrozen},
+
+      {member("epochs", &C::epochs, "Epochs to train at most"), kOpt, kMayChange},
+      {member("batch_size", &C::batch_size, "Examples per batch"), kOpt, kFrozen},
+      {member("lr", &C::lr, "Learning rate"), kOpt, kFrozen},
+      {member("optimizer", &C::optimizer, "sgd, adam, adamw, rmsprop or adagrad"), kOpt, kFrozen},
+      {member("momentum", &C::momentum, "sgd/rmsprop momentum"), kOpt, kFrozen},
+      {member("weight_decay", &C::weight_decay, "Weight decay"), kOpt, kFrozen},
+      {member("seed", &C::seed, "Seeds weights, validation split and data order"), kOpt, kFrozen},
+      {member("threads", &C::threads,
+              "libtorch threads (0 = libtorch's default; 1 = bit-reproducible)"),
+       kOpt, kMayChange},
+      {member("reduce_lr_patience", &C::reduce_lr_patience,
+              "ReduceLROnPlateau: epochs without improvement before reducing the lr (-1 = off)"),
+       kOpt, kMayChange},
+      {member("reduce_lr_factor", &C::reduce_lr_factor, "ReduceLROnPlateau: lr *= factor"), kOpt,
+       kMayChange},
+      {member("min_lr", &C::min_lr, "ReduceLROnPlateau: lower bound of the lr"), kOpt, kMayChange},
+      {member("cooldown", &C::cooldown, "ReduceLROnPlateau: epochs to wait after a reduction"),
+       kOpt, kMayChange},
+
+      // Its flags are the early-stopping options' own (torch_train_flags.cpp); some of its keys
+      // are frozen (kFrozenEarlyStopping).
+      {early_stopping_object(), "", kMayChange},
+      {restore, kStop, kMayChange},
+
+      {member("save_top_k", &C::save_top_k,
+              "Keep the k best checkpoints by --monitor (-1 = all, 0 = no such rule)"),
+       kCkpt, kMayChange},
+      {member("keep_last", &C::keep_last,
+              "Keep the n newest checkpoints (-1 = all, 0 = no such rule)"),
+       kCkpt, kMayChange},
+      {member("save_every_n_epochs", &C::save_every_n_epochs,
+              "Checkpoint every n epochs (0 = never at epoch ends)"),
+       kCkpt, kMayChange},
+      {member("save_every_n_steps", &C::save_every_n_steps,
+              "Also checkpoint every n optimizer steps (0 = off)"),
+       kCkpt, kMayChange},
+      {member("save_best_only", &C::save_best_only, "Checkpoint only when --monitor improves"),
+       kCkpt, kMayChange},
+      {member("async_save", &C::async_save, "Write checkpoints in the background"), kCkpt,
+       kMayChange},
+      {member("filename", &C::filename,
+              "Checkpoint folder name template, e.g. epoch-{epoch:04d}-{val_loss:.4f}"),
+       kCkpt, kMayChange},
+
+      // Computed from the data, never given: no flag.
+      {standardizer_object(), "", kMayChange},
+  };
+}
+
+// The fields alone, for the generic table functions.
+std::span<const OptionField<RunConfig>> config_fields() {
+  static const std::vector<OptionField<RunConfig>> fields = [] {
+    std::vector<OptionField<RunConfig>> out;
+    for (const auto& f : run_fields()) out.push_back(f.field);
+    return out;
+  }();
+  return fields;
+}
+
+}  // namespace
+
+std::span<const RunField> run_fields() {
+  static const std::vector<RunField> fields = make_run_fields();
+  return fields;
+}
+
+nlohmann::json RunConfig::to_json() const {
+  return options_to_json(*this, config_fields());
 }
 
 RunConfig RunConfig::from_json(const nlohmann::json& j, const RunConfig& d) {
   if (!j.is_object()) throw InputError("run.json is not a JSON object");
-  RunConfig c = d;
-  try {
-    auto get = [&](const char* key, auto& field) {
-      if (j.contains(key) && !j.at(key).is_null()) j.at(key).get_to(field);
-    };
-    get("data", c.data);
-    get("target", c.target);
-    get("task", c.task);
-    get("validation_split", c.validation_split);
-    get("test_split", c.test_split);
-    get("limit_train", c.limit_train);
-    get("limit_test", c.limit_test);
-    get("model", c.model);
-    get("hidden", c.hidden);
-    get("channels", c.channels);
-    get("dropout", c.dropout);
-    get("batch_norm", c.batch_norm);
-    get("epochs", c.epochs);
-    get("batch_size", c.batch_size);
-    get("lr", c.lr);
-    get("optimizer", c.optimizer);
-    get("momentum", c.momentum);
-    get("weight_decay", c.weight_decay);
-    get("seed", c.seed);
-    get("threads", c.threads);
-    if (j.contains("early_stopping"))
-      c.early_stopping = EarlyStoppingOptions::from_json(j.at("early_stopping"), d.early_stopping);
-    get("restore_best_weights", c.restore_best_weights);
-    get("save_top_k", c.save_top_k);
-    get("keep_last", c.keep_last);
-    get("save_every_n_epochs", c.save_every_n_epochs);
-    get("save_every_n_steps", c.save_every_n_steps);
-    get("save_best_only", c.save_best_only);
-    get("async_save", c.async_save);
-    get("filename", c.filename);
-    get("reduce_lr_patience", c.reduce_lr_patience);
-    get("reduce_lr_factor", c.reduce_lr_factor);
-    get("min_lr", c.min_lr);
-    get("cooldown", c.cooldown);
-    if (j.contains("standardizer")) c.standardizer = j.at("standardizer");
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(fmt::format("run.json has a value of the wrong type ({})", e.what()));
-  }
-  return c;
+  // A mistyped key would otherwise be dropped silently and its option take its default on
+  // resume. run.json has always had exactly these keys, so no older spelling is accepted.
+  for (const auto& [key, value] : j.items())
+    if (find_field(config_fields(), key) == nullptr)
+      throw OptionError(fmt::format("run.json has an unknown key '{}' (known: {})", key,
+                                    known_keys(config_fields())));
+  return options_from_json(j, d, config_fields(), "run.json");
 }
 
 const std::set<std::string>& frozen_keys() {
-  static const std::set<std::string> keys = {"data",
-                                             "target",
-                                             "task",
-                                             "validation_split",
-                                             "test_split",
-                                             "limit_train",
-                                             "model",
-                                             "hidden",
-                                             "channels",
-                                             "dropout",
-                                             "batch_norm",
-                                             "batch_size",
-                                             "lr",
-                                             "optimizer",
-                                             "momentum",
-                                             "weight_decay",
-                                             "seed",
-                                             "early_stopping.monitor",
-                                             "early_stopping.mode",
-                                             "early_stopping.rule"};
+  static const std::set<std::string> keys = [] {
+    std::set<std::string> out;
+    for (const auto& f : run_fields())
+      if (f.on_resume == OnResume::Frozen) out.insert(f.field.key);
+    for (const char* key : kFrozenEarlyStopping) out.insert(std::string("early_stopping.") + key);
+    return out;
+  }();
   return keys;
 }
 

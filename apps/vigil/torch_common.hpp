@@ -6,12 +6,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "vigil/early_stopping.hpp"
+#include "vigil/option_table.hpp"
 #include "vigil/torch/datasets.hpp"
 #include "vigil/torch/models.hpp"
 
@@ -62,14 +64,34 @@ struct RunConfig {
   // Set at the first start of a CSV run: the training features' statistics.
   nlohmann::json standardizer;
 
+  /// Every field of run_fields(), in run.json's shape.
   nlohmann::json to_json() const;
-  /// Keys absent from `j` keep the values of `defaults`.
+  /// Keys absent from `j` (or null) keep the values of `defaults`. Throws OptionError for a key
+  /// run.json does not have (listing the ones it has), and InputError for a value of the wrong
+  /// type.
   static RunConfig from_json(const nlohmann::json& j, const RunConfig& defaults);
   static RunConfig from_json(const nlohmann::json& j) { return from_json(j, RunConfig{}); }
 };
 
+/// Whether a run.json key may take another value when a run resumes.
+enum class OnResume {
+  MayChange,  ///< e.g. epochs, patience: given again, the new value applies
+  Frozen,     ///< e.g. data, model shape, seed: another value is refused (start with --fresh)
+};
+
+/// One top-level key of run.json: the field (key, help line, reader, writer), the --help group
+/// of its flag (empty: no flag of its own) and what a resume may do with it.
+struct RunField {
+  OptionField<RunConfig> field;
+  std::string group;
+  OnResume on_resume = OnResume::MayChange;
+};
+
+/// RunConfig's fields, one per top-level key of run.json, in the order of `vigil train --help`.
+std::span<const RunField> run_fields();
+
 /// Keys of run.json that cannot change when a run resumes (data, model shape,
-/// seed, ...).
+/// seed, ...); nested keys are written "early_stopping.monitor".
 const std::set<std::string>& frozen_keys();
 
 /// For a resume: starts from `recorded` (the run.json) and overrides it with

@@ -1,10 +1,15 @@
 // `vigil train` and `vigil eval` end to end on a small slice of Fashion-MNIST: the run directory,
-// the report, resume refusals, --fresh, and clear errors for bad input.
+// the report, resume refusals, --fresh, clear errors for bad input, and the flags described once
+// (each one a run.json key).
 #include <fmt/core.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +27,30 @@ void expect_one_line_error(const RunResult& r, const std::string& part) {
   EXPECT_EQ(r.err.rfind("vigil: error: ", 0), 0u) << r.err;
   EXPECT_NE(r.err.find(part), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+// The long flags `vigil-torch train --help` lists (from the names column of each option line).
+std::set<std::string> help_flags() {
+  const auto r = run_process({VIGIL_TORCH_CLI, "train", "--help"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::set<std::string> flags;
+  std::istringstream in(r.out);
+  const std::regex flag("--[a-z][a-z0-9-]*");
+  for (std::string line; std::getline(in, line);) {
+    const auto start = line.find_first_not_of(' ');
+    if (start == std::string::npos || line[start] != '-') continue;
+    const std::string names = line.substr(start, line.find(' ', start) - start);
+    for (std::sregex_iterator it(names.begin(), names.end(), flag), end; it != end; ++it)
+      flags.insert(it->str());
+  }
+  return flags;
+}
+
+std::string key_of(const std::string& flag) {
+  std::string key = flag.substr(2);
+  for (char& c : key)
+    if (c == '-') c = '_';
+  return key;
 }
 
 class TrainCli : public ::testing::Test {
@@ -60,6 +89,157 @@ TEST_F(TrainCli, WritesTheRunDirectoryAndReports) {
   EXPECT_EQ(cfg.at("hidden"), nlohmann::json::array({16}));
   EXPECT_EQ(cfg.at("early_stopping").at("monitor"), "val_loss");
   EXPECT_EQ(cfg.at("early_stopping").at("patience"), 3);
+}
+
+TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
+  ASSERT_EQ(first_.exit_code, 0);
+  const auto cfg = nlohmann::json::parse(read_file(run() / "run.json"));
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : cfg.items()) keys.push_back(key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"async_save",
+                                            "batch_norm",
+                                            "batch_size",
+                                            "channels",
+                                            "cooldown",
+                                            "data",
+                                            "dropout",
+                                            "early_stopping",
+                                            "epochs",
+                                            "filename",
+                                            "hidden",
+                                            "keep_last",
+                                            "limit_test",
+                                            "limit_train",
+                                            "lr",
+                                            "min_lr",
+                                            "model",
+                                            "momentum",
+                                            "optimizer",
+                                            "reduce_lr_factor",
+                                            "reduce_lr_patience",
+                                            "restore_best_weights",
+                                            "save_best_only",
+                                            "save_every_n_epochs",
+                                            "save_every_n_steps",
+                                            "save_top_k",
+                                            "seed",
+                                            "standardizer",
+                                            "target",
+                                            "task",
+                                            "test_split",
+                                            "threads",
+                                            "validation_split",
+                                            "weight_decay"}));
+  EXPECT_EQ(cfg.at("channels"), nlohmann::json::array({16, 32}));
+  EXPECT_EQ(cfg.at("lr"), 1e-3);
+  EXPECT_TRUE(cfg.at("seed").is_number_unsigned());
+  EXPECT_TRUE(cfg.at("standardizer").is_null());
+  EXPECT_EQ(cfg.at("restore_best_weights"), true);
+}
+
+// Options are described once: every flag of `vigil train --help` is a run.json key (top level,
+// or in its "early_stopping" object) or a flag of the run itself, and every key given on the
+// command line has its flag.
+TEST_F(TrainCli, EveryHelpFlagIsARunJsonKeyOrARunFlag) {
+  ASSERT_EQ(first_.exit_code, 0);
+  const auto cfg = nlohmann::json::parse(read_file(run() / "run.json"));
+  const auto& es = cfg.at("early_stopping");
+  const std::set<std::string> run_only = {"--help",         "--run-dir",       "--fresh",
+                                          "--progress",     "--nproc",         "--nnodes",
+                                          "--node-rank",    "--master-addr",   "--master-port",
+                                          "--dist-timeout", "--dist-interface"};
+  // Flags named otherwise than their key.
+  const std::map<std::string, std::string> renamed = {{"--time-budget", "time_budget_seconds"}};
+  const auto flags = help_flags();
+  ASSERT_GT(flags.size(), 40u);
+  for (const auto& flag : flags) {
+    if (run_only.count(flag)) continue;
+    std::string key = renamed.count(flag) ? renamed.at(flag) : key_of(flag);
+    if (key.rfind("no_", 0) == 0 && flags.count("--" + flag.substr(5))) key = key.substr(3);
+    EXPECT_TRUE(cfg.contains(key) || es.contains(key))
+        << flag << " is neither a run.json key nor a known flag of the run";
+  }
+  for (const auto& [key, value] : cfg.items()) {
+    if (key == "early_stopping" || key == "standardizer") continue;  // no flag of their own
+    std::string flag = "--" + key;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    EXPECT_TRUE(flags.count(flag)) << "run.json key " << key << " has no flag " << flag;
+  }
+  for (const char* key :
+       {"monitor", "mode", "patience", "min_delta", "baseline", "start_from_epoch",
+        "stopping_threshold", "divergence_threshold", "check_finite", "rule"}) {
+    std::string flag = "--" + std::string(key);
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    EXPECT_TRUE(flags.count(flag)) << flag;
+  }
+}
+
+TEST_F(TrainCli, AMistypedKeyInRunJsonIsReportedNotDropped) {
+  ASSERT_EQ(first_.exit_code, 0);
+  TempDir tmp;
+  const auto dir = tmp / "r";
+  fs::create_directories(dir);
+  fs::copy_file(run() / "model.safetensors", dir / "model.safetensors");
+  auto cfg = nlohmann::json::parse(read_file(run() / "run.json"));
+  cfg["epoch"] = 9;  // for "epochs"
+  write_file(dir / "run.json", cfg.dump(2));
+  auto r = run_vigil(quick_train(dir, {"--epochs", "3"}));
+  expect_one_line_error(r, "run.json has an unknown key 'epoch' (known: data, target, ");
+  EXPECT_EQ(r.exit_code, 2);
+  // eval reads run.json the same way.
+  auto e = run_vigil({"eval", "--model", dir.string()});
+  expect_one_line_error(e, "run.json has an unknown key 'epoch'");
+
+  // In the early-stopping object as well.
+  cfg.erase("epoch");
+  cfg["early_stopping"]["patince"] = 5;
+  write_file(dir / "run.json", cfg.dump(2));
+  r = run_vigil(quick_train(dir, {"--epochs", "3"}));
+  expect_one_line_error(r, "unknown option 'patince' (known: monitor, ");
+  EXPECT_EQ(r.exit_code, 2);
+
+  // A known key with a value of the wrong type is bad input (exit 1), naming the key.
+  cfg["early_stopping"].erase("patince");
+  cfg["lr"] = "fast";
+  write_file(dir / "run.json", cfg.dump(2));
+  r = run_vigil(quick_train(dir, {"--epochs", "3"}));
+  expect_one_line_error(r, "run.json has a value of the wrong type (option 'lr' must be a number");
+  EXPECT_EQ(r.exit_code, 1);
+}
+
+TEST(TrainCliFlags, ValuesAndSwitchesLandInRunJson) {
+  TempDir tmp;
+  const auto dir = tmp / "r";
+  // Given twice, a flag takes its last value (switches and their --no- form alike).
+  auto r = run_vigil(quick_train(
+      dir,
+      {"--epochs", "1", "--limit-train", "128", "--hidden", "8,4", "--lr", "0.01", "--lr", "0.02",
+       "--no-restore-best-weights", "--restore-best-weights", "--no-restore-best-weights",
+       "--async-save", "--filename", "e{epoch}", "--patience", "2", "--no-check-finite"}));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto cfg = nlohmann::json::parse(read_file(dir / "run.json"));
+  EXPECT_EQ(cfg.at("hidden"), nlohmann::json::array({8, 4}));
+  EXPECT_EQ(cfg.at("lr"), 0.02);
+  EXPECT_EQ(cfg.at("restore_best_weights"), false);
+  EXPECT_EQ(cfg.at("async_save"), true);
+  EXPECT_EQ(cfg.at("batch_norm"), false);
+  EXPECT_EQ(cfg.at("filename"), "e{epoch}");
+  EXPECT_EQ(cfg.at("limit_train"), 128);
+  EXPECT_EQ(cfg.at("early_stopping").at("patience"), 2);
+  EXPECT_EQ(cfg.at("early_stopping").at("check_finite"), false);
+  EXPECT_TRUE(fs::exists(dir / "checkpoints" / "e0"));
+}
+
+TEST(TrainCliFlags, ABadValueIsReportedWithItsKey) {
+  TempDir tmp;
+  auto r = run_vigil(quick_train(tmp / "r", {"--lr", "fast"}));
+  expect_one_line_error(r, "option 'lr' must be a number, not \"fast\"");
+  r = run_vigil(quick_train(tmp / "r", {"--seed", "-1"}));
+  expect_one_line_error(r, "option 'seed' must be a whole number of 0 or more");
+  // The range checks are CLI11's, as before.
+  r = run_vigil(quick_train(tmp / "r", {"--validation-split", "2"}));
+  expect_one_line_error(r, "--validation-split");
+  EXPECT_FALSE(fs::exists(tmp / "r"));
 }
 
 TEST_F(TrainCli, EvalReproducesTheTestAccuracyFromEveryKindOfPath) {
