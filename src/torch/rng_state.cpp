@@ -127,15 +127,19 @@ std::uint64_t ShuffleRng::next() {
   return result;
 }
 
+// GCC's and Clang's 128-bit integer (for the multiply-high); __extension__ tells -Wpedantic
+// that it is meant.
+__extension__ typedef unsigned __int128 Uint128;  // NOLINT(modernize-use-using)
+
 std::uint64_t ShuffleRng::below(std::uint64_t bound) {
   if (bound == 0) throw OptionError("ShuffleRng::below needs a bound > 0");
   // Lemire's nearly divisionless method: multiply-high, reject the biased low slice.
-  unsigned __int128 m = static_cast<unsigned __int128>(next()) * bound;
+  Uint128 m = static_cast<Uint128>(next()) * bound;
   auto low = static_cast<std::uint64_t>(m);
   if (low < bound) {
     const std::uint64_t threshold = (0 - bound) % bound;
     while (low < threshold) {
-      m = static_cast<unsigned __int128>(next()) * bound;
+      m = static_cast<Uint128>(next()) * bound;
       low = static_cast<std::uint64_t>(m);
     }
   }
