@@ -171,8 +171,7 @@ void print_human(const std::string& title, const std::vector<double>& values,
     fmt::print("  {}  (b best, s stop, * both)\n\n", marks);
   }
   if (r.stopped) {
-    fmt::print("stopped after epoch {} ({}): {}\n", *r.stop_epoch, stop_reason_name(r.reason_kind),
-               r.reason);
+    fmt::print("stopped after epoch {} ({}): {}\n", *r.stop_epoch, r.reason_kind, r.reason);
   } else {
     fmt::print("{}\n", r.reason);
   }
@@ -206,7 +205,7 @@ int run_log(const ReplayArgs& a, const EarlyStoppingOptions& o) {
   const MetricsLog log = MetricsLog::read(a.log);
   const auto column = log.column(o.monitor);  // throws naming the columns that exist
   for (const auto& rule : o.rules)
-    if (rule.kind == RuleKind::PQ) (void)log.column(o.train_monitor);
+    if (rule->needs_train_metric()) (void)log.column(o.train_monitor);
   std::vector<long> epochs(log.rows());
   if (log.has_column("epoch")) {
     const auto e = log.column("epoch");

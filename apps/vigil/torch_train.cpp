@@ -139,6 +139,7 @@ struct TrainArgs {
   std::string hidden = "256,256";
   std::string channels = "16,32";
   std::string rule = "patience";
+  std::string mode = "auto";
   // Optional numbers: set only when their flag is given.
   double baseline = 0, stopping_threshold = 0, divergence_threshold = 0, time_budget = 0;
   CLI::Option* baseline_opt = nullptr;
@@ -170,6 +171,7 @@ RunConfig config_from_args(TrainArgs& a) {
   c.channels = parse_sizes(a.channels, "--channels");
   auto& es = c.early_stopping;
   es.with_rule(a.rule);
+  es.with_mode(a.mode);
   auto opt = [](CLI::Option* o, double v) {
     return o != nullptr && o->count() > 0 ? std::optional<double>(v) : std::nullopt;
   };
@@ -332,7 +334,7 @@ int run_train(TrainArgs& a) {
 
   auto ckpt_options = CheckpointManagerOptions{}
                           .with_monitor(config.early_stopping.monitor)
-                          .with_mode(config.early_stopping.mode)
+                          .with_mode(std::string(mode_name(config.early_stopping.mode)))
                           .with_save_every_n_epochs(config.save_every_n_epochs)
                           .with_save_every_n_steps(config.save_every_n_steps)
                           .with_save_best_only(config.save_best_only)
@@ -584,7 +586,9 @@ void add_train_command(CLI::App& app, Context& ctx) {
           ->capture_default_str()
           ->group(kStop),
       "early_stopping.monitor");
-  key(cmd->add_option("--mode", es.mode, "min, max or auto")->capture_default_str()->group(kStop),
+  key(cmd->add_option("--mode", args->mode, "min, max or auto")
+          ->capture_default_str()
+          ->group(kStop),
       "early_stopping.mode");
   key(cmd->add_option("--patience", es.patience, "Epochs without improvement before stopping")
           ->capture_default_str()
