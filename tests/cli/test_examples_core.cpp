@@ -1,5 +1,6 @@
-// examples/core_raw_buffers.cpp run for real: early stopping on raw float buffers, checkpoints of
-// named buffers, and the best ones loaded back (checked here from the files themselves).
+// The examples that need no libtorch, run for real. core_raw_buffers: early stopping on raw float
+// buffers, checkpoints of named buffers, and the best ones loaded back (checked here from the
+// files themselves). custom_rule: a stopping rule defined outside the library.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,8 +11,8 @@
 #include <string>
 
 #include <nlohmann/json.hpp>
-#include "test_support.hpp"
 
+#include "test_support.hpp"
 #include "vigil/checkpoint.hpp"
 #include "vigil/safetensors.hpp"
 
