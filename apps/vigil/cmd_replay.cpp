@@ -16,6 +16,7 @@
 #include "commands.hpp"
 #include "detail/json_scan.hpp"
 #include "detail/text.hpp"
+#include "option_flags.hpp"
 #include "vigil/early_stopping.hpp"
 #include "vigil/metrics_log.hpp"
 
@@ -27,56 +28,9 @@ struct ReplayArgs {
   std::string log;
   std::string batch;
   bool json = false;
-
-  std::string monitor = "val_loss";
-  std::string mode = "auto";
-  int patience = 0;
-  double min_delta = 0.0;
-  double baseline = 0.0;
-  int start_from_epoch = 0;
-  double stopping_threshold = 0.0;
-  double divergence_threshold = 0.0;
-  bool check_finite = true;
-  std::string rule = "patience";
-  std::string combine = "any";
-  long max_epochs = 0;
-  double time_budget = 0.0;
-  std::string train_monitor = "loss";
-  bool no_strict = false;
-
-  // Set only when given on the command line.
-  CLI::Option* baseline_opt = nullptr;
-  CLI::Option* stopping_opt = nullptr;
-  CLI::Option* divergence_opt = nullptr;
-  CLI::Option* max_epochs_opt = nullptr;
-  CLI::Option* time_budget_opt = nullptr;
+  /// Written by the early-stopping flags; with --batch, the defaults of every line.
+  EarlyStoppingOptions options;
 };
-
-EarlyStoppingOptions options_from(const ReplayArgs& a) {
-  EarlyStoppingOptions o;
-  o.with_monitor(a.monitor)
-      .with_mode(a.mode)
-      .with_patience(a.patience)
-      .with_min_delta(a.min_delta)
-      .with_start_from_epoch(a.start_from_epoch)
-      .with_check_finite(a.check_finite)
-      .with_rule(a.rule)
-      .with_strict(!a.no_strict)
-      .with_train_monitor(a.train_monitor);
-  if (a.baseline_opt->count()) o.with_baseline(a.baseline);
-  if (a.stopping_opt->count()) o.with_stopping_threshold(a.stopping_threshold);
-  if (a.divergence_opt->count()) o.with_divergence_threshold(a.divergence_threshold);
-  if (a.max_epochs_opt->count()) o.with_max_epochs(a.max_epochs);
-  if (a.time_budget_opt->count()) o.with_time_budget_seconds(a.time_budget);
-  if (a.combine == "any") {
-    o.with_combine(Combine::Any);
-  } else if (a.combine == "all") {
-    o.with_combine(Combine::All);
-  } else {
-    throw OptionError(fmt::format("unknown --combine '{}': use any or all", a.combine));
-  }
-  return o;
-}
 
 // "0.9, 0.8,nan" -> numbers; nan/inf/-inf allowed, anything else is an error naming the item.
 std::vector<double> parse_values(const std::string& text) {
@@ -165,8 +119,7 @@ void print_human(const std::string& title, const std::vector<double>& values,
     fmt::print("  {}  (b best, s stop, * both)\n\n", marks);
   }
   if (r.stopped) {
-    fmt::print("stopped after epoch {} ({}): {}\n", *r.stop_epoch, stop_reason_name(r.reason_kind),
-               r.reason);
+    fmt::print("stopped after epoch {} ({}): {}\n", *r.stop_epoch, r.reason_kind, r.reason);
   } else {
     fmt::print("{}\n", r.reason);
   }
@@ -200,7 +153,7 @@ int run_log(const ReplayArgs& a, const EarlyStoppingOptions& o) {
   const MetricsLog log = MetricsLog::read(a.log);
   const auto column = log.column(o.monitor);  // throws naming the columns that exist
   for (const auto& rule : o.rules)
-    if (rule.kind == RuleKind::PQ) (void)log.column(o.train_monitor);
+    if (rule->needs_train_metric()) (void)log.column(o.train_monitor);
   std::vector<long> epochs(log.rows());
   if (log.has_column("epoch")) {
     const auto e = log.column("epoch");
@@ -350,41 +303,13 @@ void add_replay_command(CLI::App& app, Context& ctx) {
                                 "stdin; prints one JSON result per line");
   values->excludes(log)->excludes(batch);
   log->excludes(batch);
-  cmd->add_option("--monitor", args->monitor, "Metric to watch (default val_loss)");
-  cmd->add_option("--mode", args->mode, "min, max or auto (default auto: from the name)");
-  cmd->add_option("--patience", args->patience,
-                  "Epochs without improvement before stopping (default 0)");
-  cmd->add_option("--min-delta", args->min_delta,
-                  "Smallest change that counts as an improvement (default 0)");
-  args->baseline_opt = cmd->add_option("--baseline", args->baseline,
-                                       "Improvements reset the wait only if they also beat this");
-  cmd->add_option("--start-from-epoch", args->start_from_epoch,
-                  "Ignore epochs before this index (default 0)");
-  args->stopping_opt = cmd->add_option("--stopping-threshold", args->stopping_threshold,
-                                       "Stop once the value is strictly better than this");
-  args->divergence_opt = cmd->add_option("--divergence-threshold", args->divergence_threshold,
-                                         "Stop once the value is strictly worse than this");
-  cmd->add_flag("--check-finite,!--no-check-finite", args->check_finite,
-                "Stop at once on nan or inf (default on)");
-  cmd->add_option("--rule", args->rule,
-                  "patience|gl:ALPHA|pq:ALPHA[:STRIP]|up:S[:STRIP]|robust:STEPS[:PROB], "
-                  "comma-separated (default patience)");
-  cmd->add_option("--combine", args->combine,
-                  "With several rules: stop when any (default) or all of them fire");
-  args->max_epochs_opt =
-      cmd->add_option("--max-epochs", args->max_epochs, "Stop after this many epochs");
-  args->time_budget_opt =
-      cmd->add_option("--time-budget,--time-budget-seconds", args->time_budget,
-                      "Stop once this many seconds have elapsed (needs a log with 'seconds')");
-  cmd->add_option("--train-monitor", args->train_monitor,
-                  "Training metric for the pq rule (default loss)");
-  cmd->add_flag("--no-strict", args->no_strict,
-                "Warn and skip epochs that lack the monitored metric instead of failing");
+  add_option_flags(cmd, early_stopping_option_fields(), args->options, "Early stopping",
+                   KeyPrefix{}, nullptr);
   cmd->add_flag("--json", args->json, "Print one JSON object instead of a table");
   cmd->callback([args, &ctx, values, log, batch] {
     if (!values->count() && !log->count() && !batch->count())
       throw OptionError("replay needs a history: --values LIST, --log FILE or --batch FILE");
-    const EarlyStoppingOptions options = options_from(*args);
+    const EarlyStoppingOptions& options = args->options;
     options.validate();
     if (values->count()) {
       ctx.exit_code = run_values(*args, options);

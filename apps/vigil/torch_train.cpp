@@ -150,13 +150,14 @@ vt::TrainerOptions trainer_options(const RunConfig& config) {
 
 std::shared_ptr<vt::Callback> make_reduce_lr(const RunConfig& config) {
   if (config.reduce_lr_patience < 0) return nullptr;
-  return std::make_shared<vt::ReduceLROnPlateau>(vt::ReduceLROnPlateauOptions{}
-                                                     .with_monitor(config.early_stopping.monitor)
-                                                     .with_mode(config.early_stopping.mode)
-                                                     .with_patience(config.reduce_lr_patience)
-                                                     .with_factor(config.reduce_lr_factor)
-                                                     .with_min_lr(config.min_lr)
-                                                     .with_cooldown(config.cooldown));
+  return std::make_shared<vt::ReduceLROnPlateau>(
+      vt::ReduceLROnPlateauOptions{}
+          .with_monitor(config.early_stopping.monitor)
+          .with_mode(std::string(mode_name(config.early_stopping.mode)))
+          .with_patience(config.reduce_lr_patience)
+          .with_factor(config.reduce_lr_factor)
+          .with_min_lr(config.min_lr)
+          .with_cooldown(config.cooldown));
 }
 
 // Data-parallel runs save sharded checkpoints: every rank writes its part (sharded_checkpoint.hpp).
@@ -256,7 +257,7 @@ std::unique_ptr<::torch::optim::Optimizer> build_optimizer(const RunConfig& conf
 CheckpointManagerOptions checkpoint_options(const RunConfig& config) {
   auto o = CheckpointManagerOptions{}
                .with_monitor(config.early_stopping.monitor)
-               .with_mode(config.early_stopping.mode)
+               .with_mode(std::string(mode_name(config.early_stopping.mode)))
                .with_save_every_n_epochs(config.save_every_n_epochs)
                .with_save_every_n_steps(config.save_every_n_steps)
                .with_save_best_only(config.save_best_only)
@@ -423,7 +424,7 @@ int run_train(TrainArgs& a) {
   const auto group = join_process_group(a.launch);    // null when training alone
   const bool main_rank = !group || group->is_main();  // the one that owns the run directory
   const fs::path run_dir = a.run_dir;
-  const RunConfig given = config_from_args(a);
+  const RunConfig& given = a.config;
   if (a.fresh && main_rank && fs::exists(run_dir)) move_aside(run_dir);
   const bool resuming = main_rank && fs::exists(run_dir / "run.json");
   RunConfig config = resolve_config(a, given, group.get(), resuming);

@@ -3,6 +3,9 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
+#include <string_view>
+#include <vector>
 
 #include "commands.hpp"
 #include "option_flags.hpp"
@@ -26,46 +29,26 @@ void add_checks(const Keyed& keyed) {
     if (const auto it = checks.find(key); it != checks.end()) opt->check(it->second);
 }
 
-// The early-stopping options (run.json's "early_stopping" object), bound one by one.
+// The early-stopping options of run.json's "early_stopping" object that `vigil train` offers,
+// from the options' own table (--epochs plays max_epochs' part; the rest keep their defaults).
 void add_early_stopping_flags(CLI::App* cmd, TrainArgs& a) {
-  auto& es = a.config.early_stopping;
-  auto key = [&](CLI::Option* o, const std::string& k) {
-    a.keyed.emplace_back(o, "early_stopping." + k);
-    return o->group("Early stopping");
-  };
-  key(cmd->add_option("--monitor", es.monitor, "Metric watched by early stopping and checkpoints")
-          ->capture_default_str(),
-      "monitor");
-  key(cmd->add_option("--mode", es.mode, "min, max or auto")->capture_default_str(), "mode");
-  key(cmd->add_option("--patience", es.patience, "Epochs without improvement before stopping")
-          ->capture_default_str(),
-      "patience");
-  key(cmd->add_option("--min-delta", es.min_delta, "Smallest change that counts as improvement")
-          ->capture_default_str(),
-      "min_delta");
-  a.baseline_opt =
-      key(cmd->add_option("--baseline", a.baseline, "Value the metric must beat"), "baseline");
-  key(cmd->add_option("--start-from-epoch", es.start_from_epoch, "Epochs of warm-up not monitored")
-          ->capture_default_str(),
-      "start_from_epoch");
-  a.stopping_threshold_opt = key(cmd->add_option("--stopping-threshold", a.stopping_threshold,
-                                                 "Stop once the metric is better than this"),
-                                 "stopping_threshold");
-  a.divergence_threshold_opt = key(cmd->add_option("--divergence-threshold", a.divergence_threshold,
-                                                   "Stop once the metric is worse than this"),
-                                   "divergence_threshold");
-  key(cmd->add_flag("--check-finite,!--no-check-finite", a.check_finite,
-                    "Stop when the metric becomes NaN or infinite (default on)"),
-      "check_finite");
-  key(cmd->add_option("--rule", a.rule,
-                      "patience|gl:ALPHA|pq:ALPHA[:STRIP]|up:S[:STRIP]|robust:STEPS[:PROB], "
-                      "comma-separated")
-          ->capture_default_str(),
-      "rule");
-  a.time_budget_opt =
-      key(cmd->add_option("--time-budget", a.time_budget,
-                          "Stop after the epoch that ends past this many seconds of training"),
-          "time_budget_seconds");
+  static const std::set<std::string_view> kTrainKeys = {"monitor",
+                                                        "mode",
+                                                        "patience",
+                                                        "min_delta",
+                                                        "baseline",
+                                                        "start_from_epoch",
+                                                        "check_finite",
+                                                        "stopping_threshold",
+                                                        "divergence_threshold",
+                                                        "rule",
+                                                        "time_budget_seconds"};
+  std::vector<OptionField<EarlyStoppingOptions>> fields;
+  for (const auto& f : early_stopping_option_fields())
+    if (kTrainKeys.count(f.key) > 0) fields.push_back(f);
+  add_option_flags(cmd, std::span<const OptionField<EarlyStoppingOptions>>(fields),
+                   a.config.early_stopping, "Early stopping", KeyPrefix{"early_stopping."},
+                   &a.keyed);
 }
 
 // The flags of the run itself: not part of run.json.
@@ -91,21 +74,6 @@ void add_run_flags(CLI::App* cmd, TrainArgs& a) {
 }
 
 }  // namespace
-
-RunConfig config_from_args(const TrainArgs& a) {
-  RunConfig c = a.config;
-  auto& es = c.early_stopping;
-  es.with_rule(a.rule);
-  auto opt = [](CLI::Option* o, double v) {
-    return o != nullptr && o->count() > 0 ? std::optional<double>(v) : std::nullopt;
-  };
-  es.baseline = opt(a.baseline_opt, a.baseline);
-  es.stopping_threshold = opt(a.stopping_threshold_opt, a.stopping_threshold);
-  es.divergence_threshold = opt(a.divergence_threshold_opt, a.divergence_threshold);
-  es.time_budget_seconds = opt(a.time_budget_opt, a.time_budget);
-  es.check_finite = a.check_finite;
-  return c;
-}
 
 std::set<std::string> explicit_keys(const TrainArgs& a) {
   std::set<std::string> keys;

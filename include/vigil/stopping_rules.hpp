@@ -1,68 +1,56 @@
-// The stopping rules a user can pick besides Keras' patience: Prechelt's GL/PQ/UP and a
-// dlib-style noise-robust rule, written as specs like "patience,gl:5" and parsed here.
+// vigil's built-in stopping rules (Keras' patience, Prechelt's GL/PQ/UP, a dlib-style noise-robust
+// rule), made by value or from specs like "patience,gl:5", and dlib's "steps without decrease".
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "vigil/error.hpp"
+#include "vigil/rule_registry.hpp"
+
+namespace vigil::rules {
+
+/// Keras: stop once `patience` (an EarlyStoppingOptions field) monitored epochs in a row brought
+/// no improvement. Spec "patience".
+[[nodiscard]] std::shared_ptr<const StoppingCriterion> patience();
+/// Prechelt GL_alpha: stop once the generalization loss 100 * (E / E_opt - 1) exceeds `alpha`
+/// percent (alpha >= 0). Spec "gl:ALPHA".
+[[nodiscard]] std::shared_ptr<const StoppingCriterion> gl(double alpha);
+/// Prechelt PQ_alpha: at the end of each strip of `strip` epochs (>= 1, Prechelt's default 5),
+/// stop once GL / P_k exceeds `alpha` (>= 0), P_k being the training progress over the strip;
+/// needs the training metric. Spec "pq:ALPHA[:STRIP]".
+[[nodiscard]] std::shared_ptr<const StoppingCriterion> pq(double alpha, int strip = 5);
+/// Prechelt UP_s: stop once the value got worse at the end of `successive` (>= 1) strips of
+/// `strip` epochs (>= 1, default 5) in a row. Spec "up:S[:STRIP]".
+[[nodiscard]] std::shared_ptr<const StoppingCriterion> up(int successive, int strip = 5);
+/// dlib dnn_trainer: stop once the last `steps` (>= 3) values show no decrease with confidence
+/// `probability` (in (0.5, 1), dlib's default 0.51), with and without the top 10% of values.
+/// Spec "robust:STEPS[:PROB]".
+[[nodiscard]] std::shared_ptr<const StoppingCriterion> robust(int steps, double probability = 0.51);
+
+}  // namespace vigil::rules
 
 namespace vigil {
 
-/// Which rule a StoppingRule is.
-enum class RuleKind {
-  Patience,  ///< Keras: stop once `patience` epochs in a row brought no improvement
-  GL,        ///< Prechelt GL_alpha: generalization loss 100*(E/E_opt - 1) > alpha
-  PQ,        ///< Prechelt PQ_alpha: GL / training progress P_k > alpha, at strip ends
-  UP,        ///< Prechelt UP_s: the value got worse at the end of s successive strips
-  Robust,    ///< dlib dnn_trainer: no confident least-squares decrease over `steps` epochs
-};
-
-/// One rule with its parameters. Spec syntax (see parse_rules):
-/// `patience | gl:ALPHA | pq:ALPHA[:STRIP] | up:S[:STRIP] | robust:STEPS[:PROB]`.
-struct StoppingRule {
-  RuleKind kind = RuleKind::Patience;
-  /// gl: generalization loss in percent; pq: quotient GL / P_k. Must be >= 0.
-  double alpha = 0.0;
-  /// pq, up: training strip length k in epochs (Prechelt's default 5). Must be >= 1.
-  int strip = 5;
-  /// up: number of successive strips with a worse value. Must be >= 1.
-  int successive = 1;
-  /// robust: stop once this many recent epochs show no confident decrease. Must be >= 3.
-  int steps = 10;
-  /// robust: confidence that the slope is negative needed to count as progress; dlib's
-  /// default 0.51. Must be in (0.5, 1).
-  double probability = 0.51;
-
-  /// The rule as a spec, e.g. "gl:5", "pq:0.5:5", "robust:10:0.51".
-  std::string to_string() const;
-  /// Short name: "patience", "gl", "pq", "up" or "robust".
-  std::string_view name() const;
-
-  static StoppingRule patience() { return {}; }
-  static StoppingRule gl(double alpha);
-  static StoppingRule pq(double alpha, int strip = 5);
-  static StoppingRule up(int successive, int strip = 5);
-  static StoppingRule robust(int steps, double probability = 0.51);
-};
-
-/// Parses a comma-separated list of rule specs (spaces around items allowed). Throws
-/// OptionError naming the bad item for an unknown rule, a missing or non-numeric parameter,
-/// or a parameter out of range. An empty spec is an error too.
-std::vector<StoppingRule> parse_rules(std::string_view spec);
+/// Parses a comma-separated list of rule specs through `registry` (default: the built-ins),
+/// e.g. "patience,gl:5". Throws OptionError naming the bad item for an unknown rule, a missing
+/// or non-numeric parameter, or a parameter out of range. An empty spec is an error too.
+[[nodiscard]] RuleList parse_rules(std::string_view spec,
+                                   const RuleRegistry& registry = RuleRegistry::builtin());
 
 /// The canonical comma-separated spec of `rules`, e.g. "patience,gl:5".
-std::string rules_to_string(const std::vector<StoppingRule>& rules);
+[[nodiscard]] std::string rules_to_string(const RuleList& rules);
 
 /// dlib's count_steps_without_decrease: scanning `values` from the newest backwards, the largest
 /// number of recent values over which a least-squares slope is not decreasing with probability
 /// >= `probability`. With `discard_quantile` > 0 (dlib's robust variant uses 0.10), values
 /// above the upper (1 - discard_quantile) quantile are ignored so a few spikes cannot mask
 /// stagnation.
-std::size_t count_steps_without_decrease(std::span<const double> values, double probability = 0.51,
-                                         double discard_quantile = 0.0);
+[[nodiscard]] std::size_t count_steps_without_decrease(std::span<const double> values,
+                                                       double probability = 0.51,
+                                                       double discard_quantile = 0.0);
 
 }  // namespace vigil

@@ -66,11 +66,28 @@ std::string_view mode_name(Mode mode) {
   return mode == Mode::Min ? "min" : "max";
 }
 
-Mode resolve_mode(std::string_view monitor, std::string_view setting) {
-  if (setting == "min") return Mode::Min;
-  if (setting == "max") return Mode::Max;
-  if (setting != "auto")
-    throw OptionError(fmt::format("unknown mode '{}': use min, max or auto", setting));
+std::string_view mode_name(ModeSetting setting) {
+  switch (setting) {
+    case ModeSetting::Min:
+      return "min";
+    case ModeSetting::Max:
+      return "max";
+    case ModeSetting::Auto:
+      break;
+  }
+  return "auto";
+}
+
+ModeSetting parse_mode_setting(std::string_view text) {
+  if (text == "min") return ModeSetting::Min;
+  if (text == "max") return ModeSetting::Max;
+  if (text == "auto") return ModeSetting::Auto;
+  throw OptionError(fmt::format("unknown mode '{}': use min, max or auto", text));
+}
+
+Mode resolve_mode(std::string_view monitor, ModeSetting setting) {
+  if (setting == ModeSetting::Min) return Mode::Min;
+  if (setting == ModeSetting::Max) return Mode::Max;
   bool wants_min = false;
   bool wants_max = false;
   for (const auto& t : tokens(monitor)) {
@@ -79,9 +96,13 @@ Mode resolve_mode(std::string_view monitor, std::string_view setting) {
   }
   if (wants_min != wants_max) return wants_min ? Mode::Min : Mode::Max;
   throw OptionError(fmt::format(
-      "mode auto cannot tell whether '{}' should be minimised or maximised: pass --mode min or "
-      "--mode max",
+      "mode auto cannot tell whether '{}' should be minimised or maximised: set mode to min or "
+      "max",
       monitor));
+}
+
+Mode resolve_mode(std::string_view monitor, std::string_view setting) {
+  return resolve_mode(monitor, parse_mode_setting(setting));
 }
 
 bool is_improvement(Mode mode, double current, double reference, double min_delta) {
@@ -102,8 +123,8 @@ const double* find_metric(const Logs& logs, std::string_view monitor, bool stric
     names += name;
   }
   if (names.empty()) names = "none";
-  throw InputError(fmt::format("metric '{}' is not in the logs (available: {}); check --monitor",
-                               monitor, names));
+  throw InputError(fmt::format(
+      "metric '{}' is not in the logs (available: {}); check the monitor option", monitor, names));
 }
 
 nlohmann::json number_to_json(double value) {

@@ -1,108 +1,16 @@
-// Rule specs ("patience,gl:5,robust:10") and dlib's least-squares "steps without decrease".
+// The built-in rules by value, rule lists as specs, and dlib's least-squares "steps without
+// decrease".
 #include "vigil/stopping_rules.hpp"
 
 #include <algorithm>
-#include <cctype>
-#include <charconv>
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 
-#include "detail/text.hpp"
-
 namespace vigil {
 namespace {
-
-using detail::trim;
-
-std::vector<std::string_view> split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  for (;;) {
-    auto pos = s.find(sep);
-    out.push_back(s.substr(0, pos));
-    if (pos == std::string_view::npos) return out;
-    s.remove_prefix(pos + 1);
-  }
-}
-
-double parse_double(std::string_view item, std::string_view text, std::string_view what) {
-  double v = 0;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc() || ptr != text.data() + text.size() || !std::isfinite(v))
-    throw OptionError(fmt::format("rule '{}': {} '{}' is not a number", item, what, text));
-  return v;
-}
-
-int parse_int(std::string_view item, std::string_view text, std::string_view what) {
-  int v = 0;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc() || ptr != text.data() + text.size())
-    throw OptionError(fmt::format("rule '{}': {} '{}' is not a whole number", item, what, text));
-  return v;
-}
-
-void check_strip(std::string_view item, int strip) {
-  if (strip < 1)
-    throw OptionError(fmt::format("rule '{}': the strip length must be at least 1 epoch", item));
-}
-
-StoppingRule parse_one(std::string_view item) {
-  auto parts = split(item, ':');
-  for (auto& p : parts) p = trim(p);
-  const std::string_view name = parts[0];
-  const std::size_t nparams = parts.size() - 1;
-  auto arity = [&](std::size_t lo, std::size_t hi, std::string_view usage) {
-    if (nparams < lo || nparams > hi)
-      throw OptionError(fmt::format("rule '{}': expected {}", item, usage));
-  };
-  StoppingRule r;
-  if (name == "patience") {
-    arity(0, 0, "'patience' without parameters (set the count with --patience)");
-    return r;
-  }
-  if (name == "gl") {
-    arity(1, 1, "gl:ALPHA, e.g. gl:5");
-    r.kind = RuleKind::GL;
-    r.alpha = parse_double(item, parts[1], "ALPHA");
-    if (r.alpha < 0) throw OptionError(fmt::format("rule '{}': ALPHA must be >= 0", item));
-    return r;
-  }
-  if (name == "pq") {
-    arity(1, 2, "pq:ALPHA[:STRIP], e.g. pq:0.5 or pq:0.5:5");
-    r.kind = RuleKind::PQ;
-    r.alpha = parse_double(item, parts[1], "ALPHA");
-    if (r.alpha < 0) throw OptionError(fmt::format("rule '{}': ALPHA must be >= 0", item));
-    if (nparams == 2) r.strip = parse_int(item, parts[2], "STRIP");
-    check_strip(item, r.strip);
-    return r;
-  }
-  if (name == "up") {
-    arity(1, 2, "up:S[:STRIP], e.g. up:3 or up:3:5");
-    r.kind = RuleKind::UP;
-    r.successive = parse_int(item, parts[1], "S");
-    if (r.successive < 1) throw OptionError(fmt::format("rule '{}': S must be at least 1", item));
-    if (nparams == 2) r.strip = parse_int(item, parts[2], "STRIP");
-    check_strip(item, r.strip);
-    return r;
-  }
-  if (name == "robust") {
-    arity(1, 2, "robust:STEPS[:PROB], e.g. robust:10 or robust:10:0.6");
-    r.kind = RuleKind::Robust;
-    r.steps = parse_int(item, parts[1], "STEPS");
-    // A slope and its standard error need at least three points.
-    if (r.steps < 3) throw OptionError(fmt::format("rule '{}': STEPS must be at least 3", item));
-    if (nparams == 2) r.probability = parse_double(item, parts[2], "PROB");
-    if (!(r.probability > 0.5 && r.probability < 1))
-      throw OptionError(fmt::format("rule '{}': PROB must be between 0.5 and 1 (exclusive)", item));
-    return r;
-  }
-  throw OptionError(
-      fmt::format("unknown rule '{}': use patience, gl:ALPHA, pq:ALPHA[:STRIP], up:S[:STRIP] or "
-                  "robust:STEPS[:PROB]",
-                  item));
-}
 
 // dlib's running_gradient: recursive least squares of y against x = 0, 1, 2, ... that also
 // tracks the residual, so the slope's standard error is known at every step.
@@ -150,70 +58,32 @@ class RunningGradient {
 
 }  // namespace
 
-std::string_view StoppingRule::name() const {
-  switch (kind) {
-    case RuleKind::Patience:
-      return "patience";
-    case RuleKind::GL:
-      return "gl";
-    case RuleKind::PQ:
-      return "pq";
-    case RuleKind::UP:
-      return "up";
-    case RuleKind::Robust:
-      return "robust";
-  }
-  return "patience";
+std::shared_ptr<const StoppingCriterion> rules::patience() {
+  return RuleRegistry::builtin().make("patience");
+}
+// Through the spec, so the parameters are checked in one place.
+std::shared_ptr<const StoppingCriterion> rules::gl(double alpha) {
+  return RuleRegistry::builtin().make(fmt::format("gl:{}", alpha));
+}
+std::shared_ptr<const StoppingCriterion> rules::pq(double alpha, int strip) {
+  return RuleRegistry::builtin().make(fmt::format("pq:{}:{}", alpha, strip));
+}
+std::shared_ptr<const StoppingCriterion> rules::up(int successive, int strip) {
+  return RuleRegistry::builtin().make(fmt::format("up:{}:{}", successive, strip));
+}
+std::shared_ptr<const StoppingCriterion> rules::robust(int steps, double probability) {
+  return RuleRegistry::builtin().make(fmt::format("robust:{}:{}", steps, probability));
 }
 
-std::string StoppingRule::to_string() const {
-  switch (kind) {
-    case RuleKind::Patience:
-      return "patience";
-    case RuleKind::GL:
-      return fmt::format("gl:{}", alpha);
-    case RuleKind::PQ:
-      return fmt::format("pq:{}:{}", alpha, strip);
-    case RuleKind::UP:
-      return fmt::format("up:{}:{}", successive, strip);
-    case RuleKind::Robust:
-      return fmt::format("robust:{}:{}", steps, probability);
-  }
-  return "patience";
+RuleList parse_rules(std::string_view spec, const RuleRegistry& registry) {
+  return registry.parse(spec);
 }
 
-StoppingRule StoppingRule::gl(double alpha) {
-  return parse_one(fmt::format("gl:{}", alpha));
-}
-StoppingRule StoppingRule::pq(double alpha, int strip) {
-  return parse_one(fmt::format("pq:{}:{}", alpha, strip));
-}
-StoppingRule StoppingRule::up(int successive, int strip) {
-  return parse_one(fmt::format("up:{}:{}", successive, strip));
-}
-StoppingRule StoppingRule::robust(int steps, double probability) {
-  return parse_one(fmt::format("robust:{}:{}", steps, probability));
-}
-
-std::vector<StoppingRule> parse_rules(std::string_view spec) {
-  std::vector<StoppingRule> rules;
-  for (auto item : split(spec, ',')) {
-    item = trim(item);
-    if (item.empty())
-      throw OptionError(
-          fmt::format("rule spec '{}' has an empty item: list rules like "
-                      "'patience,gl:5'",
-                      spec));
-    rules.push_back(parse_one(item));
-  }
-  return rules;
-}
-
-std::string rules_to_string(const std::vector<StoppingRule>& rules) {
+std::string rules_to_string(const RuleList& rules) {
   std::string out;
   for (const auto& r : rules) {
     if (!out.empty()) out += ',';
-    out += r.to_string();
+    out += r->spec();
   }
   return out;
 }

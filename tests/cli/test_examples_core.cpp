@@ -1,5 +1,6 @@
-// examples/core_raw_buffers.cpp run for real: early stopping on raw float buffers, checkpoints of
-// named buffers, and the best ones loaded back (checked here from the files themselves).
+// The examples that need no libtorch, run for real. core_raw_buffers: early stopping on raw float
+// buffers, checkpoints of named buffers, and the best ones loaded back (checked here from the
+// files themselves). custom_rule: a stopping rule defined outside the library.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,6 +9,8 @@
 #include <filesystem>
 #include <regex>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "test_support.hpp"
 #include "vigil/checkpoint.hpp"
@@ -70,4 +73,21 @@ TEST(ExampleCoreRawBuffers, StopsEarlyAndItsBestCheckpointHoldsTheBestBuffers) {
   // The run directory is intact by vigil's own check.
   const auto v = run_vigil({"verify", run.string()});
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+}
+
+// examples/custom_rule.cpp: a rule defined outside the library stops the same run used as an
+// object and through a spec next to a built-in rule; its name is the stop's reason_kind.
+TEST(ExampleCustomRule, StopsByItsOwnRuleAsAnObjectAndThroughASpec) {
+  const auto r = run_process({example("example_custom_rule").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("object: stopped after epoch 6 (relative): val_loss improved by 0.82% on "
+                       "the best of the previous 3 epochs (< 1%); best 0.605 at epoch 6"),
+            std::string::npos)
+      << r.out;
+  const auto line = match(r.out, "spec gl:20,relative:3: (\\{.*\\})");
+  ASSERT_FALSE(line.empty()) << r.out;
+  const auto j = nlohmann::json::parse(line);
+  EXPECT_EQ(j.at("stop_epoch"), 6);
+  EXPECT_EQ(j.at("reason_kind"), "relative");
+  EXPECT_EQ(j.at("best_value"), 0.605);
 }

@@ -208,7 +208,8 @@ TEST(Replay, BadInputs) {
                      "patience must be 0 or more");
   expect_clean_error(run_vigil({"replay", "--values", "1,2", "--patience", "many"}), "patience");
   expect_clean_error(run_vigil({"replay", "--values", "1,2", "--combine", "most"}), "combine");
-  expect_clean_error(run_vigil({"replay", "--values", "1,2", "--monitor", "widgets"}), "--mode");
+  expect_clean_error(run_vigil({"replay", "--values", "1,2", "--monitor", "widgets"}),
+                     "set mode to min or max");
   expect_clean_error(run_vigil({"replay", "--log", (dir / "absent.csv").string()}),
                      "does not exist");
   expect_clean_error(run_vigil({"replay", "--log", empty}), "is empty");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "vigil/torch/callback.hpp"
 
@@ -12,8 +13,8 @@ namespace vigil::torch {
 struct ReduceLROnPlateauOptions {
   /// The metric to watch (default "val_loss").
   std::string monitor = "val_loss";
-  /// "min", "max" or "auto" (from the metric's name, see resolve_mode) (default "auto").
-  std::string mode = "auto";
+  /// Min, Max or Auto (from the metric's name, see resolve_mode) (default Auto).
+  ModeSetting mode = ModeSetting::Auto;
   /// New lr = lr * factor; must be in (0, 1) (default 0.1).
   double factor = 0.1;
   /// Epochs without improvement before reducing (default 10).
@@ -29,8 +30,13 @@ struct ReduceLROnPlateauOptions {
     monitor = std::move(v);
     return *this;
   }
-  ReduceLROnPlateauOptions& with_mode(std::string v) {
-    mode = std::move(v);
+  ReduceLROnPlateauOptions& with_mode(ModeSetting v) {
+    mode = v;
+    return *this;
+  }
+  /// "min", "max" or "auto"; throws OptionError for anything else.
+  ReduceLROnPlateauOptions& with_mode(std::string_view v) {
+    mode = parse_mode_setting(v);
     return *this;
   }
   ReduceLROnPlateauOptions& with_factor(double v) {

@@ -1,0 +1,173 @@
+// The options of EarlyStopper (Keras/Lightning names), each field described once in a table
+// that gives its JSON key (run.json, `vigil replay --batch`), its help line and its flag.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "vigil/error.hpp"
+#include "vigil/monitor.hpp"
+#include "vigil/option_table.hpp"
+#include "vigil/rule_registry.hpp"
+#include "vigil/stopping_rules.hpp"
+
+namespace vigil {
+
+/// How several rules combine.
+enum class Combine {
+  Any,  ///< stop when any rule says stop (the reason is the first rule, in list order, that fired)
+  All,  ///< stop only on an epoch on which every rule says stop
+};
+
+/// Options of EarlyStopper. JSON keys are the field names below.
+struct EarlyStoppingOptions {
+  /// The metric to watch, looked up in each epoch's logs (default "val_loss").
+  std::string monitor = "val_loss";
+  /// Min, Max or Auto (infer from the monitor's name; see resolve_mode) (default Auto).
+  ModeSetting mode = ModeSetting::Auto;
+  /// Epochs without improvement after which training stops, for the patience rule (default 0).
+  int patience = 0;
+  /// Minimum change that counts as an improvement; its absolute value is used (default 0).
+  double min_delta = 0.0;
+  /// The wait counter only resets on improvements that also beat this value (default: none).
+  std::optional<double> baseline;
+  /// Epochs before this index are not monitored at all (warm-up) (default 0).
+  int start_from_epoch = 0;
+  /// Stop at once when the value is NaN or infinite (default true).
+  bool check_finite = true;
+  /// Stop once the value is strictly better than this (default: none).
+  std::optional<double> stopping_threshold;
+  /// Stop once the value is strictly worse than this (default: none).
+  std::optional<double> divergence_threshold;
+  /// A monitored metric missing from the logs throws InputError when true; when false the
+  /// epoch is skipped with a warning in the decision (default true).
+  bool strict = true;
+  /// The stopping rules, shared and never modified: each EarlyStopper works on clones
+  /// (default: patience only). JSON key "rule", a spec like "patience,gl:5".
+  RuleList rules = {rules::patience()};
+  /// How `rules` combine (default Any). JSON key "combine": "any" or "all".
+  Combine combine = Combine::Any;
+  /// Stop after the epoch with index max_epochs - 1, i.e. after max_epochs epochs (default: none).
+  std::optional<long> max_epochs;
+  /// Stop after the first epoch that ends with at least this much wall-clock time elapsed
+  /// (default: none).
+  std::optional<double> time_budget_seconds;
+  /// The training metric of rules that need one (Prechelt's PQ), same direction as `monitor`
+  /// (default "loss").
+  std::string train_monitor = "loss";
+  /// The registry that rule specs (with_rule, the JSON key "rule") are resolved through; not
+  /// written to JSON (default: null, the built-in rules).
+  std::shared_ptr<const RuleRegistry> registry;
+
+  EarlyStoppingOptions& with_monitor(std::string v) {
+    monitor = std::move(v);
+    return *this;
+  }
+  EarlyStoppingOptions& with_mode(ModeSetting v) {
+    mode = v;
+    return *this;
+  }
+  /// "min", "max" or "auto"; throws OptionError for anything else.
+  EarlyStoppingOptions& with_mode(std::string_view v) {
+    mode = parse_mode_setting(v);
+    return *this;
+  }
+  EarlyStoppingOptions& with_patience(int v) {
+    patience = v;
+    return *this;
+  }
+  EarlyStoppingOptions& with_min_delta(double v) {
+    min_delta = v;
+    return *this;
+  }
+  EarlyStoppingOptions& with_baseline(std::optional<double> v) {
+    baseline = v;
+    return *this;
+  }
+  EarlyStoppingOptions& with_start_from_epoch(int v) {
+    start_from_epoch = v;
+    return *this;
+  }
+  EarlyStoppingOptions& with_check_finite(bool v) {
+    check_finite = v;
+    return *this;
+  }
+  EarlyStoppingOptions& with_stopping_threshold(std::optional<double> v) {
+    stopping_threshold = v;
+    return *this;
+  }
+  EarlyStoppingOptions& with_divergence_threshold(std::optional<double> v) {
+    divergence_threshold = v;
+    return *this;
+  }
+  EarlyStoppingOptions& with_strict(bool v) {
+    strict = v;
+    return *this;
+  }
+  EarlyStoppingOptions& with_rules(RuleList v) {
+    rules = std::move(v);
+    return *this;
+  }
+  /// Parses a spec such as "patience,gl:5" through `registry` (see parse_rules).
+  EarlyStoppingOptions& with_rule(std::string_view spec) {
+    rules = parse_rules(spec, rule_registry());
+    return *this;
+  }
+  EarlyStoppingOptions& with_combine(Combine v) {
+    combine = v;
+    return *this;
+  }
+  EarlyStoppingOptions& with_max_epochs(std::optional<long> v) {
+    max_epochs = v;
+    return *this;
+  }
+  EarlyStoppingOptions& with_time_budget_seconds(std::optional<double> v) {
+    time_budget_seconds = v;
+    return *this;
+  }
+  EarlyStoppingOptions& with_train_monitor(std::string v) {
+    train_monitor = std::move(v);
+    return *this;
+  }
+  /// Resolve later rule specs through `v` (e.g. RuleRegistry::builtin() plus your rules).
+  EarlyStoppingOptions& with_registry(RuleRegistry v) {
+    registry = std::make_shared<const RuleRegistry>(std::move(v));
+    return *this;
+  }
+
+  /// `registry`, or the built-in rules when it is null.
+  [[nodiscard]] const RuleRegistry& rule_registry() const {
+    return registry ? *registry : RuleRegistry::builtin();
+  }
+
+  /// Throws OptionError naming the first invalid setting (negative patience or
+  /// start_from_epoch, NaN delta or threshold, empty rules or monitor, max_epochs < 1, ...).
+  /// The mode is checked when an EarlyStopper resolves it.
+  void validate() const;
+
+  /// All options as one JSON object (non-finite numbers as "nan"/"inf"/"-inf", unset as null).
+  [[nodiscard]] nlohmann::json to_json() const;
+  /// Reads the keys present in `j` over `defaults` (rule specs through defaults' registry);
+  /// throws OptionError for an unknown key (naming the known ones) or a value of the wrong
+  /// type. "time_budget" is accepted as an alias of "time_budget_seconds", "rules" of "rule"
+  /// (also as an array of specs). Does not validate.
+  [[nodiscard]] static EarlyStoppingOptions from_json(const nlohmann::json& j,
+                                                      const EarlyStoppingOptions& defaults);
+  /// from_json over the default options.
+  [[nodiscard]] static EarlyStoppingOptions from_json(const nlohmann::json& j);
+};
+
+/// One entry per field of EarlyStoppingOptions, in the order of the struct: its JSON key,
+/// aliases, one-line help and command-line flag. to_json, from_json and the unknown-key error
+/// are derived from it.
+[[nodiscard]] std::span<const OptionField<EarlyStoppingOptions>> early_stopping_option_fields();
+
+void to_json(nlohmann::json& j, const EarlyStoppingOptions& options);
+void from_json(const nlohmann::json& j, EarlyStoppingOptions& options);
+
+}  // namespace vigil
