@@ -8,12 +8,13 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <optional>
 #include <random>
 #include <utility>
 
 #include <fmt/core.h>
+
+#include "detail/posix.hpp"
 
 namespace vigil {
 
@@ -28,9 +29,7 @@ constexpr std::size_t kMaxWriteChunk = std::size_t{1} << 30;
 // while the writer still hashes and copies, and fsync only waits for the tail.
 constexpr std::size_t kWriteBehindBytes = std::size_t{8} << 20;
 
-std::string errno_text(int err) {
-  return err == 0 ? "no error code" : std::strerror(err);
-}
+using detail::errno_text;
 
 // Removes a temporary file left by a failed write; its own failure is not worth reporting over
 // the error that caused it.
