@@ -88,7 +88,7 @@ DurableFile::DurableFile(DurableFile&& other) noexcept
 
 DurableFile& DurableFile::operator=(DurableFile&& other) noexcept {
   if (this != &other) {
-    if (fd_ >= 0) ops_->close(fd_);
+    if (fd_ >= 0) (void)ops_->close(fd_);
     path_ = std::move(other.path_);
     fd_ = std::exchange(other.fd_, -1);
     written_ = other.written_;
@@ -98,7 +98,7 @@ DurableFile& DurableFile::operator=(DurableFile&& other) noexcept {
 }
 
 DurableFile::~DurableFile() {
-  if (fd_ >= 0) ops_->close(fd_);
+  if (fd_ >= 0) (void)ops_->close(fd_);
 }
 
 void DurableFile::write_all(std::span<const std::byte> data) {
@@ -173,7 +173,7 @@ void fsync_dir(const std::filesystem::path& dir, const std::shared_ptr<FileOps>&
   }
   if (ops->fsync(fd) != 0) {
     int err = errno;
-    ops->close(fd);
+    (void)ops->close(fd);
     throw IoError(fmt::format("fsync of folder {} failed: {}", name.string(), errno_text(err)),
                   err);
   }
