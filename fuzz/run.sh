@@ -22,9 +22,9 @@ case $target in
     # rss_limit: a hostile header must never make the reader allocate more than this.
     run_flags=(-max_len=65536 -rss_limit_mb=2048)
     mkdir -p "$corpus"
-    "$cxx" "${flags[@]}" $(pkg-config --cflags libxxhash) \
-      "$root/fuzz/fuzz_safetensors.cpp" "$root/src/core/safetensors.cpp" "$root/src/core/io.cpp" \
-      "$root/src/core/xxhash.cpp" \
+    "$cxx" "${flags[@]}" -I"$root/src/core" $(pkg-config --cflags libxxhash) \
+      "$root/fuzz/fuzz_safetensors.cpp" "$root"/src/core/safetensors/*.cpp \
+      "$root/src/core/io.cpp" "$root/src/core/xxhash.cpp" \
       -lfmt $(pkg-config --libs libxxhash) -o "$out/fuzz_safetensors"
     ;;
   replay_scanner)

@@ -21,7 +21,7 @@ class IoError : public Error {
  public:
   IoError(const std::string& what, int err) : Error(what), errno_value_(err) {}
   /// The errno of the failing call (ENOSPC, EIO, ...), or 0 for a short write that set none.
-  int errno_value() const { return errno_value_; }
+  [[nodiscard]] int errno_value() const { return errno_value_; }
 
  private:
   int errno_value_;
@@ -32,16 +32,16 @@ class IoError : public Error {
 class FileOps {
  public:
   virtual ~FileOps() = default;
-  virtual int open(const char* path, int flags, mode_t mode);
-  virtual ssize_t write(int fd, const void* data, size_t size);
-  virtual ssize_t pwrite(int fd, const void* data, size_t size, off_t offset);
-  virtual int fsync(int fd);
-  virtual int close(int fd);
-  virtual int rename(const char* from, const char* to);
-  virtual int mkdir(const char* path, mode_t mode);
+  [[nodiscard]] virtual int open(const char* path, int flags, mode_t mode);
+  [[nodiscard]] virtual ssize_t write(int fd, const void* data, size_t size);
+  [[nodiscard]] virtual ssize_t pwrite(int fd, const void* data, size_t size, off_t offset);
+  [[nodiscard]] virtual int fsync(int fd);
+  [[nodiscard]] virtual int close(int fd);
+  [[nodiscard]] virtual int rename(const char* from, const char* to);
+  [[nodiscard]] virtual int mkdir(const char* path, mode_t mode);
 
   /// The pass-through implementation (stateless, shared).
-  static const std::shared_ptr<FileOps>& real();
+  [[nodiscard]] static const std::shared_ptr<FileOps>& real();
 };
 
 /// A file opened for writing that must be synced and closed explicitly; an unclosed file is
@@ -49,8 +49,8 @@ class FileOps {
 class DurableFile {
  public:
   /// Creates `path` (it must not exist: O_CREAT|O_EXCL) for writing.
-  static DurableFile create(const std::filesystem::path& path,
-                            std::shared_ptr<FileOps> ops = FileOps::real());
+  [[nodiscard]] static DurableFile create(const std::filesystem::path& path,
+                                          std::shared_ptr<FileOps> ops = FileOps::real());
   DurableFile(DurableFile&& other) noexcept;
   DurableFile& operator=(DurableFile&& other) noexcept;
   DurableFile(const DurableFile&) = delete;
@@ -60,13 +60,13 @@ class DurableFile {
   /// Writes all of `data` (continues after short writes and EINTR); throws IoError on failure.
   void write_all(std::span<const std::byte> data);
   /// Bytes written so far.
-  std::size_t size() const { return written_; }
+  [[nodiscard]] std::size_t size() const { return written_; }
   /// fsync; throws IoError (the file must then be treated as lost, never retried).
   void sync();
   /// close, reporting errors; safe to call once.
   void close();
-  int fd() const { return fd_; }
-  const std::filesystem::path& path() const { return path_; }
+  [[nodiscard]] int fd() const { return fd_; }
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
 
  private:
   DurableFile(std::filesystem::path path, int fd, std::shared_ptr<FileOps> ops);
@@ -84,9 +84,9 @@ void fsync_dir(const std::filesystem::path& dir,
 /// the final file, so that a crash leaves only names is_temporary_name() recognizes.
 inline constexpr std::string_view kTemporaryInfix = ".tmp-";
 /// A fresh temporary name in the same folder as `path` (same file system, so rename is atomic).
-std::filesystem::path temporary_path_for(const std::filesystem::path& path);
+[[nodiscard]] std::filesystem::path temporary_path_for(const std::filesystem::path& path);
 /// True for a file name made by temporary_path_for() (leftovers of an interrupted write).
-bool is_temporary_name(std::string_view filename);
+[[nodiscard]] bool is_temporary_name(std::string_view filename);
 
 /// Replaces `path` with `bytes` atomically and durably: temporary file in the same folder,
 /// write, fsync, rename over `path`, fsync the folder. On failure the old file is untouched.

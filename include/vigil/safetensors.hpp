@@ -26,11 +26,11 @@ enum class DType : std::uint8_t {
 // clang-format on
 
 /// "F32", "BF16", ... as the safetensors reference spells them.
-std::string_view dtype_name(DType dtype);
+[[nodiscard]] std::string_view dtype_name(DType dtype);
 /// Parses a reference dtype name; nullopt if unknown.
-std::optional<DType> parse_dtype(std::string_view name);
+[[nodiscard]] std::optional<DType> parse_dtype(std::string_view name);
 /// Bytes per element.
-std::size_t dtype_size(DType dtype);
+[[nodiscard]] std::size_t dtype_size(DType dtype);
 
 /// A named, non-owning view of one tensor's bytes: row-major, little-endian, contiguous.
 struct TensorView {
@@ -73,7 +73,7 @@ enum class FormatErrorKind {
 class FormatError : public Error {
  public:
   FormatError(FormatErrorKind kind, const std::string& what) : Error(what), kind_(kind) {}
-  FormatErrorKind kind() const { return kind_; }
+  [[nodiscard]] FormatErrorKind kind() const { return kind_; }
 
  private:
   FormatErrorKind kind_;
@@ -116,10 +116,9 @@ struct SafetensorsWriteOptions {
 /// checksums are off, so re-saving a file read back never carries stale checksums.
 /// Throws OptionError for invalid input (duplicate names, data size not matching the shape).
 /// Returns the whole file's XXH3-64 when options.file_hash is set, else nothing.
-std::optional<std::uint64_t> write_safetensors(DurableFile& out,
-                                               std::span<const TensorView> tensors,
-                                               const Metadata& metadata = {},
-                                               const SafetensorsWriteOptions& options = {});
+[[nodiscard]] std::optional<std::uint64_t> write_safetensors(
+    DurableFile& out, std::span<const TensorView> tensors, const Metadata& metadata = {},
+    const SafetensorsWriteOptions& options = {});
 
 /// Writes `path` atomically and durably (temporary name, fsync, rename, fsync of the folder).
 void save_safetensors(const std::filesystem::path& path, std::span<const TensorView> tensors,
@@ -132,7 +131,7 @@ struct TensorInfo {
   std::vector<std::uint64_t> shape;
   std::uint64_t begin = 0;  ///< data_offsets[0], relative to the start of the data section
   std::uint64_t end = 0;    ///< data_offsets[1]
-  std::uint64_t size() const { return end - begin; }
+  [[nodiscard]] std::uint64_t size() const { return end - begin; }
 };
 
 /// Options of the reader.
@@ -150,31 +149,31 @@ struct SafetensorsReadOptions {
 class SafetensorsFile {
  public:
   /// Memory-maps and validates `path`. Throws FormatError (malformed), IoError (cannot read).
-  static SafetensorsFile open(const std::filesystem::path& path,
-                              const SafetensorsReadOptions& options = {});
+  [[nodiscard]] static SafetensorsFile open(const std::filesystem::path& path,
+                                            const SafetensorsReadOptions& options = {});
   /// Validates a file image held by the caller (no copy; `bytes` must outlive the object).
-  static SafetensorsFile from_bytes(std::span<const std::byte> bytes,
-                                    const SafetensorsReadOptions& options = {});
+  [[nodiscard]] static SafetensorsFile from_bytes(std::span<const std::byte> bytes,
+                                                  const SafetensorsReadOptions& options = {});
 
   SafetensorsFile(SafetensorsFile&&) noexcept;
   SafetensorsFile& operator=(SafetensorsFile&&) noexcept;
   ~SafetensorsFile();
 
-  const Metadata& metadata() const;
+  [[nodiscard]] const Metadata& metadata() const;
   /// Tensors in file order.
-  const std::vector<TensorInfo>& tensors() const;
+  [[nodiscard]] const std::vector<TensorInfo>& tensors() const;
   /// nullptr if there is no tensor of that name.
-  const TensorInfo* find(std::string_view name) const;
+  [[nodiscard]] const TensorInfo* find(std::string_view name) const;
   /// Zero-copy view; throws Error naming the tensor and the ones that exist if it is missing.
-  TensorView view(std::string_view name) const;
+  [[nodiscard]] TensorView view(std::string_view name) const;
   /// Copies a tensor's bytes into `dst` (its size must match exactly).
   void copy_to(std::string_view name, std::span<std::byte> dst) const;
   /// True if the file carries vigil checksums.
-  bool has_checksums() const;
+  [[nodiscard]] bool has_checksums() const;
   /// Checks every stored checksum now; throws FormatError(ChecksumMismatch) naming the tensor.
   void verify_checksums() const;
   /// Size of the whole file in bytes.
-  std::uint64_t file_size() const;
+  [[nodiscard]] std::uint64_t file_size() const;
 
  private:
   struct Impl;
@@ -183,6 +182,6 @@ class SafetensorsFile {
 };
 
 /// XXH3-64 of a byte span (the checksum vigil stores).
-std::uint64_t xxh3_64(std::span<const std::byte> bytes);
+[[nodiscard]] std::uint64_t xxh3_64(std::span<const std::byte> bytes);
 
 }  // namespace vigil

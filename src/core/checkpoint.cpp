@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <system_error>
@@ -19,6 +18,7 @@
 #include <fmt/core.h>
 #include <fmt/format.h>
 
+#include "detail/posix.hpp"
 #include "xxh_state.hpp"
 
 namespace vigil {
@@ -29,6 +29,7 @@ constexpr std::string_view kFormat = "vigil-checkpoint/1";
 // state.json is small (metrics, RNG, data order); anything bigger is hostile or broken.
 constexpr std::uintmax_t kMaxStateBytes = std::uintmax_t{256} << 20;
 
+using detail::errno_text;
 using detail::new_xxh_state;
 
 std::string hex64(std::uint64_t v) {
@@ -58,10 +59,6 @@ bool is_plain_name(std::string_view s) {
   });
 }
 
-std::string errno_text(int err) {
-  return err == 0 ? "no error code" : std::strerror(err);
-}
-
 // Removing a half-written folder must not mask the error that caused it.
 void remove_quietly(const std::filesystem::path& p) {
   std::error_code ec;
@@ -69,8 +66,8 @@ void remove_quietly(const std::filesystem::path& p) {
 }
 
 std::uint64_t hash_file(const std::filesystem::path& path, std::uint64_t expected_size) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
+  detail::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) {
     int err = errno;
     throw CheckpointError(fmt::format("cannot read {}: {}", path.string(), errno_text(err)));
   }
@@ -78,11 +75,10 @@ std::uint64_t hash_file(const std::filesystem::path& path, std::uint64_t expecte
   std::vector<char> buf(std::size_t{1} << 20);
   std::uint64_t total = 0;
   for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
+    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
     if (n < 0) {
       int err = errno;
       if (err == EINTR) continue;
-      ::close(fd);
       throw CheckpointError(fmt::format("cannot read {}: {}", path.string(), errno_text(err)));
     }
     if (n == 0) break;
@@ -91,7 +87,6 @@ std::uint64_t hash_file(const std::filesystem::path& path, std::uint64_t expecte
     if (total > expected_size) break;
     XXH3_64bits_update(state.get(), buf.data(), static_cast<size_t>(n));
   }
-  ::close(fd);
   if (total != expected_size) {
     throw CheckpointError(fmt::format("{} changed size while being read ({} bytes, expected {})",
                                       path.string(), total, expected_size));

@@ -8,12 +8,13 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <optional>
 #include <random>
 #include <utility>
 
 #include <fmt/core.h>
+
+#include "detail/posix.hpp"
 
 namespace vigil {
 
@@ -28,9 +29,7 @@ constexpr std::size_t kMaxWriteChunk = std::size_t{1} << 30;
 // while the writer still hashes and copies, and fsync only waits for the tail.
 constexpr std::size_t kWriteBehindBytes = std::size_t{8} << 20;
 
-std::string errno_text(int err) {
-  return err == 0 ? "no error code" : std::strerror(err);
-}
+using detail::errno_text;
 
 // Removes a temporary file left by a failed write; its own failure is not worth reporting over
 // the error that caused it.
@@ -89,7 +88,7 @@ DurableFile::DurableFile(DurableFile&& other) noexcept
 
 DurableFile& DurableFile::operator=(DurableFile&& other) noexcept {
   if (this != &other) {
-    if (fd_ >= 0) ops_->close(fd_);
+    if (fd_ >= 0) (void)ops_->close(fd_);
     path_ = std::move(other.path_);
     fd_ = std::exchange(other.fd_, -1);
     written_ = other.written_;
@@ -99,7 +98,7 @@ DurableFile& DurableFile::operator=(DurableFile&& other) noexcept {
 }
 
 DurableFile::~DurableFile() {
-  if (fd_ >= 0) ops_->close(fd_);
+  if (fd_ >= 0) (void)ops_->close(fd_);
 }
 
 void DurableFile::write_all(std::span<const std::byte> data) {
@@ -174,7 +173,7 @@ void fsync_dir(const std::filesystem::path& dir, const std::shared_ptr<FileOps>&
   }
   if (ops->fsync(fd) != 0) {
     int err = errno;
-    ops->close(fd);
+    (void)ops->close(fd);
     throw IoError(fmt::format("fsync of folder {} failed: {}", name.string(), errno_text(err)),
                   err);
   }

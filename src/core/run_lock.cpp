@@ -15,6 +15,7 @@
 
 #include <fmt/core.h>
 
+#include "detail/posix.hpp"
 #include "vigil/io.hpp"
 
 namespace vigil {
@@ -38,18 +39,17 @@ RunLock RunLock::acquire(const std::filesystem::path& run_dir) {
                   ec.value());
   }
   auto path = run_dir / kRunLockFileName;
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) {
+  detail::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd) {
     int err = errno;
     throw IoError(fmt::format("cannot open lock file {}: {}", path.string(), std::strerror(err)),
                   err);
   }
-  while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
     if (err == EINTR) continue;
     if (err == EWOULDBLOCK) {
-      long pid = read_pid(fd);
-      ::close(fd);
+      long pid = read_pid(fd.get());
       throw LockError(
           fmt::format("run directory {} is in use by process {} (lock {}); stop that process or "
                       "use another run directory",
@@ -57,19 +57,17 @@ RunLock RunLock::acquire(const std::filesystem::path& run_dir) {
                       path.string()),
           pid);
     }
-    ::close(fd);
     throw IoError(fmt::format("cannot lock {}: {}", path.string(), std::strerror(err)), err);
   }
   // Only the holder writes, so a reader that lost the race sees either the old or the new pid.
   auto text = fmt::format("{}\n", ::getpid());
-  if (::ftruncate(fd, 0) != 0 ||
-      ::pwrite(fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
+  if (::ftruncate(fd.get(), 0) != 0 ||
+      ::pwrite(fd.get(), text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
     int err = errno;
-    ::close(fd);
     throw IoError(fmt::format("cannot write lock file {}: {}", path.string(), std::strerror(err)),
                   err);
   }
-  return RunLock(std::move(path), fd);
+  return RunLock(std::move(path), fd.release());
 }
 
 RunLock::RunLock(RunLock&& other) noexcept

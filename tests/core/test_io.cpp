@@ -55,7 +55,7 @@ class FaultyOps : public FileOps {
   }
   int close(int fd) override {
     if (hit(Op::Close)) {
-      FileOps::close(fd);  // like Linux: the descriptor is released even when close fails
+      (void)FileOps::close(fd);  // like Linux: the descriptor is released even when close fails
       return fail();
     }
     return FileOps::close(fd);
@@ -171,7 +171,7 @@ TEST(DurableFile, CreateRefusesExistingFiles) {
   TempDir dir;
   vigil::test::write_file(dir / "a", "old");
   try {
-    DurableFile::create(dir / "a");
+    (void)DurableFile::create(dir / "a");
     FAIL();
   } catch (const IoError& e) {
     EXPECT_EQ(e.errno_value(), EEXIST);
