@@ -23,7 +23,7 @@ struct KeyPrefix {
   std::string value;
 };
 
-namespace detail {
+namespace flag_text {
 
 /// A field's JSON value written as --help shows a default: the way CLI11 prints the C++ value
 /// (numbers as a stream writes them, strings bare, lists joined by commas); empty for null.
@@ -51,7 +51,7 @@ inline std::string type_name(const nlohmann::json& v) {
   return "TEXT";
 }
 
-}  // namespace detail
+}  // namespace flag_text
 
 /// Adds one option to `cmd` for each field, in `group`, writing into `target` (which must outlive
 /// the parse). A Value field takes one string and reads it with set_from_text(), so a bad value
@@ -82,10 +82,10 @@ void add_option_flags(CLI::App* cmd, std::span<const OptionField<Options>> field
                      return true;
                    },
                    f.help)
-                ->type_name(detail::type_name(now))
+                ->type_name(flag_text::type_name(now))
                 ->type_size(1)
                 ->expected(1)
-                ->default_str(detail::default_text(now));
+                ->default_str(flag_text::default_text(now));
     }
     opt->group(group);
     if (keyed != nullptr) keyed->emplace_back(opt, prefix.value + f.key);

@@ -15,19 +15,12 @@
 #include <nlohmann/json.hpp>
 
 #include "vigil/error.hpp"
-#include "vigil/setter.hpp"
 #include "vigil/io.hpp"
 #include "vigil/monitor.hpp"
 #include "vigil/safetensors.hpp"
+#include "vigil/setter.hpp"
 
 namespace vigil {
-
-/// A checkpoint folder is incomplete, corrupt or unusable; what() names the folder, the file and
-/// the problem.
-class CheckpointError : public Error {
- public:
-  using Error::Error;
-};
 
 /// The JSON file every checkpoint folder holds (its presence marks a checkpoint folder).
 inline constexpr std::string_view kStateFileName = "state.json";

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vigil/error.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/monitor.hpp"
 #include "vigil/option_table.hpp"
 #include "vigil/rule_registry.hpp"
@@ -64,76 +65,31 @@ struct EarlyStoppingOptions {
   /// written to JSON (default: null, the built-in rules).
   std::shared_ptr<const RuleRegistry> registry;
 
-  EarlyStoppingOptions& with_monitor(std::string v) {
-    monitor = std::move(v);
-    return *this;
-  }
-  EarlyStoppingOptions& with_mode(ModeSetting v) {
-    mode = v;
-    return *this;
-  }
+  VIGIL_SETTER(monitor)
+  VIGIL_SETTER(mode)
   /// "min", "max" or "auto"; throws OptionError for anything else.
   EarlyStoppingOptions& with_mode(std::string_view v) {
     mode = parse_mode_setting(v);
     return *this;
   }
-  EarlyStoppingOptions& with_patience(int v) {
-    patience = v;
-    return *this;
-  }
-  EarlyStoppingOptions& with_min_delta(double v) {
-    min_delta = v;
-    return *this;
-  }
-  EarlyStoppingOptions& with_baseline(std::optional<double> v) {
-    baseline = v;
-    return *this;
-  }
-  EarlyStoppingOptions& with_start_from_epoch(int v) {
-    start_from_epoch = v;
-    return *this;
-  }
-  EarlyStoppingOptions& with_check_finite(bool v) {
-    check_finite = v;
-    return *this;
-  }
-  EarlyStoppingOptions& with_stopping_threshold(std::optional<double> v) {
-    stopping_threshold = v;
-    return *this;
-  }
-  EarlyStoppingOptions& with_divergence_threshold(std::optional<double> v) {
-    divergence_threshold = v;
-    return *this;
-  }
-  EarlyStoppingOptions& with_strict(bool v) {
-    strict = v;
-    return *this;
-  }
-  EarlyStoppingOptions& with_rules(RuleList v) {
-    rules = std::move(v);
-    return *this;
-  }
+  VIGIL_SETTER(patience)
+  VIGIL_SETTER(min_delta)
+  VIGIL_SETTER(baseline)
+  VIGIL_SETTER(start_from_epoch)
+  VIGIL_SETTER(check_finite)
+  VIGIL_SETTER(stopping_threshold)
+  VIGIL_SETTER(divergence_threshold)
+  VIGIL_SETTER(strict)
+  VIGIL_SETTER(rules)
   /// Parses a spec such as "patience,gl:5" through `registry` (see parse_rules).
   EarlyStoppingOptions& with_rule(std::string_view spec) {
     rules = parse_rules(spec, rule_registry());
     return *this;
   }
-  EarlyStoppingOptions& with_combine(Combine v) {
-    combine = v;
-    return *this;
-  }
-  EarlyStoppingOptions& with_max_epochs(std::optional<long> v) {
-    max_epochs = v;
-    return *this;
-  }
-  EarlyStoppingOptions& with_time_budget_seconds(std::optional<double> v) {
-    time_budget_seconds = v;
-    return *this;
-  }
-  EarlyStoppingOptions& with_train_monitor(std::string v) {
-    train_monitor = std::move(v);
-    return *this;
-  }
+  VIGIL_SETTER(combine)
+  VIGIL_SETTER(max_epochs)
+  VIGIL_SETTER(time_budget_seconds)
+  VIGIL_SETTER(train_monitor)
   /// Resolve later rule specs through `v` (e.g. RuleRegistry::builtin() plus your rules).
   EarlyStoppingOptions& with_registry(RuleRegistry v) {
     registry = std::make_shared<const RuleRegistry>(std::move(v));

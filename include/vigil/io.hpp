@@ -16,17 +16,6 @@
 
 namespace vigil {
 
-/// A write, fsync, rename or other file-system call failed; the message names the file and errno.
-class IoError : public Error {
- public:
-  IoError(const std::string& what, int err) : Error(what), errno_value_(err) {}
-  /// The errno of the failing call (ENOSPC, EIO, ...), or 0 for a short write that set none.
-  [[nodiscard]] int errno_value() const { return errno_value_; }
-
- private:
-  int errno_value_;
-};
-
 /// The system calls the durable writers use. Tests subclass it to fail on purpose; everything
 /// else uses FileOps::real(). Methods follow the POSIX calls (return -1 and set errno on failure).
 class FileOps {

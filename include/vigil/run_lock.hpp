@@ -9,17 +9,6 @@
 
 namespace vigil {
 
-/// The run directory is locked by another process (or another RunLock of this one).
-class LockError : public Error {
- public:
-  LockError(const std::string& what, long holder_pid) : Error(what), holder_pid_(holder_pid) {}
-  /// The pid written in the lock file by the holder, or 0 if it could not be read.
-  long holder_pid() const { return holder_pid_; }
-
- private:
-  long holder_pid_;
-};
-
 /// The lock file inside a run directory.
 inline constexpr const char* kRunLockFileName = ".vigil.lock";
 

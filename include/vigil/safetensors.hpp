@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "vigil/error.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/io.hpp"
 
 namespace vigil {
@@ -47,38 +48,6 @@ using Metadata = std::map<std::string, std::string>;
 inline constexpr std::string_view kChecksumKeyPrefix = "vigil.xxh3:";  ///< + tensor name -> 16 hex
 inline constexpr std::string_view kFormatKey = "vigil.format";         ///< "1"
 
-/// Every way a file can be wrong, each its own kind (safetensors' reader has the same set).
-enum class FormatErrorKind {
-  FileTooSmall,          ///< fewer than 8 bytes
-  HeaderTooLarge,        ///< header length above 100,000,000
-  HeaderOutOfBounds,     ///< header length past the end of the file
-  InvalidUtf8,           ///< header is not UTF-8
-  InvalidJson,           ///< header is not JSON
-  NotAnObject,           ///< header (or a tensor entry) is not a JSON object
-  InvalidMetadata,       ///< `__metadata__` is not a string-to-string map
-  InvalidTensorEntry,    ///< missing/extra field, wrong type in dtype/shape/data_offsets
-  UnknownDType,          ///< dtype not in the reference's list
-  UnsupportedDType,      ///< a 4/6-bit dtype the reference added later
-  DuplicateName,         ///< the same tensor name twice
-  InvalidOffsets,        ///< offsets not sorted, not starting at 0, not contiguous, or begin > end
-  ElementCountOverflow,  ///< product(shape) * dtype size overflows 64 bits
-  SizeMismatch,          ///< byte span differs from product(shape) * dtype size
-  TrailingBytes,         ///< the data does not end exactly at the end of the file (extra
-                         ///< bytes, or a truncated file)
-  ChecksumMismatch,      ///< a tensor's XXH3-64 differs from the one stored
-  InvalidChecksum,       ///< a stored checksum is malformed or names no tensor
-};
-
-/// A malformed or corrupt tensor file. what() is one line naming the tensor and the numbers.
-class FormatError : public Error {
- public:
-  FormatError(FormatErrorKind kind, const std::string& what) : Error(what), kind_(kind) {}
-  [[nodiscard]] FormatErrorKind kind() const { return kind_; }
-
- private:
-  FormatErrorKind kind_;
-};
-
 /// Options of the writer.
 struct SafetensorsWriteOptions {
   /// Store each tensor's XXH3-64 in `__metadata__` (default true).
@@ -92,22 +61,10 @@ struct SafetensorsWriteOptions {
   /// by write_safetensors (default false).
   bool file_hash = false;
 
-  SafetensorsWriteOptions& with_checksums(bool v) {
-    checksums = v;
-    return *this;
-  }
-  SafetensorsWriteOptions& with_block_bytes(std::size_t v) {
-    block_bytes = v;
-    return *this;
-  }
-  SafetensorsWriteOptions& with_ops(std::shared_ptr<FileOps> v) {
-    ops = std::move(v);
-    return *this;
-  }
-  SafetensorsWriteOptions& with_file_hash(bool v) {
-    file_hash = v;
-    return *this;
-  }
+  VIGIL_SETTER(checksums)
+  VIGIL_SETTER(block_bytes)
+  VIGIL_SETTER(ops)
+  VIGIL_SETTER(file_hash)
 };
 
 /// Writes a complete safetensors file into `out` (header then data in the reference order:
@@ -139,10 +96,7 @@ struct SafetensorsReadOptions {
   /// Check every tensor's stored XXH3-64 while opening (default true). Files without vigil
   /// checksums (from other writers) open fine either way.
   bool verify_checksums = true;
-  SafetensorsReadOptions& with_verify_checksums(bool v) {
-    verify_checksums = v;
-    return *this;
-  }
+  VIGIL_SETTER(verify_checksums)
 };
 
 /// An opened, validated tensor file. Views stay valid while the object lives.

@@ -14,13 +14,8 @@
 
 namespace vigil::torch {
 
-/// A collective failed: another rank died, hung past the timeout, or the rendezvous failed. The
-/// process group cannot be used afterwards; the process should exit (the run resumes from its
-/// newest checkpoint when started again).
-class DistributedError : public Error {
- public:
-  using Error::Error;
-};
+/// A collective failed (declared in vigil/error.hpp with every other error).
+using DistributedError = vigil::DistributedError;
 
 /// Options of ProcessGroup; from_env() reads them the way torchrun sets them.
 struct DistributedOptions {

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "vigil/torch/callback.hpp"
+#include "vigil/setter.hpp"
 
 namespace vigil::torch {
 
@@ -26,39 +27,18 @@ struct ReduceLROnPlateauOptions {
   /// The learning rate never goes below this (default 0).
   double min_lr = 0.0;
 
-  ReduceLROnPlateauOptions& with_monitor(std::string v) {
-    monitor = std::move(v);
-    return *this;
-  }
-  ReduceLROnPlateauOptions& with_mode(ModeSetting v) {
-    mode = v;
-    return *this;
-  }
+  VIGIL_SETTER(monitor)
+  VIGIL_SETTER(mode)
   /// "min", "max" or "auto"; throws OptionError for anything else.
   ReduceLROnPlateauOptions& with_mode(std::string_view v) {
     mode = parse_mode_setting(v);
     return *this;
   }
-  ReduceLROnPlateauOptions& with_factor(double v) {
-    factor = v;
-    return *this;
-  }
-  ReduceLROnPlateauOptions& with_patience(int v) {
-    patience = v;
-    return *this;
-  }
-  ReduceLROnPlateauOptions& with_min_delta(double v) {
-    min_delta = v;
-    return *this;
-  }
-  ReduceLROnPlateauOptions& with_cooldown(int v) {
-    cooldown = v;
-    return *this;
-  }
-  ReduceLROnPlateauOptions& with_min_lr(double v) {
-    min_lr = v;
-    return *this;
-  }
+  VIGIL_SETTER(factor)
+  VIGIL_SETTER(patience)
+  VIGIL_SETTER(min_delta)
+  VIGIL_SETTER(cooldown)
+  VIGIL_SETTER(min_lr)
 
   /// Throws OptionError for factor outside (0, 1), negative patience/cooldown/min_lr.
   void validate() const;
