@@ -48,11 +48,12 @@ int main(int argc, char** argv) try {
                                                                      .with_monitor("val_loss")
                                                                      .with_save_top_k(1)
                                                                      .with_keep_last(2));
-  auto stopping =
-      std::make_shared<vt::EarlyStopping>(vigil::EarlyStoppingOptions{}
-                                              .with_monitor("val_loss")
-                                              .with_patience(std::stoi(flags["--patience"])),
-                                          /*restore_best_weights=*/true);
+  auto stopping = std::make_shared<vt::EarlyStopping>(
+      vt::EarlyStoppingCallbackOptions{}
+          .with_stopping(vigil::EarlyStoppingOptions{}
+                             .with_monitor("val_loss")
+                             .with_patience(std::stoi(flags["--patience"])))
+          .with_restore_best_weights(true));
 
   vt::CallbackList callbacks;
   callbacks.add(std::make_shared<vt::BackupAndRestore>(manager));

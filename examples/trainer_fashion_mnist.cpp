@@ -64,8 +64,9 @@ int main(int argc, char** argv) try {
                                                               .with_save_top_k(1)
                                                               .with_keep_last(1));
   auto stopping = std::make_shared<vt::EarlyStopping>(
-      vigil::EarlyStoppingOptions{}.with_monitor("val_loss").with_patience(2),
-      /*restore_best_weights=*/true);
+      vt::EarlyStoppingCallbackOptions{}
+          .with_stopping(vigil::EarlyStoppingOptions{}.with_monitor("val_loss").with_patience(2))
+          .with_restore_best_weights(true));
 
   vt::Trainer trainer(vt::TrainerOptions{}
                           .with_epochs(std::stoi(flags["--epochs"]))

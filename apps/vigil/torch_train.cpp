@@ -183,8 +183,10 @@ int run_worker_rank(const RunConfig& config, std::shared_ptr<vt::ProcessGroup> g
                     ::torch::nn::Sequential net, ::torch::optim::Optimizer& optimizer,
                     const RunData& data, const TrainArgs& a) {
   vt::Trainer trainer(trainer_options(config).with_distributed(group));
-  trainer.add_callback(
-      std::make_shared<vt::EarlyStopping>(config.early_stopping, config.restore_best_weights));
+  trainer.add_callback(std::make_shared<vt::EarlyStopping>(
+      vt::EarlyStoppingCallbackOptions{}
+          .with_stopping(config.early_stopping)
+          .with_restore_best_weights(config.restore_best_weights)));
   if (auto reduce_lr = make_reduce_lr(config)) trainer.add_callback(reduce_lr);
   trainer.add_callback(make_sharded_checkpoint(config, group, nullptr, a));
   if ((a.debug_kill_after_batches > 0 || a.debug_kill_after_epochs > 0) &&
@@ -297,8 +299,10 @@ MainRun open_run(const fs::path& run_dir, const RunConfig& config,
   atomic_write_file(run_dir / "run.json", config.to_json().dump(2) + "\n");
   r.restore = std::make_shared<vt::BackupAndRestore>(
       r.backup, vt::BackupAndRestoreOptions{}.with_save_every_epoch(r.backup != r.manager));
-  r.stopping =
-      std::make_shared<vt::EarlyStopping>(config.early_stopping, config.restore_best_weights);
+  r.stopping = std::make_shared<vt::EarlyStopping>(
+      vt::EarlyStoppingCallbackOptions{}
+          .with_stopping(config.early_stopping)
+          .with_restore_best_weights(config.restore_best_weights));
   r.checkpoints = std::make_shared<vt::ModelCheckpoint>(r.manager);
   return r;
 }

@@ -5,8 +5,11 @@
 
 namespace vigil::torch {
 
-EarlyStopping::EarlyStopping(EarlyStoppingOptions options, bool restore_best_weights)
-    : stopper_(std::move(options)), restore_best_weights_(restore_best_weights) {}
+EarlyStopping::EarlyStopping(EarlyStoppingCallbackOptions options)
+    : stopper_(std::move(options.stopping)), restore_best_weights_(options.restore_best_weights) {}
+
+EarlyStopping::EarlyStopping(EarlyStoppingOptions options)
+    : EarlyStopping(EarlyStoppingCallbackOptions{}.with_stopping(std::move(options))) {}
 
 void EarlyStopping::on_train_begin(TrainContext&, const Logs&) {
   stopper_.reset();

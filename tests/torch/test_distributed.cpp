@@ -282,7 +282,9 @@ TEST_F(Distributed, EarlyStoppingDecidesTheSameOnEveryRankFromTheSharedValLoss) 
   auto errors = run_ranks(2, [&](int r, std::shared_ptr<vt::ProcessGroup> g) {
     // A min_delta no epoch can beat: stops after `patience` epochs without improvement.
     stoppers[r] = std::make_shared<vt::EarlyStopping>(
-        vigil::EarlyStoppingOptions{}.with_patience(2).with_min_delta(10.0), true);
+        vt::EarlyStoppingCallbackOptions{}
+            .with_stopping(vigil::EarlyStoppingOptions{}.with_patience(2).with_min_delta(10.0))
+            .with_restore_best_weights(true));
     ranks[r] = train(g, 5, 20, 16, {stoppers[r]});
   });
   expect_no_errors(errors);

@@ -513,9 +513,12 @@ RestoreRun restore_run(int epochs, int patience, bool restore, int interrupt_pol
   if (interrupt_poll > 0) o.with_interrupt(interrupt_at_poll(interrupt_poll));
   Trainer trainer(o);
   RestoreRun r;
-  r.stopping = std::make_shared<EarlyStopping>(
-      EarlyStoppingOptions{}.with_monitor("val_loss").with_mode("max").with_patience(patience),
-      restore);
+  r.stopping = std::make_shared<EarlyStopping>(EarlyStoppingCallbackOptions{}
+                                                   .with_stopping(EarlyStoppingOptions{}
+                                                                      .with_monitor("val_loss")
+                                                                      .with_mode("max")
+                                                                      .with_patience(patience))
+                                                   .with_restore_best_weights(restore));
   r.weights = std::make_shared<WeightsRecorder>();
   trainer.add_callback(r.stopping);
   trainer.add_callback(r.weights);
@@ -638,7 +641,8 @@ TEST(LearningCurvePlot, WritesThePictureVigilPlotDrawsAfterEveryEpoch) {
   };
   auto counter = std::make_shared<SvgCounter>();
   counter->file = run / "learning_curve.svg";
-  trainer.add_callback(std::make_shared<EarlyStopping>(es, true));
+  trainer.add_callback(std::make_shared<EarlyStopping>(
+      EarlyStoppingCallbackOptions{}.with_stopping(es).with_restore_best_weights(true)));
   trainer.add_callback(std::make_shared<ModelCheckpoint>(manager));
   trainer.add_callback(plot);  // before the CSVLogger: it does not need metrics.csv
   trainer.add_callback(
@@ -759,9 +763,12 @@ TEST(Trainer, ResumesExactlyFromTheMiddleOfAnEpoch) {
     Trainer trainer(o);
     auto rec = std::make_shared<Recorder>();
     trainer.add_callback(std::make_shared<Backup>(backup));
-    auto es = std::make_shared<EarlyStopping>(
-        EarlyStoppingOptions{}.with_monitor("val_loss").with_patience(1).with_min_delta(0.02),
-        true);
+    auto es = std::make_shared<EarlyStopping>(EarlyStoppingCallbackOptions{}
+                                                  .with_stopping(EarlyStoppingOptions{}
+                                                                     .with_monitor("val_loss")
+                                                                     .with_patience(1)
+                                                                     .with_min_delta(0.02))
+                                                  .with_restore_best_weights(true));
     trainer.add_callback(es);
     trainer.add_callback(std::make_shared<CSVLogger>(CSVLoggerOptions{}.with_filename(csv)));
     trainer.add_callback(rec);

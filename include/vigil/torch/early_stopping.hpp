@@ -7,18 +7,32 @@
 #include <string>
 
 #include "vigil/early_stopping.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/torch/callback.hpp"
 
 namespace vigil::torch {
+
+/// Options of the EarlyStopping callback: the stopper's options and Keras's restore_best_weights.
+struct EarlyStoppingCallbackOptions {
+  /// The rules and their settings (monitor, mode, patience, min_delta, baseline, ...)
+  /// (default: EarlyStoppingOptions{}).
+  EarlyStoppingOptions stopping;
+  /// Keep an in-memory copy of the weights of the best epoch and load it into the model in
+  /// on_train_end, whatever ended training (early stop, the last epoch, an interruption), as
+  /// Keras 3 does. The copy is checkpointed with the callback (default false).
+  bool restore_best_weights = false;
+
+  VIGIL_SETTER(stopping)
+  VIGIL_SETTER(restore_best_weights)
+};
 
 /// Keras's EarlyStopping as a callback. The stopping rules are the core EarlyStopper's
 /// (EarlyStoppingOptions: monitor, mode, patience, min_delta, baseline, start_from_epoch, ...).
 class EarlyStopping : public Callback {
  public:
-  /// `restore_best_weights` (default false): keep an in-memory copy of the weights of the best
-  /// epoch and load it into the model in on_train_end, whatever ended training (early stop, the
-  /// last epoch, an interruption), as Keras 3 does. The copy is checkpointed with the callback.
-  explicit EarlyStopping(EarlyStoppingOptions options = {}, bool restore_best_weights = false);
+  explicit EarlyStopping(EarlyStoppingCallbackOptions options);
+  /// The stopper alone, without restoring the best weights.
+  explicit EarlyStopping(EarlyStoppingOptions options = {});
 
   std::string name() const override { return "early_stopping"; }
   void on_train_begin(TrainContext& ctx, const Logs& logs) override;
