@@ -64,10 +64,8 @@ vigil::TensorView view(std::string name, std::span<const float> data,
 }  // namespace
 
 int main(int argc, char** argv) try {
-  std::string run_dir = "runs/example-core";
-  auto parsed = parse_example_args(argc, argv, run_dir, {{"--epochs", "500"}, {"--patience", "5"}});
-  if (!parsed) return 2;
-  auto& flags = *parsed;
+  auto [run_dir, flags] = parse_example_args(argc, argv, "runs/example-core",
+                                             {{"--epochs", "500"}, {"--patience", "5"}});
   std::mt19937 rng(7);
   const Rows train = make_rows(200, rng);
   const Rows val = make_rows(50, rng);

@@ -25,15 +25,11 @@
 namespace vt = vigil::torch;
 
 int main(int argc, char** argv) try {
-  std::string run_dir = "runs/example-custom-loop";
-  auto parsed = parse_example_args(argc, argv, run_dir,
-                                   {{"--data", std::string(vt::kFashionMnistDir)},
-                                    {"--limit-train", "6000"},
-                                    {"--epochs", "15"},
-                                    {"--patience", "2"}});
-  if (!parsed) return 2;
-  auto& flags = *parsed;
-  const std::filesystem::path dir = run_dir;
+  auto [dir, flags] = parse_example_args(argc, argv, "runs/example-custom-loop",
+                                         {{"--data", std::string(vt::kFashionMnistDir)},
+                                          {"--limit-train", "6000"},
+                                          {"--epochs", "15"},
+                                          {"--patience", "2"}});
   auto all =
       vt::load_fashion_mnist(vt::Split::Train, vt::FashionMnistOptions{}
                                                    .with_root(flags["--data"])

@@ -2,14 +2,22 @@
 #pragma once
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <map>
-#include <optional>
 #include <string>
 
-/// Reads `RUN_DIR --flag value ...`: a word without "--" is the run directory, a known flag takes
-/// the next word. An unknown flag is reported on stderr and gives nullopt (exit with 2).
-inline std::optional<std::map<std::string, std::string>> parse_example_args(
-    int argc, char** argv, std::string& run_dir, std::map<std::string, std::string> flags) {
+/// What an example was given: its run directory and every flag's value (a default if absent).
+struct ExampleArgs {
+  std::filesystem::path run_dir;
+  std::map<std::string, std::string> flags;
+};
+
+/// Reads `RUN_DIR --flag value ...`: a word without "--" is the run directory (default
+/// `run_dir`), a flag of `flags` takes the next word. An unknown flag is reported on stderr and
+/// ends the program with exit code 2.
+inline ExampleArgs parse_example_args(int argc, char** argv, std::filesystem::path run_dir,
+                                      std::map<std::string, std::string> flags) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (flags.count(a) && i + 1 < argc) {
@@ -18,8 +26,8 @@ inline std::optional<std::map<std::string, std::string>> parse_example_args(
       run_dir = a;
     } else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
-      return std::nullopt;
+      std::exit(2);
     }
   }
-  return flags;
+  return {std::move(run_dir), std::move(flags)};
 }

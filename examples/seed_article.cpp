@@ -46,16 +46,12 @@ torch::nn::Sequential make_model(std::int64_t features) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  std::string run_dir = "runs/example-seed-article";
-  auto parsed = parse_example_args(argc, argv, run_dir,
-                                   {{"--epochs", "300"},
-                                    {"--patience", "10"},
-                                    {"--rows", "400"},
-                                    {"--csv", ""},
-                                    {"--target", ""}});
-  if (!parsed) return 2;
-  auto& flags = *parsed;
-  const std::filesystem::path dir = run_dir;
+  auto [dir, flags] = parse_example_args(argc, argv, "runs/example-seed-article",
+                                         {{"--epochs", "300"},
+                                          {"--patience", "10"},
+                                          {"--rows", "400"},
+                                          {"--csv", ""},
+                                          {"--target", ""}});
   torch::set_num_threads(1);
 
   vt::TrainValidation split;

@@ -29,15 +29,12 @@ namespace vt = vigil::torch;
 
 int main(int argc, char** argv) try {
   // RUN_DIR first, then --flag value pairs.
-  std::string run_dir = "runs/example-trainer";
-  auto parsed = parse_example_args(argc, argv, run_dir,
-                                   {{"--data", std::string(vt::kFashionMnistDir)},
-                                    {"--limit-train", "10000"},
-                                    {"--limit-test", "0"},
-                                    {"--epochs", "20"},
-                                    {"--threads", "0"}});
-  if (!parsed) return 2;
-  auto& flags = *parsed;
+  auto [run_dir, flags] = parse_example_args(argc, argv, "runs/example-trainer",
+                                             {{"--data", std::string(vt::kFashionMnistDir)},
+                                              {"--limit-train", "10000"},
+                                              {"--limit-test", "0"},
+                                              {"--epochs", "20"},
+                                              {"--threads", "0"}});
   const auto limit = [](const std::string& v) {
     const long long n = std::stoll(v);
     return n > 0 ? std::optional<std::int64_t>(n) : std::nullopt;
@@ -79,7 +76,7 @@ int main(int argc, char** argv) try {
   trainer.add_callback(stopping);
   trainer.add_callback(std::make_shared<vt::ModelCheckpoint>(manager));
   trainer.add_callback(std::make_shared<vt::CSVLogger>(
-      vt::CSVLoggerOptions{}.with_filename(std::filesystem::path(run_dir) / "metrics.csv")));
+      vt::CSVLoggerOptions{}.with_filename(run_dir / "metrics.csv")));
   trainer.add_callback(std::make_shared<vt::LearningCurvePlot>(
       vt::LearningCurvePlotOptions{}.with_run_dir(run_dir)));
   trainer.add_callback(std::make_shared<vt::ProgressBar>());
@@ -92,7 +89,7 @@ int main(int argc, char** argv) try {
                stopping->restored() ? ", weights restored" : "");
 
   // The model now holds the best weights: save them where anyone (Python too) can load them.
-  vt::save_module_state(std::filesystem::path(run_dir) / "model.safetensors", *model);
+  vt::save_module_state(run_dir / "model.safetensors", *model);
   const auto m = vt::evaluate(vt::Model::of(model), test);
   fmt::print("test accuracy: {:.4f} on {} examples\n", m.at("accuracy"), test.size());
   return 0;

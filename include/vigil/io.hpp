@@ -65,6 +65,11 @@ class DurableFile {
   std::shared_ptr<FileOps> ops_;
 };
 
+/// Renames `from` to `to` (through `ops`); throws IoError naming both and the errno. Not durable
+/// by itself: fsync the folder afterwards.
+void rename_path(const std::filesystem::path& from, const std::filesystem::path& to,
+                 const std::shared_ptr<FileOps>& ops = FileOps::real());
+
 /// fsyncs a folder so that renames and creations inside it are durable.
 void fsync_dir(const std::filesystem::path& dir,
                const std::shared_ptr<FileOps>& ops = FileOps::real());

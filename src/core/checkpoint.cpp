@@ -366,12 +366,7 @@ CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const Checkpoi
     text.push_back('\n');
     write_small_file(tmp / kStateFileName, text, ops);
     fsync_dir(tmp, ops);
-    if (ops->rename(tmp.c_str(), dir.c_str()) != 0) {
-      int err = errno;
-      throw IoError(
-          fmt::format("cannot rename {} to {}: {}", tmp.string(), dir.string(), errno_text(err)),
-          err);
-    }
+    rename_path(tmp, dir, ops);
   } catch (...) {
     remove_quietly(tmp);
     throw;

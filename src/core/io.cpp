@@ -162,6 +162,17 @@ void DurableFile::close() {
   }
 }
 
+void rename_path(const std::filesystem::path& from, const std::filesystem::path& to,
+                 const std::shared_ptr<FileOps>& ops_in) {
+  const auto& ops = ops_in ? ops_in : FileOps::real();
+  if (ops->rename(from.c_str(), to.c_str()) != 0) {
+    int err = errno;
+    throw IoError(
+        fmt::format("cannot rename {} to {}: {}", from.string(), to.string(), errno_text(err)),
+        err);
+  }
+}
+
 void fsync_dir(const std::filesystem::path& dir, const std::shared_ptr<FileOps>& ops_in) {
   const auto& ops = ops_in ? ops_in : FileOps::real();
   auto name = dir.empty() ? std::filesystem::path(".") : dir;
@@ -220,12 +231,7 @@ void atomic_write_file_with(const std::filesystem::path& path,
     fill(*file);
     file->sync();
     file->close();
-    if (ops->rename(tmp.c_str(), path.c_str()) != 0) {
-      int err = errno;
-      throw IoError(
-          fmt::format("cannot rename {} to {}: {}", tmp.string(), path.string(), errno_text(err)),
-          err);
-    }
+    rename_path(tmp, path, ops);
   } catch (...) {
     file.reset();
     remove_quietly(tmp);

@@ -57,33 +57,16 @@ nlohmann::json ReplayResult::to_json() const {
   };
 }
 
-ReplayResult replay(std::span<const double> values, const EarlyStoppingOptions& options,
-                    std::span<const double> train_values, std::span<const double> elapsed_seconds) {
-  check_lengths(values.size(), train_values.size(), "the training series");
-  check_lengths(values.size(), elapsed_seconds.size(), "the elapsed-time series");
-  EarlyStopper s(options);
-  long run = 0;
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    std::optional<double> train;
-    if (!train_values.empty()) train = train_values[i];
-    const auto d = s.update(static_cast<long>(i), values[i],
-                            elapsed_seconds.empty() ? 0.0 : elapsed_seconds[i], train);
-    ++run;
-    if (d.stop) break;
-  }
-  return finish(s, run);
-}
+namespace {
 
-ReplayResult replay(std::span<const Logs> rows, const EarlyStoppingOptions& options,
-                    std::span<const long> epochs, std::span<const double> elapsed_seconds) {
-  check_lengths(rows.size(), epochs.size(), "the epoch column");
-  check_lengths(rows.size(), elapsed_seconds.size(), "the elapsed-time series");
+// Feeds epochs 0..n-1 to a fresh stopper through `feed(stopper, i)` until one stops.
+template <class Feed>
+ReplayResult run_replay(const EarlyStoppingOptions& options, std::size_t n, Feed feed) {
   EarlyStopper s(options);
   long run = 0;
   std::vector<std::string> warnings;
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const long epoch = epochs.empty() ? static_cast<long>(i) : epochs[i];
-    auto d = s.on_epoch_end(epoch, rows[i], elapsed_seconds.empty() ? 0.0 : elapsed_seconds[i]);
+  for (std::size_t i = 0; i < n; ++i) {
+    StopDecision d = feed(s, i);
     ++run;
     if (!d.warning.empty()) warnings.push_back(std::move(d.warning));
     if (d.stop) break;
@@ -91,6 +74,30 @@ ReplayResult replay(std::span<const Logs> rows, const EarlyStoppingOptions& opti
   auto r = finish(s, run);
   r.warnings = std::move(warnings);
   return r;
+}
+
+}  // namespace
+
+ReplayResult replay(std::span<const double> values, const EarlyStoppingOptions& options,
+                    std::span<const double> train_values, std::span<const double> elapsed_seconds) {
+  check_lengths(values.size(), train_values.size(), "the training series");
+  check_lengths(values.size(), elapsed_seconds.size(), "the elapsed-time series");
+  return run_replay(options, values.size(), [&](EarlyStopper& s, std::size_t i) {
+    std::optional<double> train;
+    if (!train_values.empty()) train = train_values[i];
+    return s.update(static_cast<long>(i), values[i],
+                    elapsed_seconds.empty() ? 0.0 : elapsed_seconds[i], train);
+  });
+}
+
+ReplayResult replay(std::span<const Logs> rows, const EarlyStoppingOptions& options,
+                    std::span<const long> epochs, std::span<const double> elapsed_seconds) {
+  check_lengths(rows.size(), epochs.size(), "the epoch column");
+  check_lengths(rows.size(), elapsed_seconds.size(), "the elapsed-time series");
+  return run_replay(options, rows.size(), [&](EarlyStopper& s, std::size_t i) {
+    const long epoch = epochs.empty() ? static_cast<long>(i) : epochs[i];
+    return s.on_epoch_end(epoch, rows[i], elapsed_seconds.empty() ? 0.0 : elapsed_seconds[i]);
+  });
 }
 
 }  // namespace vigil
