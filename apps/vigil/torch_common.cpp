@@ -267,12 +267,11 @@ nlohmann::json merge_for_resume(const nlohmann::json& recorded, const nlohmann::
                                 const std::filesystem::path& run_dir) {
   nlohmann::json merged = recorded;
   for (const auto& key : explicit_keys) {
-    const auto ptr = nlohmann::json::json_pointer("/" + [&] {
-      std::string p = key;
-      for (auto& ch : p)
-        if (ch == '.') ch = '/';
-      return p;
-    }());
+    // "early_stopping.patience" -> "/early_stopping/patience".
+    std::string path = "/";
+    path.append(key);
+    std::replace(path.begin(), path.end(), '.', '/');
+    const auto ptr = nlohmann::json::json_pointer(path);
     if (!given.contains(ptr)) continue;
     const auto& now = given.at(ptr);
     if (frozen_keys().count(key) && merged.contains(ptr) && merged.at(ptr) != now) {
