@@ -74,28 +74,22 @@ struct OptionCodec<std::optional<double>> {
     return option_optional_number(key, j);
   }
 };
-template <>
-struct OptionCodec<int> {
-  static nlohmann::json get(int v) { return v; }
-  static int set(std::string_view key, const nlohmann::json& j) { return option_int(key, j); }
-};
-template <>
-struct OptionCodec<long> {
-  static nlohmann::json get(long v) { return v; }
-  static long set(std::string_view key, const nlohmann::json& j) { return option_integer(key, j); }
-};
-template <>
-struct OptionCodec<long long> {
-  static nlohmann::json get(long long v) { return v; }
-  static long long set(std::string_view key, const nlohmann::json& j) {
-    return option_integer(key, j);
-  }
-};
-template <>
-struct OptionCodec<unsigned long> {
-  static nlohmann::json get(unsigned long v) { return v; }
-  static unsigned long set(std::string_view key, const nlohmann::json& j) {
-    return option_unsigned(key, j);
+/// bool is a switch, not a number.
+template <class T>
+concept WholeNumber = std::is_integral_v<T> && !std::is_same_v<T, bool>;
+/// Whole numbers: unsigned ones refuse negatives, int and narrower are checked against int's
+/// range, wider ones against long's.
+template <WholeNumber T>
+struct OptionCodec<T> {
+  static nlohmann::json get(T v) { return v; }
+  static T set(std::string_view key, const nlohmann::json& j) {
+    if constexpr (std::is_unsigned_v<T>) {
+      return static_cast<T>(option_unsigned(key, j));
+    } else if constexpr (sizeof(T) < sizeof(long)) {
+      return static_cast<T>(option_int(key, j));
+    } else {
+      return static_cast<T>(option_integer(key, j));
+    }
   }
 };
 template <>
