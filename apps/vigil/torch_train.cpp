@@ -153,7 +153,7 @@ std::shared_ptr<vt::Callback> make_reduce_lr(const RunConfig& config) {
   return std::make_shared<vt::ReduceLROnPlateau>(
       vt::ReduceLROnPlateauOptions{}
           .with_monitor(config.early_stopping.monitor)
-          .with_mode(std::string(mode_name(config.early_stopping.mode)))
+          .with_mode(config.early_stopping.mode)
           .with_patience(config.reduce_lr_patience)
           .with_factor(config.reduce_lr_factor)
           .with_min_lr(config.min_lr)

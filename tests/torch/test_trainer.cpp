@@ -457,7 +457,7 @@ TEST(ReduceLROnPlateau, MinDeltaAndMaxMode) {
   // Keras max mode: improvement means current > best + min_delta.
   ReduceLROnPlateau cb(ReduceLROnPlateauOptions{}
                            .with_monitor("val_accuracy")
-                           .with_mode("max")
+                           .with_mode(ModeSetting::Max)
                            .with_patience(1)
                            .with_min_delta(0.05));
   const auto lrs = lr_trace(cb, "val_accuracy", {0.5, 0.54, 0.56, 0.62, 0.63}, 1.0);

@@ -29,11 +29,6 @@ struct ReduceLROnPlateauOptions {
 
   VIGIL_SETTER(monitor)
   VIGIL_SETTER(mode)
-  /// "min", "max" or "auto"; throws OptionError for anything else.
-  ReduceLROnPlateauOptions& with_mode(std::string_view v) {
-    mode = parse_mode_setting(v);
-    return *this;
-  }
   VIGIL_SETTER(factor)
   VIGIL_SETTER(patience)
   VIGIL_SETTER(min_delta)
