@@ -60,10 +60,10 @@ std::vector<Command> parse_guide(const std::string& text) {
       continue;
     }
     if (continued) {
-      out.back().text += "\n" + line;
+      out.back().text.append("\n").append(line);
       continued = line.ends_with("\\");
     } else if (in_command && line.starts_with("> ")) {  // the shell's secondary prompt
-      out.back().text += "\n" + line.substr(2);
+      out.back().text.append("\n").append(line, 2);
       continued = line.ends_with("\\");
     } else if (line.starts_with("$ ")) {
       out.push_back({n, section, line.substr(2), {}, 0});

@@ -106,7 +106,7 @@ class CountingFaultOps : public FileOps {
   int close(int fd) override {
     // The descriptor must still be released, or the test leaks it; report the error anyway.
     if (hit("close")) {
-      FileOps::close(fd);
+      (void)FileOps::close(fd);
       errno = err;
       return -1;
     }

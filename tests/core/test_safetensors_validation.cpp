@@ -186,8 +186,8 @@ TEST(SafetensorsValidation, InvalidOffsets) {
   // tensor.rs test_json_attack: ten tensors all claiming [0, 16].
   std::string attack = "{";
   for (int i = 0; i < 10; ++i) {
-    attack += (i ? "," : "") + std::string("\"weight_") + std::to_string(i) +
-              R"(":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]})";
+    attack.append(i ? "," : "").append("\"weight_").append(std::to_string(i));
+    attack.append(R"(":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]})");
   }
   attack += "}";
   EXPECT_KIND(craft(attack, 16), InvalidOffsets);
