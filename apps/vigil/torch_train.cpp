@@ -150,14 +150,13 @@ vt::TrainerOptions trainer_options(const RunConfig& config) {
 
 std::shared_ptr<vt::Callback> make_reduce_lr(const RunConfig& config) {
   if (config.reduce_lr_patience < 0) return nullptr;
-  return std::make_shared<vt::ReduceLROnPlateau>(
-      vt::ReduceLROnPlateauOptions{}
-          .with_monitor(config.early_stopping.monitor)
-          .with_mode(config.early_stopping.mode)
-          .with_patience(config.reduce_lr_patience)
-          .with_factor(config.reduce_lr_factor)
-          .with_min_lr(config.min_lr)
-          .with_cooldown(config.cooldown));
+  return std::make_shared<vt::ReduceLROnPlateau>(vt::ReduceLROnPlateauOptions{}
+                                                     .with_monitor(config.early_stopping.monitor)
+                                                     .with_mode(config.early_stopping.mode)
+                                                     .with_patience(config.reduce_lr_patience)
+                                                     .with_factor(config.reduce_lr_factor)
+                                                     .with_min_lr(config.min_lr)
+                                                     .with_cooldown(config.cooldown));
 }
 
 // Data-parallel runs save sharded checkpoints: every rank writes its part (sharded_checkpoint.hpp).

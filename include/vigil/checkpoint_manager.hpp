@@ -15,12 +15,12 @@
 #include <nlohmann/json.hpp>
 
 #include "vigil/checkpoint.hpp"
-#include "vigil/setter.hpp"
 #include "vigil/io.hpp"
 #include "vigil/monitor.hpp"
 #include "vigil/option_table.hpp"
 #include "vigil/retention.hpp"
 #include "vigil/run_lock.hpp"
+#include "vigil/setter.hpp"
 
 namespace vigil {
 

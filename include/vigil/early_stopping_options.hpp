@@ -11,10 +11,10 @@
 #include <nlohmann/json.hpp>
 
 #include "vigil/error.hpp"
-#include "vigil/setter.hpp"
 #include "vigil/monitor.hpp"
 #include "vigil/option_table.hpp"
 #include "vigil/rule_registry.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/stopping_rules.hpp"
 
 namespace vigil {

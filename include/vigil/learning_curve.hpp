@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "vigil/error.hpp"
-#include "vigil/setter.hpp"
 #include "vigil/metrics_log.hpp"
+#include "vigil/setter.hpp"
 
 namespace vigil {
 

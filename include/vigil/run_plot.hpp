@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "vigil/early_stopping.hpp"
-#include "vigil/setter.hpp"
 #include "vigil/learning_curve.hpp"
 #include "vigil/metrics_log.hpp"
+#include "vigil/setter.hpp"
 
 namespace vigil {
 

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "vigil/error.hpp"
-#include "vigil/setter.hpp"
 #include "vigil/io.hpp"
+#include "vigil/setter.hpp"
 
 namespace vigil {
 

@@ -5,7 +5,7 @@
 
 /// Declares `with_NAME(value)`, which sets the field NAME (declared above it) and returns the
 /// struct, so options chain as `Options{}.with_a(1).with_b("x")`.
-#define VIGIL_SETTER(name)                 \
+#define VIGIL_SETTER(name)                  \
   auto& with_##name(decltype(name) value) { \
     name = std::move(value);                \
     return *this;                           \

@@ -2,7 +2,6 @@
 // vigil::core in one include.
 #pragma once
 
-#include "vigil/vigil.hpp"
 #include "vigil/torch/backup_and_restore.hpp"
 #include "vigil/torch/callback.hpp"
 #include "vigil/torch/csv_logger.hpp"
@@ -20,3 +19,4 @@
 #include "vigil/torch/sharded_checkpoint.hpp"
 #include "vigil/torch/tensor_bridge.hpp"
 #include "vigil/torch/trainer.hpp"
+#include "vigil/vigil.hpp"

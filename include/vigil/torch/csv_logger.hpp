@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <string>
 
-#include "vigil/torch/callback.hpp"
 #include "vigil/setter.hpp"
+#include "vigil/torch/callback.hpp"
 
 namespace vigil::torch {
 

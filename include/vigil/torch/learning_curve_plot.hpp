@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "vigil/early_stopping.hpp"
-#include "vigil/setter.hpp"
 #include "vigil/run_plot.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/torch/callback.hpp"
 
 namespace vigil::torch {

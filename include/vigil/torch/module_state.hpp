@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "vigil/error.hpp"
-#include "vigil/setter.hpp"
 #include "vigil/safetensors.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/torch/tensor_bridge.hpp"
 
 namespace vigil::torch {

@@ -5,8 +5,8 @@
 #include <string>
 #include <string_view>
 
-#include "vigil/torch/callback.hpp"
 #include "vigil/setter.hpp"
+#include "vigil/torch/callback.hpp"
 
 namespace vigil::torch {
 

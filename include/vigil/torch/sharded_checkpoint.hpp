@@ -16,8 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "vigil/checkpoint_manager.hpp"
-#include "vigil/setter.hpp"
 #include "vigil/safetensors.hpp"
+#include "vigil/setter.hpp"
 #include "vigil/sharded_files.hpp"
 #include "vigil/torch/callback.hpp"
 #include "vigil/torch/distributed.hpp"
