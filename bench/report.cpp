@@ -270,6 +270,18 @@ std::string code_block(const std::string& s) {
 
 }  // namespace
 
+// Calls row(label, prefix) for each state whose figures hold `prefix + probe`, where prefix is
+// `head` + the state's label + "." (e.g. "save.1GiB-F32.").
+template <class Row>
+void for_each_state(const Config& cfg, const nlohmann::json& F, const std::string& head,
+                    const std::string& probe, Row row) {
+  for (const auto& [bytes, dtype] : cfg.states) {
+    const auto label = state_label(bytes, dtype);
+    const auto prefix = head + label + ".";
+    if (F.contains(prefix + probe)) row(label, prefix);
+  }
+}
+
 std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
   std::string md;
   auto out = [&](const std::string& s) { md += s; };
@@ -329,10 +341,7 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
       "vigil / dd throughput | vigil / dd direct | vigil speed-up vs torch::save | vs torch.save "
       "| torch::save, torch.save without fsync |\n"
       "|---|---|---|---|---|---|---|---|---|---|---|\n");
-  for (const auto& [bytes, dtype] : cfg.states) {
-    const auto L = state_label(bytes, dtype);
-    const auto s = "save." + L + ".";
-    if (!F.contains(s + "vigil")) continue;
+  for_each_state(cfg, F, "save.", "vigil", [&](const std::string& L, const std::string& s) {
     out(fmt::format(
         "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}, {} |\n", L, fig(F[s + "dd"]),
         fig(F[s + "dd_direct"]), fig(F[s + "vigil"]), fig(F[s + "torch_save"]),
@@ -341,7 +350,7 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
         fmt_ratio(R, s + "vigil_speedup_vs_torch_save"),
         fmt_ratio(R, s + "vigil_speedup_vs_python_save"),
         secs(F[s + "torch_save_nosync"]["median"]), secs(F[s + "python_save_nosync"]["median"])));
-  }
+  });
 
   out("\n## 1b. Parallel sharded save against the single writer\n\n");
   out("The same module (the state above as its parameters) saved as a training checkpoint "
@@ -352,14 +361,12 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
       "folder, rank 0 writing the index and committing after both report success. Speed-up = "
       "single time / sharded time.\n\n| State | single writer | 2 ranks, sharded | speed-up |\n"
       "|---|---|---|---|\n");
-  for (const auto& [bytes, dtype] : cfg.states) {
-    const auto L = state_label(bytes, dtype);
-    const auto s = "save." + L + ".";
-    if (!F.contains(s + "checkpoint_sharded2")) continue;
-    out(fmt::format("| {} | {} | {} | {} |\n", L, fig(F[s + "checkpoint_single"]),
-                    fig(F[s + "checkpoint_sharded2"]),
-                    fmt_ratio(R, s + "sharded2_speedup_vs_single")));
-  }
+  for_each_state(cfg, F, "save.", "checkpoint_sharded2",
+                 [&](const std::string& L, const std::string& s) {
+                   out(fmt::format("| {} | {} | {} | {} |\n", L, fig(F[s + "checkpoint_single"]),
+                                   fig(F[s + "checkpoint_sharded2"]),
+                                   fmt_ratio(R, s + "sharded2_speedup_vs_single")));
+                 });
 
   for (const char* kind : {"load_warm", "load_cold"}) {
     const bool warm = std::string(kind) == "load_warm";
@@ -382,17 +389,16 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
     out("| State | vigil mmap+verify | vigil checkpoint open | vigil into module, verified | "
         "into module, unverified | torch::load | torch.load | mmap+verify vs torch.load | "
         "module verified vs torch::load |\n|---|---|---|---|---|---|---|---|---|\n");
-    for (const auto& [bytes, dtype] : cfg.states) {
-      const auto L = state_label(bytes, dtype);
-      const auto p = std::string(kind) + "." + L + ".";
-      if (!F.contains(p + "python_load")) continue;
-      out(fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", L,
-                      fig(F[p + "vigil_mmap_verify"]), fig(F[p + "vigil_checkpoint_open"]),
-                      fig(F[p + "vigil_module_verify"]), fig(F[p + "vigil_module_noverify"]),
-                      fig(F[p + "torch_load"]), fig(F[p + "python_load"]),
-                      fmt_ratio(R, p + "vigil_mmap_verify_speedup_vs_python_load"),
-                      fmt_ratio(R, p + "vigil_module_verify_speedup_vs_torch_load")));
-    }
+    for_each_state(
+        cfg, F, std::string(kind) + ".", "python_load",
+        [&](const std::string& L, const std::string& p) {
+          out(fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", L,
+                          fig(F[p + "vigil_mmap_verify"]), fig(F[p + "vigil_checkpoint_open"]),
+                          fig(F[p + "vigil_module_verify"]), fig(F[p + "vigil_module_noverify"]),
+                          fig(F[p + "torch_load"]), fig(F[p + "python_load"]),
+                          fmt_ratio(R, p + "vigil_mmap_verify_speedup_vs_python_load"),
+                          fmt_ratio(R, p + "vigil_module_verify_speedup_vs_torch_load")));
+        });
   }
 
   out("\n## 3. Async save: how long `save_async` blocks the training thread\n\n");
@@ -412,10 +418,7 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
       "sync save | background "
       "total | block / memcpy | block / sync save | faults (block, memcpy) |\n"
       "|---|---|---|---|---|---|---|---|---|\n");
-  for (const auto& [bytes, dtype] : cfg.states) {
-    const auto L = state_label(bytes, dtype);
-    const auto a = "async." + L + ".";
-    if (!F.contains(a + "block")) continue;
+  for_each_state(cfg, F, "async.", "block", [&](const std::string& L, const std::string& a) {
     auto first_call = [&](const std::string& p) {
       std::string text = secs(F[p + "first_block"]["median"]);
       if (F.contains(p + "first_block_reserved"))
@@ -431,7 +434,7 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
                     fig(F[a + "total"]), fmt_ratio(R, a + "block_per_memcpy"),
                     fmt_ratio(R, a + "block_per_sync_save"), faults(a + "block_faults"),
                     faults(a + "memcpy_faults")));
-  }
+  });
 
   out("\n## 4. Peak extra memory of a save\n\n");
   out(fmt::format(
@@ -441,14 +444,11 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
       r["facts"]["peak_rss_reset"].get<bool>()
           ? "high-water mark reset through /proc/self/clear_refs"
           : "clear_refs unsupported: the mark includes start-up"));
-  for (const auto& [bytes, dtype] : cfg.states) {
-    const auto L = state_label(bytes, dtype);
-    const auto p = "peak_extra." + L + ".";
-    if (!F.contains(p + "sync")) continue;
+  for_each_state(cfg, F, "peak_extra.", "sync", [&](const std::string& L, const std::string& p) {
     out(fmt::format("| {} | {:.1f} MiB | {:.1f} MiB (state {:.0f} MiB) |\n", L,
                     F[p + "sync"]["median"].get<double>() / kMiB,
                     F[p + "async"]["median"].get<double>() / kMiB, double(bytes) / kMiB));
-  }
+  });
 
   if (F.contains("train.bare")) {
     const auto& t = r["facts"]["train"];

@@ -320,25 +320,23 @@ void bench_storage(const Config& cfg, std::uint64_t bytes, DType dtype, Results&
     remove_all_quietly(torch_file);
     remove_all_quietly(py_file);
     ::sync();
+    // dd copies the state from /dev/shm into the scratch folder, 16 MiB at a time.
+    auto timed_dd = [&](const std::string& name, const std::vector<std::string>& flags) {
+      std::vector<std::string> argv = {"dd", "if=" + state_path.string(), "of=" + dd_out.string(),
+                                       "bs=16M"};
+      argv.insert(argv.end(), flags.begin(), flags.end());
+      argv.push_back("status=none");
+      auto out = run(argv, true);
+      if (out.exit_code != 0) throw Error(name + " failed");
+      res.add(key("save", name), out.seconds);
+      remove_all_quietly(dd_out);
+    };
     std::vector<Contender> saves = {
-        {"dd",
-         [&] {
-           auto out = run({"dd", "if=" + state_path.string(), "of=" + dd_out.string(), "bs=16M",
-                           "conv=fsync", "status=none"},
-                          true);
-           if (out.exit_code != 0) throw Error("dd failed");
-           res.add(key("save", "dd"), out.seconds);
-           remove_all_quietly(dd_out);
-         }},
+        {"dd", [&] { timed_dd("dd", {"conv=fsync"}); }},
+        // The device without the page cache (GNU dd drops O_DIRECT for a short last block).
         {"dd_direct",
          [&] {
-           // The device without the page cache (GNU dd drops O_DIRECT for a short last block).
-           auto out = run({"dd", "if=" + state_path.string(), "of=" + dd_out.string(), "bs=16M",
-                           "oflag=direct", "conv=fsync", "status=none"},
-                          true);
-           if (out.exit_code != 0) throw Error("dd oflag=direct failed");
-           res.add(key("save", "dd_direct"), out.seconds);
-           remove_all_quietly(dd_out);
+           timed_dd("dd_direct", {"oflag=direct", "conv=fsync"});
          }},
         {"vigil",
          [&] {
@@ -403,6 +401,19 @@ void bench_storage(const Config& cfg, std::uint64_t bytes, DType dtype, Results&
       timed_async();
     }
 
+    // load_module_state into the live module, with or without checking the checksums (a tiny
+    // call only maps a small file, to warm the code paths).
+    auto module_load = [&](bool tiny, bool verify) {
+      if (tiny) {
+        (void)SafetensorsFile::open(tiny_vigil);
+        return 0.0;
+      }
+      const auto t0 = Clock::now();
+      auto f =
+          SafetensorsFile::open(vigil_file, SafetensorsReadOptions{}.with_verify_checksums(verify));
+      vigil::torch::load_module_state(*module, f);
+      return seconds_since(t0);
+    };
     // Loads, warm: every file was just written and is read once more to be sure it is cached.
     fmt::print(stderr, ", warm loads");
     std::vector<std::pair<std::string, std::function<double(bool)>>> loads = {
@@ -421,28 +432,8 @@ void bench_storage(const Config& cfg, std::uint64_t bytes, DType dtype, Results&
            const auto tensors = torch_views(f);
            return seconds_since(t0);
          }},
-        {"vigil_module_verify",
-         [&](bool tiny) {
-           if (tiny) {
-             (void)SafetensorsFile::open(tiny_vigil);
-             return 0.0;
-           }
-           const auto t0 = Clock::now();
-           vigil::torch::load_module_state(*module, vigil_file);
-           return seconds_since(t0);
-         }},
-        {"vigil_module_noverify",
-         [&](bool tiny) {
-           if (tiny) {
-             (void)SafetensorsFile::open(tiny_vigil);
-             return 0.0;
-           }
-           const auto t0 = Clock::now();
-           auto f = SafetensorsFile::open(vigil_file,
-                                          SafetensorsReadOptions{}.with_verify_checksums(false));
-           vigil::torch::load_module_state(*module, f);
-           return seconds_since(t0);
-         }},
+        {"vigil_module_verify", [&](bool tiny) { return module_load(tiny, true); }},
+        {"vigil_module_noverify", [&](bool tiny) { return module_load(tiny, false); }},
         {"torch_load",
          [&](bool tiny) {
            if (tiny) {
