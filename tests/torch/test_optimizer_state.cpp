@@ -161,7 +161,7 @@ TEST_P(OptimizerRoundTrip, WithoutTheStateTheNextStepDiffers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, OptimizerRoundTrip, ::testing::ValuesIn(cases()),
-                         [](const auto& info) { return std::string(info.param.label); });
+                         [](const auto& test) { return std::string(test.param.label); });
 
 TEST(OptimizerState, NamesTensorsByParameterAndKeepsStepAndOptions) {
   auto net = make_net(1);
