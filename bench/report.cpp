@@ -270,15 +270,15 @@ std::string code_block(const std::string& s) {
 
 }  // namespace
 
-// Calls row(label, prefix) for each state whose figures hold `prefix + probe`, where prefix is
-// `head` + the state's label + "." (e.g. "save.1GiB-F32.").
+// Calls row(label, prefix, bytes) for each state whose figures hold `prefix + probe`, where prefix
+// is `head` + the state's label + "." (e.g. "save.1GiB-F32.").
 template <class Row>
 void for_each_state(const Config& cfg, const nlohmann::json& F, const std::string& head,
                     const std::string& probe, Row row) {
   for (const auto& [bytes, dtype] : cfg.states) {
     const auto label = state_label(bytes, dtype);
     const auto prefix = head + label + ".";
-    if (F.contains(prefix + probe)) row(label, prefix);
+    if (F.contains(prefix + probe)) row(label, prefix, bytes);
   }
 }
 
@@ -341,16 +341,19 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
       "vigil / dd throughput | vigil / dd direct | vigil speed-up vs torch::save | vs torch.save "
       "| torch::save, torch.save without fsync |\n"
       "|---|---|---|---|---|---|---|---|---|---|---|\n");
-  for_each_state(cfg, F, "save.", "vigil", [&](const std::string& L, const std::string& s) {
-    out(fmt::format(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}, {} |\n", L, fig(F[s + "dd"]),
-        fig(F[s + "dd_direct"]), fig(F[s + "vigil"]), fig(F[s + "torch_save"]),
-        fig(F[s + "python_save"]), fmt_ratio(R, s + "vigil_throughput_vs_dd"),
-        fmt_ratio(R, s + "vigil_throughput_vs_dd_direct"),
-        fmt_ratio(R, s + "vigil_speedup_vs_torch_save"),
-        fmt_ratio(R, s + "vigil_speedup_vs_python_save"),
-        secs(F[s + "torch_save_nosync"]["median"]), secs(F[s + "python_save_nosync"]["median"])));
-  });
+  for_each_state(
+      cfg, F, "save.", "vigil",
+      [&](const std::string& L, const std::string& s, std::uint64_t /*bytes*/) {
+        out(fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}, {} |\n", L,
+                        fig(F[s + "dd"]), fig(F[s + "dd_direct"]), fig(F[s + "vigil"]),
+                        fig(F[s + "torch_save"]), fig(F[s + "python_save"]),
+                        fmt_ratio(R, s + "vigil_throughput_vs_dd"),
+                        fmt_ratio(R, s + "vigil_throughput_vs_dd_direct"),
+                        fmt_ratio(R, s + "vigil_speedup_vs_torch_save"),
+                        fmt_ratio(R, s + "vigil_speedup_vs_python_save"),
+                        secs(F[s + "torch_save_nosync"]["median"]),
+                        secs(F[s + "python_save_nosync"]["median"])));
+      });
 
   out("\n## 1b. Parallel sharded save against the single writer\n\n");
   out("The same module (the state above as its parameters) saved as a training checkpoint "
@@ -362,7 +365,7 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
       "single time / sharded time.\n\n| State | single writer | 2 ranks, sharded | speed-up |\n"
       "|---|---|---|---|\n");
   for_each_state(cfg, F, "save.", "checkpoint_sharded2",
-                 [&](const std::string& L, const std::string& s) {
+                 [&](const std::string& L, const std::string& s, std::uint64_t /*bytes*/) {
                    out(fmt::format("| {} | {} | {} | {} |\n", L, fig(F[s + "checkpoint_single"]),
                                    fig(F[s + "checkpoint_sharded2"]),
                                    fmt_ratio(R, s + "sharded2_speedup_vs_single")));
@@ -391,7 +394,7 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
         "module verified vs torch::load |\n|---|---|---|---|---|---|---|---|---|\n");
     for_each_state(
         cfg, F, std::string(kind) + ".", "python_load",
-        [&](const std::string& L, const std::string& p) {
+        [&](const std::string& L, const std::string& p, std::uint64_t /*bytes*/) {
           out(fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", L,
                           fig(F[p + "vigil_mmap_verify"]), fig(F[p + "vigil_checkpoint_open"]),
                           fig(F[p + "vigil_module_verify"]), fig(F[p + "vigil_module_noverify"]),
@@ -418,23 +421,26 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
       "sync save | background "
       "total | block / memcpy | block / sync save | faults (block, memcpy) |\n"
       "|---|---|---|---|---|---|---|---|---|\n");
-  for_each_state(cfg, F, "async.", "block", [&](const std::string& L, const std::string& a) {
-    auto first_call = [&](const std::string& p) {
-      std::string text = secs(F[p + "first_block"]["median"]);
-      if (F.contains(p + "first_block_reserved"))
-        text += fmt::format(", {} ({})", secs(F[p + "first_block_reserved"]["median"]),
-                            secs(F[p + "reserve"]["median"]));
-      return text;
-    };
-    auto faults = [&](const std::string& k) {
-      return F.contains(k) ? fmt::format("{:.0f}", F[k]["median"].get<double>()) : "-";
-    };
-    out(fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {}, {} |\n", L, fig(F[a + "block"]),
-                    first_call(a), fig(F[a + "memcpy"]), fig(F["save." + L + ".vigil"]),
-                    fig(F[a + "total"]), fmt_ratio(R, a + "block_per_memcpy"),
-                    fmt_ratio(R, a + "block_per_sync_save"), faults(a + "block_faults"),
-                    faults(a + "memcpy_faults")));
-  });
+  for_each_state(
+      cfg, F, "async.", "block",
+      [&](const std::string& L, const std::string& a, std::uint64_t /*bytes*/) {
+        auto first_call = [&](const std::string& p) {
+          std::string text = secs(F[p + "first_block"]["median"]);
+          if (F.contains(p + "first_block_reserved"))
+            text += fmt::format(", {} ({})", secs(F[p + "first_block_reserved"]["median"]),
+                                secs(F[p + "reserve"]["median"]));
+          return text;
+        };
+        auto faults = [&](const std::string& k) {
+          return F.contains(k) ? fmt::format("{:.0f}", F[k]["median"].get<double>()) : "-";
+        };
+        out(fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {}, {} |\n", L,
+                        fig(F[a + "block"]), first_call(a), fig(F[a + "memcpy"]),
+                        fig(F["save." + L + ".vigil"]), fig(F[a + "total"]),
+                        fmt_ratio(R, a + "block_per_memcpy"),
+                        fmt_ratio(R, a + "block_per_sync_save"), faults(a + "block_faults"),
+                        faults(a + "memcpy_faults")));
+      });
 
   out("\n## 4. Peak extra memory of a save\n\n");
   out(fmt::format(
@@ -444,11 +450,13 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
       r["facts"]["peak_rss_reset"].get<bool>()
           ? "high-water mark reset through /proc/self/clear_refs"
           : "clear_refs unsupported: the mark includes start-up"));
-  for_each_state(cfg, F, "peak_extra.", "sync", [&](const std::string& L, const std::string& p) {
-    out(fmt::format("| {} | {:.1f} MiB | {:.1f} MiB (state {:.0f} MiB) |\n", L,
-                    F[p + "sync"]["median"].get<double>() / kMiB,
-                    F[p + "async"]["median"].get<double>() / kMiB, double(bytes) / kMiB));
-  });
+  for_each_state(
+      cfg, F, "peak_extra.", "sync",
+      [&](const std::string& L, const std::string& p, std::uint64_t bytes) {
+        out(fmt::format("| {} | {:.1f} MiB | {:.1f} MiB (state {:.0f} MiB) |\n", L,
+                        F[p + "sync"]["median"].get<double>() / kMiB,
+                        F[p + "async"]["median"].get<double>() / kMiB, double(bytes) / kMiB));
+      });
 
   if (F.contains("train.bare")) {
     const auto& t = r["facts"]["train"];

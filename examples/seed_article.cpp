@@ -103,7 +103,8 @@ int main(int argc, char** argv) try {
                                          vigil::SavePoint::EpochEnd,
                                          logs,
                                          {{"model", weights.views()}},
-                                         {{"stopper", stopper.state()}}});
+                                         {{"stopper", stopper.state()}},
+                                         /*extra_files=*/{}});
     fmt::print("epoch {}: loss {:.5f}  val_loss {}{}\n", epoch, logs.at("loss"), val_loss,
                saved.is_best ? "  (best so far, saved to best/)" : "");
     if (decision.stop) {
