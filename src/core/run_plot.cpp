@@ -131,8 +131,8 @@ RunPlot plot_run(const fs::path& run_dir, const RunPlotOptions& options) {
     throw InputError(fmt::format("run folder '{}' does not exist", run_dir.string()));
   const fs::path metrics = run_dir / "metrics.csv";
   if (!fs::exists(metrics, ec))
-    throw InputError(fmt::format("'{}' has no metrics.csv: is it a vigil train --run-dir folder?",
-                                 run_dir.string()));
+    throw InputError(fmt::format(
+        "'{}' has no metrics.csv: is it the run directory of a training run?", run_dir.string()));
   return plot_run(run_dir, MetricsLog::read(metrics), options);
 }
 
