@@ -258,7 +258,7 @@ std::unique_ptr<::torch::optim::Optimizer> build_optimizer(const RunConfig& conf
 CheckpointManagerOptions checkpoint_options(const RunConfig& config) {
   auto o = CheckpointManagerOptions{}
                .with_monitor(config.early_stopping.monitor)
-               .with_mode(std::string(mode_name(config.early_stopping.mode)))
+               .with_mode(config.early_stopping.mode)
                .with_save_every_n_epochs(config.save_every_n_epochs)
                .with_save_every_n_steps(config.save_every_n_steps)
                .with_save_best_only(config.save_best_only)

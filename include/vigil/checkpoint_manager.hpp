@@ -37,8 +37,9 @@ struct CheckpointManagerOptions {
   /// save_best_only and best/ are unavailable). A checkpoint whose metrics lack it (e.g. a
   /// mid-epoch save) is never ranked, never best, and skipped under save_best_only.
   std::string monitor = "val_loss";
-  /// "min", "max" or "auto" (from the monitor's name, see resolve_mode) (default "auto").
-  std::string mode = "auto";
+  /// Which way `monitor` is better; Auto infers it from the name (see resolve_mode); "min",
+  /// "max" or "auto" in JSON (default Auto).
+  ModeSetting mode = ModeSetting::Auto;
   /// Keep the k best checkpoints by `monitor`; ties keep the newer; NaN ranks last;
   /// -1 = all (Lightning) (default unset: no rank rule).
   std::optional<int> save_top_k;
@@ -82,6 +83,11 @@ struct CheckpointManagerOptions {
 
   VIGIL_SETTER(monitor)
   VIGIL_SETTER(mode)
+  /// "min", "max" or "auto"; throws OptionError for anything else.
+  CheckpointManagerOptions& with_mode(std::string_view v) {
+    mode = parse_mode_setting(v);
+    return *this;
+  }
   VIGIL_SETTER(save_top_k)
   VIGIL_SETTER(keep_last)
   VIGIL_SETTER(keep_every_n_epochs)
