@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vigil/error.hpp"
+#include "vigil/monitor.hpp"
 
 namespace vigil {
 
@@ -100,6 +101,13 @@ struct OptionCodec<std::optional<long>> {
   static std::optional<long> set(std::string_view key, const nlohmann::json& j) {
     if (j.is_null()) return std::nullopt;
     return option_integer(key, j);
+  }
+};
+template <>
+struct OptionCodec<ModeSetting> {
+  static nlohmann::json get(ModeSetting v) { return std::string(mode_name(v)); }
+  static ModeSetting set(std::string_view key, const nlohmann::json& j) {
+    return parse_mode_setting(option_string(key, j));
   }
 };
 template <>

@@ -28,24 +28,12 @@ Field optional_int_field(std::string key, std::optional<int> Options::*member, s
   return f;
 }
 
-// The direction, spelled "min", "max" or "auto" in JSON.
-Field mode_field() {
-  Field f;
-  f.key = "mode";
-  f.help = "min, max or auto (from the monitor's name) (default \"auto\")";
-  f.get = [](const Options& o) { return nlohmann::json(mode_name(o.mode)); };
-  f.set = [](Options& o, const nlohmann::json& j) {
-    o.mode = parse_mode_setting(detail::option_string("mode", j));
-  };
-  f.set_text = [](Options& o, std::string_view text) { o.mode = parse_mode_setting(text); };
-  return f;
-}
-
 std::vector<Field> make_fields() {
   return {
       option_field("monitor", &Options::monitor,
                    "metric that ranks checkpoints; empty = none (default \"val_loss\")"),
-      mode_field(),
+      option_field("mode", &Options::mode,
+                   "min, max or auto (from the monitor's name) (default \"auto\")"),
       optional_int_field("save_top_k", &Options::save_top_k,
                          "keep the k best by monitor, -1 = all (default unset)"),
       optional_int_field("keep_last", &Options::keep_last,

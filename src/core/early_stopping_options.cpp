@@ -13,20 +13,6 @@ namespace {
 
 using Field = OptionField<EarlyStoppingOptions>;
 
-Field mode_field() {
-  Field f;
-  f.key = "mode";
-  f.help = "min, max or auto (auto: from the metric's name)";
-  f.get = [](const EarlyStoppingOptions& o) { return nlohmann::json(mode_name(o.mode)); };
-  f.set = [](EarlyStoppingOptions& o, const nlohmann::json& j) {
-    o.mode = parse_mode_setting(detail::option_string("mode", j));
-  };
-  f.set_text = [](EarlyStoppingOptions& o, std::string_view text) {
-    o.mode = parse_mode_setting(text);
-  };
-  return f;
-}
-
 // A spec string, or an array of specs (joined with ','), resolved through the options' registry.
 Field rule_field() {
   Field f;
@@ -84,7 +70,7 @@ std::vector<Field> make_fields() {
   using O = EarlyStoppingOptions;
   std::vector<Field> t;
   t.push_back(field("monitor", &O::monitor, "Metric to watch"));
-  t.push_back(mode_field());
+  t.push_back(field("mode", &O::mode, "min, max or auto (auto: from the metric's name)"));
   t.push_back(field("patience", &O::patience, "Epochs without improvement before stopping"));
   t.push_back(field("min_delta", &O::min_delta, "Smallest change that counts as an improvement"));
   t.push_back(
