@@ -5,6 +5,7 @@
 #include "vigil/torch/backup_and_restore.hpp"
 #include "vigil/torch/callback.hpp"
 #include "vigil/torch/csv_logger.hpp"
+#include "vigil/torch/data_source.hpp"
 #include "vigil/torch/datasets.hpp"
 #include "vigil/torch/distributed.hpp"
 #include "vigil/torch/early_stopping.hpp"

@@ -89,6 +89,11 @@ TrainingSnapshot TrainingSnapshot::clone() const {
   return TrainingSnapshot{model.clone(), optimizer.clone(), callbacks.clone(), state};
 }
 
+std::int64_t TrainContext::planned_steps() const {
+  if (max_steps > 0) return max_steps;
+  return static_cast<std::int64_t>(epochs) * steps_per_epoch;
+}
+
 void TrainContext::request_stop(std::string reason) {
   if (!stop_training) stop_reason = std::move(reason);
   stop_training = true;
@@ -117,6 +122,11 @@ TrainingSnapshot TrainContext::snapshot(const Logs& metrics) const {
   s["steps_per_epoch"] = steps_per_epoch;
   s["epochs"] = epochs;
   s["global_step"] = global_step;
+  s["data_epoch"] = data_epoch;
+  s["max_steps"] = max_steps;
+  s["val_every_n_steps"] = val_every_n_steps;
+  s["accumulate"] = accumulate;
+  if (data != nullptr) s["data"] = data->state();
   auto hist = nlohmann::json::array();
   for (const auto& r : history)
     hist.push_back({{"epoch", r.epoch}, {"step", r.step}, {"logs", logs_to_json(r.logs)}});
@@ -160,6 +170,12 @@ void TrainContext::restore(const RestorePoint& point) {
     batch = get_or<std::int64_t>(s, "batch", 0);
     global_step = get_or<std::int64_t>(s, "global_step", 0);
     epoch_complete = get_or<bool>(s, "epoch_complete", false);
+    data_epoch = get_or<std::int64_t>(s, "data_epoch", epoch);
+    data_restored = false;
+    if (data != nullptr && s.contains("data") && !s.at("data").is_null()) {
+      data->load_state(s.at("data"));
+      data_restored = true;
+    }
     if (epoch_complete) {
       ++epoch;
       batch = 0;
@@ -241,6 +257,18 @@ void CallbackList::on_batch_begin(TrainContext& ctx, std::int64_t batch, const L
 
 void CallbackList::on_batch_end(TrainContext& ctx, std::int64_t batch, const Logs& logs) {
   for (auto& c : callbacks_) c->on_batch_end(ctx, batch, logs);
+}
+
+void CallbackList::on_after_backward(TrainContext& ctx) {
+  for (auto& c : callbacks_) c->on_after_backward(ctx);
+}
+
+void CallbackList::on_before_optimizer_step(TrainContext& ctx) {
+  for (auto& c : callbacks_) c->on_before_optimizer_step(ctx);
+}
+
+void CallbackList::on_validation_begin(TrainContext& ctx) {
+  for (auto& c : callbacks_) c->on_validation_begin(ctx);
 }
 
 void CallbackList::on_validation_end(TrainContext& ctx, const Logs& logs) {

@@ -15,6 +15,7 @@
 #include "vigil/error.hpp"
 #include "vigil/monitor.hpp"
 #include "vigil/safetensors.hpp"
+#include "vigil/torch/data_source.hpp"
 #include "vigil/torch/tensor_bridge.hpp"
 
 namespace vigil::torch {
@@ -78,11 +79,28 @@ struct TrainContext {
   /// The callback list driving this loop, not owned (set by CallbackList).
   CallbackList* callbacks = nullptr;
 
-  int epochs = 0;                    ///< epochs planned
+  int epochs = 0;                    ///< epochs planned (validation periods, see below)
   int epoch = 0;                     ///< current epoch, 0-based
-  std::int64_t steps_per_epoch = 0;  ///< batches in one epoch
-  std::int64_t batch = 0;            ///< batches of the current epoch already done
+  std::int64_t steps_per_epoch = 0;  ///< optimizer steps in one epoch; 0 = not known (endless data)
+  std::int64_t batch = 0;            ///< optimizer steps of the current epoch already done
   std::int64_t global_step = 0;      ///< optimizer steps since the run began
+  /// Training ends after this many optimizer steps; 0 = no limit but `epochs` (default 0).
+  std::int64_t max_steps = 0;
+  /// Validate every this many optimizer steps; 0 = at every epoch end. When > 0, what callbacks
+  /// see as an epoch (ctx.epoch, on_epoch_end, history, patience) is one validation period of
+  /// that many steps, as with Keras's steps_per_epoch; data_epoch counts passes over the data.
+  std::int64_t val_every_n_steps = 0;
+  /// Passes over the training data begun, 0-based (equals `epoch` when validating by epochs).
+  std::int64_t data_epoch = 0;
+  /// Micro-batches whose gradients make one optimizer step (1 = no accumulation).
+  int accumulate = 1;
+
+  /// Optimizer steps the run will take if nothing stops it: max_steps if set, else epochs ×
+  /// steps_per_epoch; 0 when unknown (endless data without max_steps).
+  std::int64_t planned_steps() const;
+  /// What one epoch of the callbacks is, for messages: "epoch", or "validation" when validating
+  /// every n steps.
+  const char* period_name() const { return val_every_n_steps > 0 ? "validation" : "epoch"; }
   /// True inside on_epoch_end and later until the next epoch begins: the current epoch is done.
   bool epoch_complete = false;
 
@@ -98,6 +116,12 @@ struct TrainContext {
   bool interrupted = false;
   /// The folder resumed from, if the run was resumed (set when a RestorePoint is applied).
   std::optional<std::filesystem::path> resumed_from;
+
+  /// The training data source, not owned; may be null. Its state() is saved as "data" in every
+  /// snapshot and restore() hands it back through load_state().
+  Resumable* data = nullptr;
+  /// True after restore() gave `data` its saved position (false for checkpoints without one).
+  bool data_restored = false;
 
   /// The loop's own resumable state (e.g. partial epoch sums); saved and restored verbatim.
   nlohmann::json loop = nlohmann::json::object();
@@ -142,7 +166,15 @@ class Callback {
   virtual void on_batch_end(TrainContext& ctx, std::int64_t batch, const Logs& logs) {
     (void)ctx, (void)batch, (void)logs;
   }
-  /// After validation at the end of an epoch, with the val_* metrics only.
+  /// After loss.backward() of every micro-batch (with accumulation, several per step).
+  virtual void on_after_backward(TrainContext& ctx) { (void)ctx; }
+  /// Once the gradients of a whole optimizer step are in place (averaged over its micro-batches),
+  /// before gradient clipping and optimizer.step(): the place to set this step's learning rate.
+  /// ctx.global_step is the number of steps taken before this one.
+  virtual void on_before_optimizer_step(TrainContext& ctx) { (void)ctx; }
+  /// Before a validation pass (e.g. to swap averaged weights in).
+  virtual void on_validation_begin(TrainContext& ctx) { (void)ctx; }
+  /// After a validation pass, with the val_* metrics only.
   virtual void on_validation_end(TrainContext& ctx, const Logs& logs) { (void)ctx, (void)logs; }
   /// After a RestorePoint was applied (on_train_begin has run for everyone).
   virtual void on_resume(TrainContext& ctx) { (void)ctx; }
@@ -189,6 +221,9 @@ class CallbackList {
   void on_epoch_end(TrainContext& ctx, int epoch, const Logs& logs);
   void on_batch_begin(TrainContext& ctx, std::int64_t batch, const Logs& logs = {});
   void on_batch_end(TrainContext& ctx, std::int64_t batch, const Logs& logs);
+  void on_after_backward(TrainContext& ctx);
+  void on_before_optimizer_step(TrainContext& ctx);
+  void on_validation_begin(TrainContext& ctx);
   void on_validation_end(TrainContext& ctx, const Logs& logs);
   /// Sets ctx.interrupted and calls every on_interrupt.
   void on_interrupt(TrainContext& ctx);
