@@ -45,6 +45,10 @@ struct RunConfig {
   double weight_decay = 0.0;
   std::uint64_t seed = 0;
   int threads = 0;
+  std::int64_t max_steps = 0;          ///< end after N optimizer steps (0 = by epochs)
+  std::int64_t val_every_n_steps = 0;  ///< validate every N steps (0 = every epoch)
+  int accumulate = 1;                  ///< micro-batches per optimizer step
+  double clip_grad_norm = 0;           ///< clip the gradients' global norm (0 = off)
   // Early stopping (the core options) and restore_best_weights.
   EarlyStoppingOptions early_stopping = EarlyStoppingOptions{}.with_patience(3);
   bool restore_best_weights = true;

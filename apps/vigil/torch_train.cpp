@@ -140,6 +140,10 @@ vt::TrainerOptions trainer_options(const RunConfig& config) {
       .with_batch_size(config.batch_size)
       .with_seed(config.seed)
       .with_threads(config.threads)
+      .with_max_steps(config.max_steps)
+      .with_val_every_n_steps(config.val_every_n_steps)
+      .with_accumulate(config.accumulate)
+      .with_clip_grad_norm(config.clip_grad_norm)
       .with_extra({{"run", config.to_json()}})
       .with_interrupt([]() -> std::optional<std::string> {
         const int sig = received_stop_signal();
@@ -223,6 +227,9 @@ RunConfig resolve_config(const TrainArgs& a, const RunConfig& given, vt::Process
     const auto merged = merge_for_resume(read_json_file(run_dir / "run.json"), given.to_json(),
                                          explicit_keys(a), run_dir);
     config = RunConfig::from_json(merged);
+  } else if (config.val_every_n_steps > 0 && explicit_keys(a).count("filename") == 0) {
+    // One naming scheme per run: a run that validates by steps names its checkpoints by step.
+    config.filename = "step-{step:08d}";
   }
   if (group)  // every rank runs with rank 0's options (it alone reads run.json)
     config = RunConfig::from_json(

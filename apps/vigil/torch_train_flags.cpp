@@ -20,10 +20,17 @@ using Keyed = std::vector<std::pair<CLI::Option*, std::string>>;
 // The flags' range checks, by run.json key: CLI11 reports them before the value is read.
 void add_checks(const Keyed& keyed) {
   const std::map<std::string, CLI::Validator> checks = {
-      {"validation_split", CLI::Range(0.0, 0.99)}, {"test_split", CLI::Range(0.01, 0.99)},
-      {"limit_train", CLI::NonNegativeNumber},     {"limit_test", CLI::NonNegativeNumber},
-      {"epochs", CLI::NonNegativeNumber},          {"batch_size", CLI::PositiveNumber},
+      {"validation_split", CLI::Range(0.0, 0.99)},
+      {"test_split", CLI::Range(0.01, 0.99)},
+      {"limit_train", CLI::NonNegativeNumber},
+      {"limit_test", CLI::NonNegativeNumber},
+      {"epochs", CLI::NonNegativeNumber},
+      {"batch_size", CLI::PositiveNumber},
       {"threads", CLI::NonNegativeNumber},
+      {"max_steps", CLI::NonNegativeNumber},
+      {"val_every_n_steps", CLI::NonNegativeNumber},
+      {"accumulate", CLI::PositiveNumber},
+      {"clip_grad_norm", CLI::NonNegativeNumber},
   };
   for (const auto& [opt, key] : keyed)
     if (const auto it = checks.find(key); it != checks.end()) opt->check(it->second);

@@ -56,7 +56,7 @@ void ModelCheckpoint::on_batch_end(TrainContext& ctx, std::int64_t, const Logs& 
   }
   // The end of an epoch is saved in on_epoch_end with the validation metrics; a step save at the
   // same place would only duplicate it.
-  if (ctx.batch >= ctx.steps_per_epoch) return;
+  if (ctx.batch >= ctx.steps_per_epoch || ctx.at_max_steps()) return;
   if (manager_->should_save(ctx.epoch, ctx.global_step, std::chrono::steady_clock::now(),
                             SavePoint::Step))
     save(ctx, SavePoint::Step, logs);

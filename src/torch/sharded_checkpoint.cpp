@@ -76,7 +76,7 @@ ShardedModelCheckpoint::ShardedModelCheckpoint(std::shared_ptr<ProcessGroup> gro
 }
 
 void ShardedModelCheckpoint::on_batch_end(TrainContext& ctx, std::int64_t, const Logs& logs) {
-  if (!options_.step_saves || ctx.batch >= ctx.steps_per_epoch) return;
+  if (!options_.step_saves || ctx.batch >= ctx.steps_per_epoch || ctx.at_max_steps()) return;
   const bool want =
       manager_ && manager_->should_save(ctx.epoch, ctx.global_step,
                                         std::chrono::steady_clock::now(), SavePoint::Step);

@@ -1,13 +1,10 @@
-// The training loop: seeded epoch order, batches from any position, metrics, callbacks.
+// The training loop: periods (epochs or n steps), micro-batches, clipping, validation, callbacks.
 #include "vigil/torch/trainer.hpp"
 
 #include <fmt/core.h>
 
-#include <chrono>
-
 #include "trainer_distributed.hpp"
-#include "vigil/torch/optimizer_state.hpp"
-#include "vigil/torch/rng_state.hpp"
+#include "vigil/torch/dataset_source.hpp"
 
 namespace vigil::torch {
 
@@ -17,12 +14,16 @@ bool is_classification(const ::torch::Tensor& targets) {
   return targets.defined() && targets.scalar_type() == ::torch::kLong;
 }
 
-std::int64_t count_correct(const ::torch::Tensor& outputs, const ::torch::Tensor& targets) {
-  return outputs.argmax(1).eq(targets).sum().item<std::int64_t>();
+std::string shape_of(const ::torch::Tensor& t) {
+  if (!t.defined()) return "undefined";
+  std::string s = "[";
+  for (std::int64_t d = 0; d < t.dim(); ++d) s += (d > 0 ? ", " : "") + std::to_string(t.size(d));
+  return s + "]";
 }
 
-nlohmann::json loop_state(double sum_loss, std::int64_t correct, std::int64_t seen) {
-  return {{"sum_loss", sum_loss}, {"correct", correct}, {"seen", seen}};
+std::string first_line(const char* what) {
+  std::string s(what);
+  return s.substr(0, s.find('\n'));
 }
 
 }  // namespace
@@ -37,12 +38,65 @@ LossFn default_loss(const ::torch::Tensor& targets) {
   };
 }
 
+MetricFn accuracy() {
+  return [](const ::torch::Tensor& out, const ::torch::Tensor& t) {
+    return out.argmax(1).eq(t).to(::torch::kDouble).mean().item<double>();
+  };
+}
+
+MetricFn token_accuracy() {
+  return [](const ::torch::Tensor& out, const ::torch::Tensor& t) {
+    return out.argmax(-1).eq(t).to(::torch::kDouble).mean().item<double>();
+  };
+}
+
+Metrics default_metrics(const ::torch::Tensor& targets) {
+  if (is_classification(targets)) return {{"accuracy", accuracy()}};
+  return {};
+}
+
+StepFn<Batch> default_step(Model model, LossFn loss, Metrics metrics) {
+  return [model = std::move(model), loss = std::move(loss),
+          metrics = std::move(metrics)](const Batch& b) {
+    auto out = model.forward(b.features);
+    const LossFn& fn = loss ? loss : default_loss(b.targets);
+    StepResult r;
+    r.count = b.features.size(0);
+    try {
+      r.loss = fn(out, b.targets);
+      const auto detached = out.detach();
+      for (const auto& [name, metric] : metrics) r.logs[name] = metric(detached, b.targets);
+    } catch (const c10::Error& e) {
+      throw InputError(fmt::format("the loss or a metric failed on outputs {} and targets {}: {}",
+                                   shape_of(out), shape_of(b.targets), first_line(e.what())));
+    }
+    return r;
+  };
+}
+
+Logs detail::weighted_means(const std::vector<std::pair<Logs, std::int64_t>>& parts) {
+  Logs sums;
+  std::int64_t seen = 0;
+  for (const auto& [logs, count] : parts) {
+    for (const auto& [k, v] : logs) sums[k] += v * static_cast<double>(count);
+    seen += count;
+  }
+  for (auto& [k, v] : sums) v = seen > 0 ? v / static_cast<double>(seen) : 0.0;
+  return sums;
+}
+
 void TrainerOptions::validate() const {
   if (epochs < 0) throw OptionError(fmt::format("epochs must be >= 0, got {}", epochs));
   if (batch_size < 1) throw OptionError(fmt::format("batch_size must be >= 1, got {}", batch_size));
   if (eval_batch_size < 1)
     throw OptionError(fmt::format("eval_batch_size must be >= 1, got {}", eval_batch_size));
   if (threads < 0) throw OptionError(fmt::format("threads must be >= 0, got {}", threads));
+  if (max_steps < 0) throw OptionError(fmt::format("max_steps must be >= 0, got {}", max_steps));
+  if (val_every_n_steps < 0)
+    throw OptionError(fmt::format("val_every_n_steps must be >= 0, got {}", val_every_n_steps));
+  if (accumulate < 1) throw OptionError(fmt::format("accumulate must be >= 1, got {}", accumulate));
+  if (!(clip_grad_norm >= 0))
+    throw OptionError(fmt::format("clip_grad_norm must be >= 0, got {}", clip_grad_norm));
 }
 
 Logs evaluate(const Model& model, const Dataset& data, std::int64_t batch_size,
@@ -63,8 +117,14 @@ Logs evaluate(const Model& model, const Dataset& data, std::int64_t batch_size,
     auto x = data.features.slice(0, begin, end);
     auto y = data.targets.slice(0, begin, end);
     auto out = model.forward(x);
-    sum_loss += fn(out, y).item<double>() * static_cast<double>(end - begin);
-    if (classification) correct += count_correct(out, y);
+    try {
+      sum_loss += fn(out, y).item<double>() * static_cast<double>(end - begin);
+      if (classification) correct += out.argmax(1).eq(y).sum().item<std::int64_t>();
+    } catch (const c10::Error& e) {
+      throw InputError(
+          fmt::format("validation batch {}: the loss failed on outputs {} and targets {}: {}",
+                      begin / batch_size, shape_of(out), shape_of(y), first_line(e.what())));
+    }
   }
   model.module->train(was_training);
   Logs logs{{"loss", sum_loss / static_cast<double>(n)}};
@@ -83,140 +143,68 @@ Trainer& Trainer::add_callback(std::shared_ptr<Callback> callback) {
 
 FitResult Trainer::fit(const Model& model, ::torch::optim::Optimizer& optimizer,
                        const Dataset& train, const Dataset& validation) {
-  using Clock = std::chrono::steady_clock;
   if (!model.module || !model.forward) throw OptionError("fit: the model is empty");
-  const std::int64_t n = train.size();
-  if (n == 0) throw InputError("fit: the training data has no examples");
-  if (options_.threads > 0) ::torch::set_num_threads(options_.threads);
-
-  const std::int64_t bs = options_.batch_size;
+  if (train.size() == 0) throw InputError("fit: the training data has no examples");
+  DatasetSource data(train, DatasetSourceOptions{}
+                                .with_batch_size(options_.batch_size)
+                                .with_seed(options_.seed)
+                                .with_shuffle(options_.shuffle));
   const LossFn loss = options_.loss ? options_.loss : default_loss(train.targets);
+  const Metrics metrics =
+      options_.metrics.empty() ? default_metrics(train.targets) : options_.metrics;
+  const StepFn<Batch> step = default_step(model, loss, metrics);
   const bool classification = is_classification(train.targets);
 
-  TrainContext ctx;
-  ctx.model = model.module;
-  ctx.optimizer = &optimizer;
-  ctx.epochs = options_.epochs;
-  ctx.steps_per_epoch = (n + bs - 1) / bs;
-  ctx.extra = options_.extra;
-  ctx.loop = loop_state(0, 0, 0);
-  model.module->train();
-
-  ProcessGroup* const dist = options_.distributed.get();  // null: training alone
-  callbacks_.on_train_begin(ctx);
-  if (dist) detail::agree_on_start(*dist, ctx, callbacks_);
-  if (ctx.resumed_from && ctx.batch > ctx.steps_per_epoch)
-    throw InputError(fmt::format(
-        "cannot resume from {}: it stopped at batch {} of an epoch that now has {} batches (the "
-        "training data or batch size changed)",
-        ctx.resumed_from->string(), ctx.batch, ctx.steps_per_epoch));
-
+  std::optional<Batch> slot;
+  detail::TrainSource source;
+  source.resumable = &data;
+  source.legacy_position = true;
+  source.set_epoch = [&data](std::int64_t e) { data.set_epoch(e); };
+  source.fetch = [&data, &slot] {
+    slot = data.next();
+    return slot.has_value();
+  };
+  ProcessGroup* const dist = options_.distributed.get();
   std::optional<std::string> agreed_interrupt;  // data-parallel: agreed in the previous step
-  while (ctx.epoch < options_.epochs && !ctx.stop_training) {
-    const int epoch = ctx.epoch;
-    const auto started = Clock::now();
-    double sum_loss = 0;
-    std::int64_t correct = 0;
-    std::int64_t seen = 0;
-    if (ctx.batch > 0) {
-      // Resumed in the middle of this epoch: carry on with the sums of the batches already run.
-      sum_loss = ctx.loop.at("sum_loss").get<double>();
-      correct = ctx.loop.at("correct").get<std::int64_t>();
-      seen = ctx.loop.at("seen").get<std::int64_t>();
-    }
-    ctx.loop = loop_state(sum_loss, correct, seen);
-    callbacks_.on_epoch_begin(ctx, epoch);
-
-    BatchIterator batches(train, epoch_order(n, options_.seed, epoch, options_.shuffle), bs,
-                          std::min(ctx.batch * bs, n));
-    while (!batches.done()) {
-      if (options_.interrupt || agreed_interrupt) {
-        if (auto reason = dist ? agreed_interrupt : options_.interrupt()) {
-          ctx.request_stop(*reason);
-          callbacks_.on_interrupt(ctx);
-          break;
-        }
-      }
-      Batch b = batches.next();
-      callbacks_.on_batch_begin(ctx, b.index);
-      optimizer.zero_grad();
-      std::int64_t count = 0;
-      double batch_loss = 0;
-      std::int64_t c = 0;
-      if (dist) {
-        auto step =
-            detail::data_parallel_step(*dist, model, loss, b, classification, options_.interrupt);
-        optimizer.step();
-        count = step.count;
-        batch_loss = step.loss;
-        c = step.correct;
-        agreed_interrupt = std::move(step.interrupt);
-      } else {
-        auto out = model.forward(b.features);
-        auto l = loss(out, b.targets);
-        l.backward();
-        optimizer.step();
-        count = b.features.size(0);
-        batch_loss = l.item<double>();
-        if (classification) c = count_correct(out.detach(), b.targets);
-      }
-
-      Logs batch_logs{{"loss", batch_loss}};
-      sum_loss += batch_loss * static_cast<double>(count);
-      seen += count;
-      if (classification) {
-        correct += c;
-        batch_logs["accuracy"] = static_cast<double>(c) / static_cast<double>(count);
-      }
-      ctx.batch = b.index + 1;
-      ++ctx.global_step;
-      ctx.loop = loop_state(sum_loss, correct, seen);
-      callbacks_.on_batch_end(ctx, b.index, batch_logs);
-      // As Keras: a stop asked after a batch ends the epoch there; it still validates and ends.
-      if (ctx.stop_training) break;
-    }
-    if (ctx.interrupted) break;
-
-    Logs logs{{"loss", seen > 0 ? sum_loss / static_cast<double>(seen) : 0.0}};
-    if (classification)
-      logs["accuracy"] = seen > 0 ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
-    if (validation.size() > 0) {
-      Logs val;
-      const Logs metrics =
-          dist ? detail::evaluate_sharded(*dist, model, validation, options_.eval_batch_size, loss)
-               : evaluate(model, validation, options_.eval_batch_size, loss);
-      for (const auto& [k, v] : metrics) val["val_" + k] = v;
-      callbacks_.on_validation_end(ctx, val);
-      logs.insert(val.begin(), val.end());
-    }
-    logs["lr"] = get_learning_rate(optimizer);
-    logs["seconds"] = std::chrono::duration<double>(Clock::now() - started).count();
-    // The slowest rank's time: every rank's logs, hence every rule's decision, are the same.
-    if (dist) logs["seconds"] = dist->all_reduce_max({logs["seconds"]})[0];
-    callbacks_.on_epoch_end(ctx, epoch, logs);
-    if (dist) detail::agree_on_stop(*dist, ctx);
-
-    ctx.epoch = epoch + 1;
-    ctx.batch = 0;
-    ctx.epoch_complete = false;
-    ctx.loop = loop_state(0, 0, 0);
+  if (dist) {
+    source.interrupt = [&agreed_interrupt] { return agreed_interrupt; };
+    source.run = [&, dist](bool weighted) {
+      const double scale = weighted ? static_cast<double>(slot->features.size(0)) : 1.0;
+      auto s = detail::data_parallel_step(*dist, model, loss, *slot, classification,
+                                          options_.interrupt, scale);
+      agreed_interrupt = std::move(s.interrupt);
+      StepResult r;
+      r.count = s.count;
+      r.logs["loss"] = s.loss;
+      if (classification)
+        r.logs["accuracy"] = static_cast<double>(s.correct) / static_cast<double>(s.count);
+      return r;
+    };
+  } else {
+    source.run = [&step, &slot](bool weighted) {
+      StepResult r = step(*slot);
+      if (weighted)
+        (r.loss * static_cast<double>(r.count)).backward();
+      else
+        r.loss.backward();
+      r.logs["loss"] = r.loss.item<double>();
+      return r;
+    };
   }
-
-  FitResult result;
-  result.interrupted = ctx.interrupted;
-  result.stopped_early = ctx.stop_training && !ctx.interrupted;
-  if (!ctx.stop_training) {
-    ctx.stop_reason = fmt::format("it completed all {} epochs", options_.epochs);
-  }
-  const Logs last = ctx.history.empty() ? Logs{} : ctx.history.back().logs;
-  callbacks_.on_train_end(ctx, last);
-
-  result.history = ctx.history;
-  result.stop_reason = ctx.stop_reason;
-  result.epochs_run = static_cast<int>(ctx.history.size());
-  result.global_step = ctx.global_step;
-  result.resumed_from = ctx.resumed_from;
-  return result;
+  source.batches_per_epoch = data.batches_per_epoch();
+  detail::ValidateFn validate;
+  DatasetSource val_data(
+      validation.size() > 0 ? validation : train,
+      DatasetSourceOptions{}.with_batch_size(options_.eval_batch_size).with_shuffle(false));
+  if (validation.size() > 0 && !options_.metrics.empty() && !dist)
+    validate = [&] { return detail::validate_source(*model.module, val_data, step); };
+  else if (validation.size() > 0)
+    validate = [&, dist] {
+      return dist ? detail::evaluate_sharded(*dist, model, validation, options_.eval_batch_size,
+                                             loss)
+                  : evaluate(model, validation, options_.eval_batch_size, loss);
+    };
+  return run(model.module, optimizer, source, validate);
 }
 
 }  // namespace vigil::torch

@@ -45,7 +45,8 @@ void agree_on_start(ProcessGroup& group, TrainContext& ctx, CallbackList& callba
 
 DataParallelStep data_parallel_step(ProcessGroup& group, const Model& model, const LossFn& loss,
                                     const Batch& b, bool classification,
-                                    const std::function<std::optional<std::string>()>& interrupt) {
+                                    const std::function<std::optional<std::string>()>& interrupt,
+                                    double loss_scale) {
   group.broadcast_buffers(*model.module);
   const std::int64_t global = b.features.size(0);
   const ShardRange shard = shard_range(global, group.rank(), group.world_size());
@@ -56,7 +57,10 @@ DataParallelStep data_parallel_step(ProcessGroup& group, const Model& model, con
     auto y = b.targets.slice(0, shard.begin, shard.end);
     auto out = model.forward(x);
     auto l = loss(out, y);
-    l.backward();
+    if (loss_scale == 1.0)
+      l.backward();
+    else
+      (l * loss_scale).backward();
     loss_sum = l.item<double>() * static_cast<double>(shard.size());
     if (classification) correct = out.detach().argmax(1).eq(y).sum().item<std::int64_t>();
   }

@@ -20,7 +20,8 @@ void agree_on_start(ProcessGroup& group, TrainContext& ctx, CallbackList& callba
 
 /// One optimizer step's worth of work on this rank's shard of global batch `b`, with the
 /// gradients all-reduced (weighted by shard size, so they are the global batch's) and the batch's
-/// metrics summed over ranks. `interrupt` is polled here and its answer agreed.
+/// metrics summed over ranks. `interrupt` is polled here and its answer agreed. The gradients are
+/// those of the global batch's mean loss times `loss_scale` (added to any already accumulated).
 struct DataParallelStep {
   double loss = 0;           ///< mean loss over the global batch
   std::int64_t count = 0;    ///< examples in the global batch
@@ -29,7 +30,8 @@ struct DataParallelStep {
 };
 DataParallelStep data_parallel_step(ProcessGroup& group, const Model& model, const LossFn& loss,
                                     const Batch& b, bool classification,
-                                    const std::function<std::optional<std::string>()>& interrupt);
+                                    const std::function<std::optional<std::string>()>& interrupt,
+                                    double loss_scale = 1.0);
 
 /// evaluate() over this rank's shard of `data`, with the sums all-reduced: every rank gets the
 /// metrics of the whole data set.

@@ -96,10 +96,12 @@ TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
   const auto cfg = nlohmann::json::parse(read_file(run() / "run.json"));
   std::vector<std::string> keys;
   for (const auto& [key, value] : cfg.items()) keys.push_back(key);
-  EXPECT_EQ(keys, (std::vector<std::string>{"async_save",
+  EXPECT_EQ(keys, (std::vector<std::string>{"accumulate",
+                                            "async_save",
                                             "batch_norm",
                                             "batch_size",
                                             "channels",
+                                            "clip_grad_norm",
                                             "cooldown",
                                             "data",
                                             "dropout",
@@ -111,6 +113,7 @@ TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
                                             "limit_test",
                                             "limit_train",
                                             "lr",
+                                            "max_steps",
                                             "min_lr",
                                             "model",
                                             "momentum",
@@ -128,6 +131,7 @@ TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
                                             "task",
                                             "test_split",
                                             "threads",
+                                            "val_every_n_steps",
                                             "validation_split",
                                             "weight_decay"}));
   EXPECT_EQ(cfg.at("channels"), nlohmann::json::array({16, 32}));

@@ -101,6 +101,8 @@ struct TrainContext {
   /// What one epoch of the callbacks is, for messages: "epoch", or "validation" when validating
   /// every n steps.
   const char* period_name() const { return val_every_n_steps > 0 ? "validation" : "epoch"; }
+  /// True after the step that reaches max_steps: the current epoch ends (and is validated) now.
+  bool at_max_steps() const { return max_steps > 0 && global_step >= max_steps; }
   /// True inside on_epoch_end and later until the next epoch begins: the current epoch is done.
   bool epoch_complete = false;
 

@@ -1,5 +1,5 @@
-// Trainer: the fit/evaluate loop over an in-memory Dataset with Keras-style callbacks, seeded data
-// order, resumable position inside an epoch, and a polled interrupt for signals.
+// Trainer: the fit/evaluate loop with Keras-style callbacks over any resumable data source and any
+// batch type (a replaceable training step), with step cadence, gradient accumulation and clipping.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +12,7 @@
 #include "vigil/monitor.hpp"
 #include "vigil/setter.hpp"
 #include "vigil/torch/callback.hpp"
+#include "vigil/torch/data_source.hpp"
 #include "vigil/torch/datasets.hpp"
 #include "vigil/torch/tensor_bridge.hpp"
 
@@ -38,11 +39,60 @@ using LossFn = std::function<::torch::Tensor(const ::torch::Tensor&, const ::tor
 /// The default loss for `targets`: cross entropy for int64 class indices, MSE otherwise.
 LossFn default_loss(const ::torch::Tensor& targets);
 
+/// metric(outputs, targets) -> the batch's mean (e.g. accuracy); epoch values are the means over
+/// batches weighted by their example counts.
+using MetricFn = std::function<double(const ::torch::Tensor&, const ::torch::Tensor&)>;
+/// Named metrics, logged as "<name>" in training and "val_<name>" in validation.
+using Metrics = std::vector<std::pair<std::string, MetricFn>>;
+/// Fraction of rows whose argmax is the target: outputs [N, C], targets [N].
+MetricFn accuracy();
+/// Fraction of tokens whose argmax is the target: outputs [N, T, C], targets [N, T].
+MetricFn token_accuracy();
+/// The default metrics for `targets`: {"accuracy"} for int64 class indices, none otherwise.
+Metrics default_metrics(const ::torch::Tensor& targets);
+
+/// What a training (or validation) step returns for one batch.
+struct StepResult {
+  /// The scalar loss, a mean over the batch; training calls backward() on it.
+  ::torch::Tensor loss;
+  /// Other metrics of the batch (means over its examples), logged under their names.
+  Logs logs;
+  /// Examples in the batch: the weight of this batch in epoch means and accumulated gradients.
+  std::int64_t count = 1;
+};
+
+/// A training step: batch -> loss and logs. It runs the model's forward pass itself, so the
+/// model may take several tensors or return a tuple. Validation calls the same step in eval mode
+/// without gradients.
+template <class Batch>
+using StepFn = std::function<StepResult(const Batch&)>;
+
+/// The step of fit(Model, ..., Dataset, Dataset): forward the features, `loss` (empty =
+/// default_loss of the targets) and `metrics`. A shape mismatch is reported with the shapes.
+StepFn<Batch> default_step(Model model, LossFn loss, Metrics metrics);
+
 /// Options of Trainer.
 struct TrainerOptions {
-  /// Epochs to train (default 30), Keras's `epochs`.
+  /// Epochs to train (default 30), Keras's `epochs`: passes over the data when validating by
+  /// epochs; with val_every_n_steps and no max_steps, training lasts epochs × steps per epoch.
   int epochs = 30;
-  /// Examples per training batch (default 64).
+  /// End after this many optimizer steps, even inside an epoch (which is then validated as
+  /// it ends); 0 = no limit but `epochs` (default 0). Required for an endless data source.
+  std::int64_t max_steps = 0;
+  /// Validate (and let callbacks decide) every this many optimizer steps, Lightning's integer
+  /// `val_check_interval`; 0 = at every epoch end (default 0). See TrainContext::val_every_n_steps.
+  std::int64_t val_every_n_steps = 0;
+  /// Micro-batches whose gradients are averaged (weighted by example count) into one optimizer
+  /// step: the same step as one batch that many times larger, up to rounding (default 1).
+  int accumulate = 1;
+  /// Clip the gradients' global L2 norm to this value before each step, as
+  /// torch::nn::utils::clip_grad_norm_; the norm before clipping is logged as "grad_norm";
+  /// 0 = no clipping (default 0).
+  double clip_grad_norm = 0;
+  /// Metrics of fit(Model, ..., Dataset, Dataset); empty = default_metrics() of the training
+  /// targets (default empty).
+  Metrics metrics;
+  /// Examples per training batch (micro-batch with accumulation) (default 64).
   std::int64_t batch_size = 64;
   /// Examples per batch when evaluating (default 1000; no gradients, so larger is fine).
   std::int64_t eval_batch_size = 1000;
@@ -55,8 +105,8 @@ struct TrainerOptions {
   int threads = 0;
   /// The loss; empty = default_loss() of the training targets (default empty).
   LossFn loss;
-  /// Polled before every batch; returns a reason ("interrupted by SIGINT") to interrupt training
-  /// after the current batch, or nullopt to go on (default: never).
+  /// Polled before every optimizer step; returns a reason ("interrupted by SIGINT") to interrupt
+  /// training after the current step, or nullopt to go on (default: never).
   std::function<std::optional<std::string>()> interrupt;
   /// Stored under "extra" in every checkpoint's state.json (default: empty object).
   nlohmann::json extra = nlohmann::json::object();
@@ -68,6 +118,11 @@ struct TrainerOptions {
   std::shared_ptr<ProcessGroup> distributed;
 
   VIGIL_SETTER(epochs)
+  VIGIL_SETTER(max_steps)
+  VIGIL_SETTER(val_every_n_steps)
+  VIGIL_SETTER(accumulate)
+  VIGIL_SETTER(clip_grad_norm)
+  VIGIL_SETTER(metrics)
   VIGIL_SETTER(batch_size)
   VIGIL_SETTER(eval_batch_size)
   VIGIL_SETTER(seed)
@@ -98,6 +153,32 @@ struct FitResult {
 Logs evaluate(const Model& model, const Dataset& data, std::int64_t batch_size = 1000,
               const LossFn& loss = {});
 
+namespace detail {
+/// The type-erased training data of a fit(): the Trainer's loop is not a template.
+struct TrainSource {
+  Resumable* resumable = nullptr;
+  std::function<void(std::int64_t)> set_epoch;
+  /// Fetches the next batch; false at the end of a pass.
+  std::function<bool()> fetch;
+  /// Runs the step on the fetched batch and calls backward() on its loss (times its count when
+  /// `weighted`); returns {"loss": value, other logs} and the count.
+  std::function<StepResult(bool weighted)> run;
+  std::optional<std::int64_t> batches_per_epoch;
+  /// For checkpoints without a data position: where the source stood (its epoch and batch).
+  bool legacy_position = false;
+  /// Polled at every step boundary (empty = TrainerOptions::interrupt).
+  std::function<std::optional<std::string>()> interrupt;
+};
+/// Metrics of one validation pass, without the "val_" prefix.
+using ValidateFn = std::function<Logs()>;
+
+/// Runs `step` over a whole pass of `source` (set_epoch(0) first) in eval mode without gradients.
+template <class Batch>
+Logs validate_source(::torch::nn::Module& module, DataSource<Batch>& source,
+                     const StepFn<Batch>& step);
+Logs weighted_means(const std::vector<std::pair<Logs, std::int64_t>>& parts);
+}  // namespace detail
+
 /// Trains a model with callbacks (Keras's Model.fit). Epoch logs hold loss, accuracy (class
 /// targets), val_loss, val_accuracy (with validation data), lr (with an optimizer) and seconds.
 class Trainer {
@@ -115,9 +196,77 @@ class Trainer {
   FitResult fit(const Model& model, ::torch::optim::Optimizer& optimizer, const Dataset& train,
                 const Dataset& validation);
 
+  /// Runs training on batches of any type: `step` computes each batch's loss (see StepFn);
+  /// `validation` (may be null) is passed through whole at every validation with the same step.
+  /// The options' batch_size, seed, shuffle, loss and metrics belong to the sources and the
+  /// step here and are not used. Not data-parallel (use the Dataset overload).
+  template <class Batch>
+  FitResult fit(std::shared_ptr<::torch::nn::Module> module, ::torch::optim::Optimizer& optimizer,
+                DataSource<Batch>& train, StepFn<Batch> step,
+                DataSource<Batch>* validation = nullptr);
+
  private:
+  FitResult run(const std::shared_ptr<::torch::nn::Module>& module,
+                ::torch::optim::Optimizer& optimizer, detail::TrainSource& train,
+                const detail::ValidateFn& validate);
+
   TrainerOptions options_;
   CallbackList callbacks_;
 };
+
+template <class Batch>
+Logs detail::validate_source(::torch::nn::Module& module, DataSource<Batch>& source,
+                             const StepFn<Batch>& step) {
+  const bool was_training = module.is_training();
+  module.eval();
+  ::torch::NoGradGuard no_grad;
+  std::vector<std::pair<Logs, std::int64_t>> parts;
+  source.set_epoch(0);
+  while (auto batch = source.next()) {
+    StepResult r = step(*batch);
+    r.logs["loss"] = r.loss.template item<double>();
+    parts.emplace_back(std::move(r.logs), r.count);
+  }
+  module.train(was_training);
+  if (parts.empty()) throw InputError("the validation data yields no batches");
+  return weighted_means(parts);
+}
+
+template <class Batch>
+FitResult Trainer::fit(std::shared_ptr<::torch::nn::Module> module,
+                       ::torch::optim::Optimizer& optimizer, DataSource<Batch>& train,
+                       StepFn<Batch> step, DataSource<Batch>* validation) {
+  if (!module) throw OptionError("fit: the model is empty");
+  if (!step) throw OptionError("fit: the training step is empty");
+  if (options_.distributed)
+    throw OptionError(
+        "fit: data-parallel training takes fit(Model, optimizer, Dataset, Dataset); a custom "
+        "step runs in one process");
+  std::optional<Batch> slot;
+  detail::TrainSource source;
+  source.resumable = &train;
+  source.set_epoch = [&train](std::int64_t e) { train.set_epoch(e); };
+  source.fetch = [&train, &slot] {
+    slot = train.next();
+    return slot.has_value();
+  };
+  source.run = [&step, &slot](bool weighted) {
+    StepResult r = step(*slot);
+    if (!r.loss.defined()) throw InputError("the training step returned no loss");
+    if (weighted)
+      (r.loss * static_cast<double>(r.count)).backward();
+    else
+      r.loss.backward();
+    r.logs["loss"] = r.loss.template item<double>();
+    return r;
+  };
+  source.batches_per_epoch = train.batches_per_epoch();
+  detail::ValidateFn validate;
+  if (validation != nullptr)
+    validate = [&module, validation, &step] {
+      return detail::validate_source(*module, *validation, step);
+    };
+  return run(module, optimizer, source, validate);
+}
 
 }  // namespace vigil::torch
