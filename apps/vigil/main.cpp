@@ -68,7 +68,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; every usage error exits 2, as OptionError does.
+    return app.exit(e) == 0 ? 0 : 2;
   } catch (const vigil::OptionError& e) {
     fmt::print(stderr, "vigil: error: {}\n", e.what());
     return 2;

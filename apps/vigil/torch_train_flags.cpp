@@ -1,5 +1,7 @@
 // The flags of `vigil train`: RunConfig's fields from its table (run_fields()), the
 // early-stopping options, and the flags of the run itself (--run-dir, --fresh, --nproc, ...).
+#include <fmt/core.h>
+
 #include <map>
 #include <memory>
 #include <optional>
@@ -17,20 +19,37 @@ namespace {
 
 using Keyed = std::vector<std::pair<CLI::Option*, std::string>>;
 
+// "must be >= min, got X" (CLI11's own range validators print the largest double).
+CLI::Validator at_least(double min) {
+  return {[min](std::string& text) -> std::string {
+            double v = 0;
+            try {
+              std::size_t used = 0;
+              v = std::stod(text, &used);
+              if (used != text.size()) return "must be a number, got '" + text + "'";
+            } catch (const std::exception&) {
+              return "must be a number, got '" + text + "'";
+            }
+            if (!(v >= min)) return fmt::format("must be >= {}, got {}", min, text);
+            return {};
+          },
+          fmt::format(">= {}", min)};
+}
+
 // The flags' range checks, by run.json key: CLI11 reports them before the value is read.
 void add_checks(const Keyed& keyed) {
   const std::map<std::string, CLI::Validator> checks = {
       {"validation_split", CLI::Range(0.0, 0.99)},
       {"test_split", CLI::Range(0.01, 0.99)},
-      {"limit_train", CLI::NonNegativeNumber},
-      {"limit_test", CLI::NonNegativeNumber},
-      {"epochs", CLI::NonNegativeNumber},
-      {"batch_size", CLI::PositiveNumber},
-      {"threads", CLI::NonNegativeNumber},
-      {"max_steps", CLI::NonNegativeNumber},
-      {"val_every_n_steps", CLI::NonNegativeNumber},
-      {"accumulate", CLI::PositiveNumber},
-      {"clip_grad_norm", CLI::NonNegativeNumber},
+      {"limit_train", at_least(0)},
+      {"limit_test", at_least(0)},
+      {"epochs", at_least(0)},
+      {"batch_size", at_least(1)},
+      {"threads", at_least(0)},
+      {"max_steps", at_least(0)},
+      {"val_every_n_steps", at_least(0)},
+      {"accumulate", at_least(1)},
+      {"clip_grad_norm", at_least(0)},
   };
   for (const auto& [opt, key] : keyed)
     if (const auto it = checks.find(key); it != checks.end()) opt->check(it->second);

@@ -3,6 +3,8 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+
 #include "vigil/error.hpp"
 #include "vigil/torch/rng_state.hpp"
 
@@ -19,7 +21,8 @@ DatasetSource::DatasetSource(Dataset data, DatasetSourceOptions options)
 void DatasetSource::start(std::int64_t epoch, std::int64_t batch) {
   epoch_ = epoch;
   batches_.emplace(data_, epoch_order(data_.size(), options_.seed, epoch, options_.shuffle),
-                   options_.batch_size, batch * options_.batch_size, options_.drop_last);
+                   options_.batch_size, std::min(batch * options_.batch_size, data_.size()),
+                   options_.drop_last);
 }
 
 void DatasetSource::set_epoch(std::int64_t epoch) {
@@ -37,8 +40,11 @@ std::optional<std::int64_t> DatasetSource::batches_per_epoch() const {
 }
 
 nlohmann::json DatasetSource::state() const {
+  // Batches served so far: after a final short batch the position is not a multiple of the
+  // batch size, and next_index() would point back at that batch.
+  const std::int64_t bs = options_.batch_size;
   return {{"epoch", epoch_},
-          {"batch", batches_->next_index()},
+          {"batch", (batches_->position() + bs - 1) / bs},
           {"size", data_.size()},
           {"batch_size", options_.batch_size}};
 }
@@ -56,9 +62,9 @@ void DatasetSource::load_state(const nlohmann::json& state) {
   if (state.contains("size") && state.at("size").get<std::int64_t>() != data_.size())
     throw InputError(fmt::format("it was trained on {} examples, this run has {}",
                                  state.at("size").get<std::int64_t>(), data_.size()));
-  const std::int64_t batches =
-      options_.drop_last ? data_.size() / options_.batch_size
-                         : (data_.size() + options_.batch_size - 1) / options_.batch_size;
+  const std::int64_t batches = options_.drop_last
+                                   ? data_.size() / options_.batch_size
+                                   : (data_.size() + options_.batch_size - 1) / options_.batch_size;
   if (epoch < 0 || batch < 0 || batch > batches)
     throw InputError(fmt::format(
         "it stopped at batch {} of an epoch that now has {} batches (the training data or batch "

@@ -78,8 +78,7 @@ bool Loop::fetch() {
   ++ctx_.data_epoch;
   train_.set_epoch(ctx_.data_epoch);
   if (train_.fetch()) return true;
-  throw InputError(
-      fmt::format("the training data yields no batches in pass {}", ctx_.data_epoch));
+  throw InputError(fmt::format("the training data yields no batches in pass {}", ctx_.data_epoch));
 }
 
 bool Loop::step(PeriodSums& sums) {
@@ -179,7 +178,9 @@ bool Loop::run_period(const detail::ValidateFn& validate) {
   return true;
 }
 
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+  return (a + b - 1) / b;
+}
 
 }  // namespace
 
@@ -195,8 +196,9 @@ FitResult Trainer::run(const std::shared_ptr<::torch::nn::Module>& module,
   ctx.accumulate = options_.accumulate;
   ctx.val_every_n_steps = options_.val_every_n_steps;
   const std::optional<std::int64_t> steps_per_pass =
-      train.batches_per_epoch ? std::optional(ceil_div(*train.batches_per_epoch, options_.accumulate))
-                              : std::nullopt;
+      train.batches_per_epoch
+          ? std::optional(ceil_div(*train.batches_per_epoch, options_.accumulate))
+          : std::nullopt;
   ctx.max_steps = options_.max_steps;
   if (options_.val_every_n_steps > 0) {
     if (ctx.max_steps == 0) {
@@ -229,8 +231,9 @@ FitResult Trainer::run(const std::shared_ptr<::torch::nn::Module>& module,
             fmt::format("cannot resume from {}: {}", ctx.resumed_from->string(), e.what()));
       }
     else if (ctx.resumed_from && ctx.batch > 0)
-      throw InputError(fmt::format(
-          "cannot resume from {}: it holds no position of the training data", ctx.resumed_from->string()));
+      throw InputError(
+          fmt::format("cannot resume from {}: it holds no position of the training data",
+                      ctx.resumed_from->string()));
     else
       train.set_epoch(ctx.data_epoch);
   }

@@ -13,6 +13,7 @@
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/torch/backup_and_restore.hpp"
 #include "vigil/torch/csv_logger.hpp"
+#include "vigil/torch/dataset_source.hpp"
 #include "vigil/torch/module_state.hpp"
 #include "vigil/torch/optimizer_state.hpp"
 #include "vigil/torch/trainer.hpp"
@@ -75,7 +76,8 @@ TEST(TrainerSteps, AccumulationIsOneBatchThatManyTimesLarger) {
   // 60 examples: micro-batches of 16 make steps of 16+16 and 16+12, batches of 32 make 32 and 28.
   const auto data = make_data(60, 1);
   const auto base = one_thread().with_epochs(2).with_shuffle(false);
-  const auto accumulated = train_weights(TrainerOptions(base).with_batch_size(16).with_accumulate(2), data);
+  const auto accumulated =
+      train_weights(TrainerOptions(base).with_batch_size(16).with_accumulate(2), data);
   const auto large = train_weights(TrainerOptions(base).with_batch_size(32), data);
   const auto small = train_weights(TrainerOptions(base).with_batch_size(16), data);
   EXPECT_LT(max_difference(accumulated, large), 1e-6);
@@ -86,8 +88,8 @@ TEST(TrainerSteps, ClipsTheGlobalNormAsClipGradNormAndLogsIt) {
   const auto data = make_data(32, 2);
   auto model = make_model(4);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.5}});
-  Trainer t(
-      one_thread().with_epochs(1).with_batch_size(32).with_shuffle(false).with_clip_grad_norm(0.05));
+  Trainer t(one_thread().with_epochs(1).with_batch_size(32).with_shuffle(false).with_clip_grad_norm(
+      0.05));
   auto logs = std::make_shared<BatchLogs>();
   t.add_callback(logs);
   t.fit(Model::of(model), *opt, data, Dataset{});
@@ -174,7 +176,8 @@ class PairSource : public DataSource<PairBatch> {
   void set_epoch(std::int64_t) override { index_ = 0; }
   std::optional<PairBatch> next() override {
     if (length_ && index_ >= *length_) return std::nullopt;
-    auto gen = ::at::detail::createCPUGenerator(seed_ * 1000003 + static_cast<std::uint64_t>(index_++));
+    auto gen =
+        ::at::detail::createCPUGenerator(seed_ * 1000003 + static_cast<std::uint64_t>(index_++));
     auto a = ::torch::randn({8, 3}, gen);
     auto b = ::torch::randn({8, 2}, gen);
     return PairBatch{a, b, a.sum(1, true) - b.sum(1, true)};
@@ -223,9 +226,8 @@ CustomRun run_custom(const fs::path& dir, int interrupt_at_step) {
   t.add_callback(std::make_shared<BackupAndRestore>(manager));
   t.add_callback(std::make_shared<CSVLogger>(CSVLoggerOptions{}.with_filename(dir / "m.csv")));
   PairSource train(1), validation(2, 3);
-  auto fit = t.fit<PairBatch>(net, *opt, train,
-                              [&net](const PairBatch& b) { return pair_step(net, b); },
-                              &validation);
+  auto fit = t.fit<PairBatch>(
+      net, *opt, train, [&net](const PairBatch& b) { return pair_step(net, b); }, &validation);
   auto os = optimizer_state(*opt, *net);
   return CustomRun{module_state(*net).clone(), os.tensors.clone(), fit, read_file(dir / "m.csv")};
 }
@@ -271,9 +273,9 @@ TEST(TrainerSteps, AnEndlessSourceNeedsMaxStepsAndStepCadence) {
   PairSource train(1);
   auto step = [&net](const PairBatch& b) { return pair_step(net, b); };
   EXPECT_THROW(Trainer(one_thread()).fit<PairBatch>(net, *opt, train, step), OptionError);
-  EXPECT_THROW(Trainer(one_thread().with_val_every_n_steps(5)).fit<PairBatch>(net, *opt,
-                                                                              train, step),
-               OptionError);
+  EXPECT_THROW(
+      Trainer(one_thread().with_val_every_n_steps(5)).fit<PairBatch>(net, *opt, train, step),
+      OptionError);
 }
 
 TEST(TrainerSteps, AShapeMismatchNamesTheStageAndTheShapes) {
@@ -282,7 +284,9 @@ TEST(TrainerSteps, AShapeMismatchNamesTheStageAndTheShapes) {
   auto model = make_model(1);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
   Trainer t(one_thread().with_epochs(1).with_batch_size(16).with_loss(
-      [](const ::torch::Tensor& out, const ::torch::Tensor& y) { return (out - y).pow(2).mean(); }));
+      [](const ::torch::Tensor& out, const ::torch::Tensor& y) {
+        return (out - y).pow(2).mean();
+      }));
   try {
     t.fit(Model::of(model), *opt, data, Dataset{});
     FAIL() << "expected an error";
@@ -299,4 +303,21 @@ TEST(TrainerSteps, RefusesBadOptions) {
   EXPECT_THROW(Trainer(TrainerOptions{}.with_max_steps(-1)), OptionError);
   EXPECT_THROW(Trainer(TrainerOptions{}.with_clip_grad_norm(-1)), OptionError);
   EXPECT_THROW(Trainer(TrainerOptions{}.with_clip_grad_norm(std::nan(""))), OptionError);
+}
+
+TEST(DatasetSourceState, AfterTheShortLastBatchItStandsAtTheEndOfThePass) {
+  const auto data = make_data(10, 1);
+  DatasetSource a(data, DatasetSourceOptions{}.with_batch_size(4).with_seed(2));
+  a.set_epoch(3);
+  ASSERT_TRUE(a.next() && a.next());
+  DatasetSource b(data, DatasetSourceOptions{}.with_batch_size(4).with_seed(2));
+  b.load_state(a.state());
+  const auto from_a = a.next(), from_b = b.next();  // the short batch of 2
+  ASSERT_TRUE(from_a && from_b);
+  EXPECT_TRUE(::torch::equal(from_a->features, from_b->features));
+  EXPECT_EQ(from_b->features.size(0), 2);
+  b.load_state(a.state());
+  EXPECT_FALSE(b.next().has_value());
+  EXPECT_THROW(DatasetSource(data, DatasetSourceOptions{}.with_batch_size(5)).load_state(a.state()),
+               InputError);
 }

@@ -1,0 +1,122 @@
+// `vigil train` by steps: validation every n steps with accumulation and clipping, checkpoints
+// named by step, a run SIGKILLed several times and resumed that ends with every tensor of its
+// last checkpoint byte-identical to an uninterrupted run, and bad values refused up front.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <map>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "test_support.hpp"
+#include "train_cli_helpers.hpp"
+#include "vigil/safetensors.hpp"
+
+namespace fs = std::filesystem;
+using namespace vigil::test;
+
+namespace {
+
+// 461 training examples in batches of 32: 15 batches a pass, 8 steps of 2 micro-batches.
+std::vector<std::string> step_args(const fs::path& run, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = quick_train(
+      run, {"--batch-size", "32", "--max-steps", "60", "--val-every-n-steps", "20", "--accumulate",
+            "2", "--clip-grad-norm", "1.0", "--save-every-n-steps", "9", "--patience", "100",
+            "--keep-last", "3"});
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+std::vector<std::string> folders(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_directory()) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Every tensor of every .safetensors file of a checkpoint folder: name -> bytes.
+std::map<std::string, std::string> tensors_of(const fs::path& checkpoint) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::directory_iterator(checkpoint)) {
+    if (e.path().extension() != ".safetensors") continue;
+    const auto file = vigil::SafetensorsFile::open(e.path());
+    for (const auto& info : file.tensors()) {
+      const auto view = file.view(info.name);
+      out[e.path().stem().string() + ":" + info.name] =
+          std::string(reinterpret_cast<const char*>(view.data.data()), view.data.size());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(TrainSteps, ValidatesEveryNStepsAndNamesCheckpointsByStep) {
+  TempDir tmp;
+  const auto run = tmp / "run";
+  const auto r = run_vigil(step_args(run));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("stopped: it reached max_steps (60 steps)"), std::string::npos) << r.out;
+  const std::string csv = read_file(run / "metrics.csv");
+  // One row per validation, at steps 20, 40 and 60.
+  EXPECT_NE(csv.find("\n0,20,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\n1,40,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\n2,60,"), std::string::npos) << csv;
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4) << csv;
+  EXPECT_NE(csv.find("grad_norm"), std::string::npos) << csv;
+  for (const auto& name : folders(run / "checkpoints"))
+    EXPECT_EQ(name.rfind("step-000000", 0), 0u) << name;
+}
+
+TEST(TrainSteps, KilledSeveralTimesAndResumedEndsBitIdentical) {
+  TempDir tmp;
+  const auto ref = tmp / "ref";
+  ASSERT_EQ(run_vigil(step_args(ref)).exit_code, 0);
+
+  const auto run = tmp / "run";
+  // Steps chosen to fall inside a validation period, right after a step save and between saves.
+  for (const char* at : {"13", "29", "46"}) {
+    const auto killed = run_vigil(step_args(run, {"--debug-kill-after-batches", at}));
+    ASSERT_EQ(killed.exit_code, 128 + SIGKILL) << at << killed.out << killed.err;
+  }
+  const auto resumed = run_vigil(step_args(run));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  EXPECT_NE(resumed.out.find("resuming"), std::string::npos) << resumed.out;
+
+  EXPECT_EQ(metrics_without_seconds(run / "metrics.csv"), metrics_without_seconds(ref / "metrics.csv"));
+  const auto names = folders(ref / "checkpoints");
+  ASSERT_FALSE(names.empty());
+  EXPECT_EQ(folders(run / "checkpoints"), names);
+  const auto last_ref = tensors_of(ref / "checkpoints" / names.back());
+  const auto last_run = tensors_of(run / "checkpoints" / names.back());
+  const auto has_file = [&](const std::string& stem) {
+    return std::any_of(last_ref.begin(), last_ref.end(),
+                       [&](const auto& kv) { return kv.first.rfind(stem + ":", 0) == 0; });
+  };
+  EXPECT_TRUE(has_file("model"));
+  EXPECT_TRUE(has_file("optimizer"));
+  EXPECT_EQ(last_run.size(), last_ref.size());
+  for (const auto& [name, bytes] : last_ref) {
+    ASSERT_TRUE(last_run.count(name)) << name;
+    EXPECT_TRUE(last_run.at(name) == bytes) << name << " differs";
+  }
+}
+
+TEST(TrainSteps, BadValuesAreRefusedBeforeAnyWork) {
+  TempDir tmp;
+  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
+           {"--accumulate", "0"},
+           {"--val-every-n-steps", "-1"},
+           {"--max-steps", "-5"},
+           {"--clip-grad-norm", "-1"}}) {
+    const auto r = run_vigil(quick_train(tmp / "r", {flag, value}));
+    EXPECT_EQ(r.exit_code, 2) << flag << " " << value << ": " << r.err;
+    EXPECT_NE(r.err.find(flag), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(fs::exists(tmp / "r")) << flag;
+  }
+}
