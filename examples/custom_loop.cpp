@@ -1,8 +1,11 @@
-// vigil's callbacks in a hand-written libtorch loop, without the Trainer: fill a TrainContext,
-// call the CallbackList's hooks at the right places, and start where on_train_begin says (the
-// BackupAndRestore callback may have resumed the run from its newest checkpoint).
+// vigil's callbacks in a hand-written libtorch loop, without the Trainer: vt::TrainLoop does the
+// TrainContext bookkeeping (hooks, step, batch, the data source's position, the epoch's running
+// means) so that the run resumes exactly, even in the middle of an epoch. SIGINT/SIGTERM (or
+// --stop-after-steps N, for tests) interrupt it at the next batch with a checkpoint; running the
+// same command again resumes there.
 //
 //   example_custom_loop [RUN_DIR] [--data DIR] [--limit-train N] [--epochs N] [--patience N]
+//                       [--stop-after-steps N]
 #include <fmt/core.h>
 
 #include <map>
@@ -13,6 +16,7 @@
 #include "vigil/torch/backup_and_restore.hpp"
 #include "vigil/torch/callback.hpp"
 #include "vigil/torch/csv_logger.hpp"
+#include "vigil/torch/dataset_source.hpp"
 #include "vigil/torch/datasets.hpp"
 #include "vigil/torch/early_stopping.hpp"
 #include "vigil/torch/model_checkpoint.hpp"
@@ -20,6 +24,8 @@
 #include "vigil/torch/module_state.hpp"
 #include "vigil/torch/optimizer_state.hpp"
 #include "vigil/torch/rng_state.hpp"
+#include "vigil/torch/signals.hpp"
+#include "vigil/torch/train_loop.hpp"
 #include "vigil/torch/trainer.hpp"
 
 namespace vt = vigil::torch;
@@ -29,7 +35,8 @@ int main(int argc, char** argv) try {
                                          {{"--data", std::string(vt::kFashionMnistDir)},
                                           {"--limit-train", "6000"},
                                           {"--epochs", "15"},
-                                          {"--patience", "2"}});
+                                          {"--patience", "2"},
+                                          {"--stop-after-steps", "0"}});
   auto all =
       vt::load_fashion_mnist(vt::Split::Train, vt::FashionMnistOptions{}
                                                    .with_root(flags["--data"])
@@ -58,49 +65,47 @@ int main(int argc, char** argv) try {
   callbacks.add(
       std::make_shared<vt::CSVLogger>(vt::CSVLoggerOptions{}.with_filename(dir / "metrics.csv")));
 
-  const std::int64_t batch_size = 64;
-  const std::int64_t n = data.train.size();
-  vt::TrainContext ctx;  // what the callbacks see: the model, the optimizer, the position
-  ctx.model = model.ptr();
-  ctx.optimizer = optimizer.get();
-  ctx.epochs = std::stoi(flags["--epochs"]);
-  ctx.steps_per_epoch = (n + batch_size - 1) / batch_size;
-
-  callbacks.on_train_begin(ctx);  // may resume: then ctx.epoch says where to go on
-  if (ctx.resumed_from) fmt::print("resumed from {}\n", ctx.resumed_from->string());
-  // Checkpoints are taken at epoch ends only here, so a resume always starts a whole epoch
-  // (ctx.batch == 0); see the Trainer for resuming in the middle of an epoch.
-  for (int epoch = ctx.epoch; epoch < ctx.epochs && !ctx.stop_training; ++epoch) {
-    callbacks.on_epoch_begin(ctx, epoch);
+  // The data as a resumable source: pass e's order depends only on (seed, e).
+  vt::DatasetSource source(data.train, vt::DatasetSourceOptions{}.with_batch_size(64));
+  vt::StopSignals signals;  // SIGINT/SIGTERM: stop at the next batch, with a checkpoint
+  const std::int64_t stop_after = std::stoll(flags["--stop-after-steps"]);
+  auto interrupt = [&signals, stop_after, steps = std::int64_t{0}]() mutable {
+    if (stop_after > 0 && steps++ == stop_after)
+      return std::optional<std::string>("--stop-after-steps");
+    return signals.interrupt()();
+  };
+  // Calls on_train_begin: BackupAndRestore may resume, putting the source back where it was.
+  vt::TrainLoop loop(
+      callbacks, model.ptr(), optimizer.get(), source,
+      vt::TrainLoopOptions{}.with_epochs(std::stoi(flags["--epochs"])).with_interrupt(interrupt));
+  const vt::TrainContext& ctx = loop.context();
+  if (ctx.resumed_from)
+    fmt::print("resumed from {} at epoch {} batch {}\n", ctx.resumed_from->string(), ctx.epoch,
+               ctx.batch);
+  while (loop.next_epoch()) {  // on_epoch_begin; a new pass unless resumed inside this one
     model->train();
-    vt::BatchIterator batches(data.train, vt::epoch_order(n, /*seed=*/0, epoch), batch_size);
-    double sum = 0;
-    std::int64_t seen = 0;
-    while (!batches.done()) {
-      auto b = batches.next();
-      callbacks.on_batch_begin(ctx, b.index);
+    while (auto b = loop.next_batch()) {  // on_batch_begin; nullopt at the end or on interrupt
       optimizer->zero_grad();
-      auto loss = torch::nn::functional::cross_entropy(model->forward(b.features), b.targets);
+      auto loss = torch::nn::functional::cross_entropy(model->forward(b->features), b->targets);
       loss.backward();
       optimizer->step();
-      ctx.batch = b.index + 1;
-      ++ctx.global_step;
-      const double l = loss.item<double>();
-      sum += l * static_cast<double>(b.features.size(0));
-      seen += b.features.size(0);
-      callbacks.on_batch_end(ctx, b.index, {{"loss", l}});
+      loop.end_batch({{"loss", loss.item<double>()}}, b->features.size(0));  // on_batch_end
     }
+    if (ctx.interrupted) break;  // BackupAndRestore has checkpointed in on_interrupt
     const auto val = vt::evaluate(vt::Model::of(model), data.validation);  // eval mode, no grad
-    const vigil::Logs logs{{"loss", sum / static_cast<double>(seen)},
-                           {"val_loss", val.at("loss")},
-                           {"val_accuracy", val.at("accuracy")}};
+    vigil::Logs logs = loop.epoch_means();  // this epoch's loss, resumed batches included
+    logs["val_loss"] = val.at("loss");
+    logs["val_accuracy"] = val.at("accuracy");
     // Appends to ctx.history; EarlyStopping decides, ModelCheckpoint saves, CSVLogger writes.
-    callbacks.on_epoch_end(ctx, epoch, logs);
-    ctx.batch = 0;
-    fmt::print("epoch {}: loss {:.4f}  val_loss {:.4f}  val_accuracy {:.4f}\n", epoch,
+    loop.end_epoch(logs);
+    fmt::print("epoch {}: loss {:.4f}  val_loss {:.4f}  val_accuracy {:.4f}\n", ctx.epoch - 1,
                logs.at("loss"), logs.at("val_loss"), logs.at("val_accuracy"));
   }
-  callbacks.on_train_end(ctx);  // EarlyStopping loads the best weights back into the model
+  loop.end();  // on_train_end: EarlyStopping loads the best weights back into the model
+  if (ctx.interrupted) {
+    fmt::print("interrupted ({}): run the same command again to resume\n", ctx.stop_reason);
+    return 0;
+  }
   fmt::print("stopped: {}\n", ctx.stop_training ? ctx.stop_reason : "all epochs done");
   if (const auto best = stopping->stopper().best_epoch())
     fmt::print("best epoch: {} (val_loss {:.4f})\n", *best, *stopping->stopper().best_value());

@@ -1,6 +1,6 @@
 // `vigil train`: trains a model on Fashion-MNIST (or a CSV table) with early
 // stopping, checkpoints with rotation, automatic resume from --run-dir, and
-// clean SIGINT/SIGTERM handling (torch_signals.cpp). Its flags: torch_train_flags.cpp.
+// clean SIGINT/SIGTERM handling (vigil/torch/signals.hpp). Its flags: torch_train_flags.cpp.
 #include <fmt/core.h>
 #include <signal.h>
 
@@ -11,7 +11,6 @@
 #include <memory>
 #include <optional>
 
-#include "torch_signals.hpp"
 #include "torch_train.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/io.hpp"
@@ -26,6 +25,7 @@
 #include "vigil/torch/reduce_lr_on_plateau.hpp"
 #include "vigil/torch/rng_state.hpp"
 #include "vigil/torch/sharded_checkpoint.hpp"
+#include "vigil/torch/signals.hpp"
 #include "vigil/torch/trainer.hpp"
 
 namespace vigil::cli {
@@ -146,9 +146,9 @@ vt::TrainerOptions trainer_options(const RunConfig& config) {
       .with_clip_grad_norm(config.clip_grad_norm)
       .with_extra({{"run", config.to_json()}})
       .with_interrupt([]() -> std::optional<std::string> {
-        const int sig = received_stop_signal();
+        const int sig = vt::received_stop_signal();
         if (sig == 0) return std::nullopt;
-        return "interrupted by " + signal_name(sig);
+        return "interrupted by " + vt::signal_name(sig);
       });
 }
 
@@ -198,11 +198,11 @@ int run_worker_rank(const RunConfig& config, std::shared_ptr<vt::ProcessGroup> g
                                                      a.debug_kill_after_epochs, nullptr));
   vt::FitResult fit;
   {
-    StopSignals signals;
+    vt::StopSignals signals;
     fit = trainer.fit(vt::Model::of(net), optimizer, data.train, data.validation);
   }
   if (fit.interrupted) {
-    const int sig = received_stop_signal();
+    const int sig = vt::received_stop_signal();
     return 128 + (sig != 0 ? sig : SIGINT);
   }
   return 0;
@@ -354,7 +354,7 @@ void announce_start(const fs::path& run_dir, bool resuming, const MainRun& r) {
 // Says where the interrupted run stands and how to resume it; returns 128 + the signal.
 int report_interrupt(const fs::path& run_dir, const vt::FitResult& fit, const MainRun& r,
                      const RunData& data, const RunConfig& config) {
-  const int sig = received_stop_signal();
+  const int sig = vt::received_stop_signal();
   std::string where = "no checkpoint could be written";
   if (const auto& c = r.restore->interrupt_checkpoint()) where = "checkpoint " + c->path.string();
   // Interrupts are polled before a batch: the epoch under way is the one after the last one
@@ -414,7 +414,7 @@ int run_main_rank(const TrainArgs& a, const RunConfig& config,
   vt::FitResult fit;
   const auto fit_started = std::chrono::steady_clock::now();
   {
-    StopSignals signals;
+    vt::StopSignals signals;
     fit = trainer.fit(vt::Model::of(net), optimizer, data.train, data.validation);
   }
   // The training loop with every callback (saves included), without start-up and data loading:

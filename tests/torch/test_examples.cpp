@@ -129,6 +129,29 @@ TEST(Examples, CustomLoopDrivesTheCallbacksWithoutTheTrainer) {
   EXPECT_LE(folders, 3);
 }
 
+TEST(Examples, CustomLoopResumesInTheMiddleOfAnEpochExactly) {
+  TempDir tmp;
+  const std::vector<std::string> args = {"--limit-train", "600", "--epochs", "3",
+                                         "--patience",    "5"};
+  auto with = [&](const fs::path& run, std::vector<std::string> extra) {
+    std::vector<std::string> a = {run.string()};
+    a.insert(a.end(), args.begin(), args.end());
+    a.insert(a.end(), extra.begin(), extra.end());
+    return run_example("example_custom_loop", a);
+  };
+  ASSERT_EQ(with(tmp / "ref", {}).exit_code, 0);
+  // 540 training examples: 9 batches an epoch; step 13 is batch 4 of epoch 1.
+  const auto stopped = with(tmp / "run", {"--stop-after-steps", "13"});
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.out << stopped.err;
+  EXPECT_NE(stopped.out.find("interrupted (--stop-after-steps)"), std::string::npos) << stopped.out;
+  const auto resumed = with(tmp / "run", {});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  EXPECT_NE(resumed.out.find("at epoch 1 batch 4"), std::string::npos) << resumed.out;
+  EXPECT_EQ(metrics_without_seconds(tmp / "run" / "metrics.csv"),
+            metrics_without_seconds(tmp / "ref" / "metrics.csv"));
+  expect_same_tensors(tmp / "run" / "model.safetensors", tmp / "ref" / "model.safetensors");
+}
+
 TEST(Examples, SeedArticleKeepsTheBestValueSavesPeriodicallyAndReloads) {
   TempDir tmp;
   const auto run = tmp / "run";

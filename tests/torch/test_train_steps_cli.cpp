@@ -6,8 +6,8 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <map>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,10 +22,10 @@ namespace {
 
 // 461 training examples in batches of 32: 15 batches a pass, 8 steps of 2 micro-batches.
 std::vector<std::string> step_args(const fs::path& run, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = quick_train(
-      run, {"--batch-size", "32", "--max-steps", "60", "--val-every-n-steps", "20", "--accumulate",
-            "2", "--clip-grad-norm", "1.0", "--save-every-n-steps", "9", "--patience", "100",
-            "--keep-last", "3"});
+  std::vector<std::string> args =
+      quick_train(run, {"--batch-size", "32", "--max-steps", "60", "--val-every-n-steps", "20",
+                        "--accumulate", "2", "--clip-grad-norm", "1.0", "--save-every-n-steps", "9",
+                        "--patience", "100", "--keep-last", "3"});
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
@@ -87,7 +87,8 @@ TEST(TrainSteps, KilledSeveralTimesAndResumedEndsBitIdentical) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
   EXPECT_NE(resumed.out.find("resuming"), std::string::npos) << resumed.out;
 
-  EXPECT_EQ(metrics_without_seconds(run / "metrics.csv"), metrics_without_seconds(ref / "metrics.csv"));
+  EXPECT_EQ(metrics_without_seconds(run / "metrics.csv"),
+            metrics_without_seconds(ref / "metrics.csv"));
   const auto names = folders(ref / "checkpoints");
   ASSERT_FALSE(names.empty());
   EXPECT_EQ(folders(run / "checkpoints"), names);
@@ -108,11 +109,11 @@ TEST(TrainSteps, KilledSeveralTimesAndResumedEndsBitIdentical) {
 
 TEST(TrainSteps, BadValuesAreRefusedBeforeAnyWork) {
   TempDir tmp;
-  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
-           {"--accumulate", "0"},
-           {"--val-every-n-steps", "-1"},
-           {"--max-steps", "-5"},
-           {"--clip-grad-norm", "-1"}}) {
+  for (const auto& [flag, value] :
+       std::vector<std::pair<std::string, std::string>>{{"--accumulate", "0"},
+                                                        {"--val-every-n-steps", "-1"},
+                                                        {"--max-steps", "-5"},
+                                                        {"--clip-grad-norm", "-1"}}) {
     const auto r = run_vigil(quick_train(tmp / "r", {flag, value}));
     EXPECT_EQ(r.exit_code, 2) << flag << " " << value << ": " << r.err;
     EXPECT_NE(r.err.find(flag), std::string::npos) << r.err;

@@ -1,0 +1,89 @@
+// The stop-signal handler and the globals a signal handler cannot do without.
+#include "vigil/torch/signals.hpp"
+
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+
+#include "vigil/error.hpp"
+
+namespace vigil::torch {
+
+namespace {
+
+// Written by the handler, polled between steps: a handler can reach nothing but globals.
+volatile std::sig_atomic_t g_signal = 0;
+volatile std::sig_atomic_t g_second_exits = 1;
+std::atomic<bool> g_installed{false};
+
+extern "C" void on_stop_signal(int sig) {
+  // _exit is async-signal-safe; every checkpoint write is atomic, so leaving mid-write is safe.
+  if (g_signal != 0 && g_second_exits != 0) _exit(128 + sig);
+  g_signal = sig;
+}
+
+}  // namespace
+
+int received_stop_signal() {
+  return g_signal;
+}
+
+StopSignals::StopSignals(StopSignalsOptions options) {
+  std::vector<int> sigs = options.signals;
+  if (options.extra_signal != 0) sigs.push_back(options.extra_signal);
+  for (int s : sigs)
+    if (s <= 0 || s >= NSIG || s == SIGKILL || s == SIGSTOP)
+      throw OptionError(fmt::format("StopSignals: {} cannot be caught", signal_name(s)));
+  if (g_installed.exchange(true))
+    throw OptionError("StopSignals: another one is installed; keep one for the process");
+  g_signal = 0;
+  g_second_exits = options.second_exits ? 1 : 0;
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int s : sigs) {
+    struct sigaction old {};
+    sigaction(s, &sa, &old);
+    installed_.push_back(s);
+    previous_.push_back(old);
+  }
+}
+
+StopSignals::~StopSignals() {
+  for (std::size_t i = 0; i < installed_.size(); ++i)
+    sigaction(installed_[i], &previous_[i], nullptr);
+  g_installed = false;
+}
+
+int StopSignals::received() const {
+  return g_signal;
+}
+
+std::function<std::optional<std::string>()> StopSignals::interrupt() const {
+  return []() -> std::optional<std::string> {
+    const int sig = g_signal;
+    if (sig == 0) return std::nullopt;
+    return "interrupted by " + signal_name(sig);
+  };
+}
+
+std::string signal_name(int sig) {
+  switch (sig) {
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGUSR1:
+      return "SIGUSR1";
+    case SIGUSR2:
+      return "SIGUSR2";
+    case SIGHUP:
+      return "SIGHUP";
+    default:
+      return fmt::format("signal {}", sig);
+  }
+}
+
+}  // namespace vigil::torch
