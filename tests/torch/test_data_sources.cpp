@@ -461,6 +461,17 @@ TEST(TorchDataSource, TakesMappedDataSetsAndACustomCollate) {
   mapped.set_epoch(0);
   EXPECT_EQ(targets(*mapped.next()), (std::vector<std::int64_t>{0, 1, 2, 3}));
 
+  // An example transform (as in the header's MNIST example): still a vector of examples, stacked.
+  auto normalized = Numbers(6).map(torch::data::transforms::Normalize<>(1.0, 2.0));
+  vt::TorchDataSource norm(std::move(normalized),
+                           vt::TorchDataOptions{}.with_batch_size(4).with_shuffle(false));
+  static_assert(std::is_same_v<decltype(norm)::batch_type, torch::data::Example<>>);
+  norm.set_epoch(0);
+  auto b = *norm.next();
+  EXPECT_FLOAT_EQ(b.data[3].flatten()[0].item<float>(), (3.0f - 1.0f) / 2.0f);
+  static_assert(std::is_same_v<vt::TorchDataSource<torch::data::datasets::MNIST>::batch_type,
+                               torch::data::Example<>>);
+
   // A collate of one's own: the sum of the targets.
   using Sum = vt::TorchDataSource<Numbers, std::int64_t>;
   Sum sums(Numbers(6), vt::TorchDataOptions{}.with_batch_size(4).with_shuffle(false),
