@@ -59,7 +59,8 @@ struct TokenWindowOptions {
   /// Seeds the Random windows; Sequential ignores it (default 0).
   std::uint64_t seed = 0;
   /// The parts of the file to use; a window never crosses from one into the next, and segments
-  /// shorter than T + 1 tokens are skipped (default: the whole file as one segment).
+  /// shorter than T + 1 tokens are skipped; any order, and overlapping segments simply give
+  /// their shared windows more weight (default: the whole file as one segment).
   std::vector<TokenSegment> segments;
   /// Random or Sequential (default Random).
   WindowMode mode = WindowMode::Random;
@@ -105,6 +106,9 @@ struct TokenWindowOptions {
 ///     train.set_epoch(0);
 ///     auto batch = train.next();  // batch->x, batch->y: int64 [64, 256]
 ///     auto saved = train.state();  // in a fresh source, load_state(saved) continues here
+///
+/// Copies of a source share one read-only mapping; the file must not be truncated or rewritten
+/// while it is mapped (reading a truncated mapping kills the process with SIGBUS).
 ///
 /// Errors: OptionError for bad options (see validate()); InputError naming the file for a
 /// missing file, a size that is not a whole number of tokens, a segment past the end of the
