@@ -45,6 +45,10 @@ struct RunConfig {
   double weight_decay = 0.0;
   std::uint64_t seed = 0;
   int threads = 0;
+  // The lr schedule (LRSchedule; none when constant without warm-up).
+  std::string lr_schedule = "constant";  ///< constant|step:SIZE:GAMMA|cosine|linear
+  std::int64_t warmup_steps = 0;         ///< linear warm-up steps
+  double final_lr = 0.0;                 ///< cosine/linear: the lr reached at the last step
   // Early stopping (the core options) and restore_best_weights.
   EarlyStoppingOptions early_stopping = EarlyStoppingOptions{}.with_patience(3);
   bool restore_best_weights = true;

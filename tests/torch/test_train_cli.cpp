@@ -106,11 +106,13 @@ TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
                                             "early_stopping",
                                             "epochs",
                                             "filename",
+                                            "final_lr",
                                             "hidden",
                                             "keep_last",
                                             "limit_test",
                                             "limit_train",
                                             "lr",
+                                            "lr_schedule",
                                             "min_lr",
                                             "model",
                                             "momentum",
@@ -129,6 +131,7 @@ TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
                                             "test_split",
                                             "threads",
                                             "validation_split",
+                                            "warmup_steps",
                                             "weight_decay"}));
   EXPECT_EQ(cfg.at("channels"), nlohmann::json::array({16, 32}));
   EXPECT_EQ(cfg.at("lr"), 1e-3);
