@@ -345,7 +345,7 @@ std::vector<std::string> CallbackList::lr_callbacks() const {
 void CallbackList::load_states(const nlohmann::json& states,
                                const std::vector<std::string>& required) {
   if (!states.is_object()) throw InputError("callback states in a checkpoint are not an object");
-  // Checked before any state is handed out, so that a refused resume changes nothing.
+  // Checked before any state is handed out, so that no callback is left half-restored.
   for (const auto& c : callbacks_)
     if (c->state_required_on_resume() && !states.contains(c->name()))
       throw InputError(fmt::format(
