@@ -49,6 +49,10 @@ struct RunConfig {
   std::int64_t val_every_n_steps = 0;  ///< validate every N steps (0 = every epoch)
   int accumulate = 1;                  ///< micro-batches per optimizer step
   double clip_grad_norm = 0;           ///< clip the gradients' global norm (0 = off)
+  // The lr schedule (LRSchedule; none when constant without warm-up).
+  std::string lr_schedule = "constant";  ///< constant|step:SIZE:GAMMA|cosine|linear
+  std::int64_t warmup_steps = 0;         ///< linear warm-up steps
+  double final_lr = 0.0;                 ///< cosine/linear: the lr reached at the last step
   // Early stopping (the core options) and restore_best_weights.
   EarlyStoppingOptions early_stopping = EarlyStoppingOptions{}.with_patience(3);
   bool restore_best_weights = true;

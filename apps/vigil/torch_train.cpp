@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include "vigil/torch/csv_logger.hpp"
 #include "vigil/torch/early_stopping.hpp"
 #include "vigil/torch/learning_curve_plot.hpp"
+#include "vigil/torch/lr_schedule.hpp"
 #include "vigil/torch/model_checkpoint.hpp"
 #include "vigil/torch/module_state.hpp"
 #include "vigil/torch/optimizer_state.hpp"
@@ -163,6 +165,39 @@ std::shared_ptr<vt::Callback> make_reduce_lr(const RunConfig& config) {
                                                      .with_cooldown(config.cooldown));
 }
 
+// The lr schedule of --lr-schedule/--warmup-steps/--final-lr; throws OptionError naming the flag
+// for a bad value (checked before any work). Null when the lr never changes (constant without a
+// warm-up): runs started before the schedule existed resume as they were.
+std::shared_ptr<vt::LRSchedule> make_lr_schedule(const RunConfig& config) {
+  vt::LRScheduleOptions o;
+  try {
+    o.with_schedule(vt::parse_lr_schedule(config.lr_schedule));
+  } catch (const OptionError& e) {
+    throw OptionError(fmt::format("--lr-schedule: {}", e.what()));
+  }
+  if (config.warmup_steps < 0)
+    throw OptionError(fmt::format("--warmup-steps must be >= 0, got {}", config.warmup_steps));
+  if (!(config.final_lr >= 0.0) || !std::isfinite(config.final_lr))
+    throw OptionError(fmt::format("--final-lr must be >= 0, got {}", config.final_lr));
+  o.with_warmup_steps(config.warmup_steps).with_final_lr(config.final_lr);
+  if (o.schedule.kind == vt::LRScheduleKind::Constant && o.warmup_steps == 0) return nullptr;
+  // The schedule sets the lr before every step, which would undo every reduction.
+  if (config.reduce_lr_patience >= 0)
+    throw OptionError(
+        fmt::format("--lr-schedule {}{} and --reduce-lr-patience both set the lr: use one of them",
+                    config.lr_schedule, config.warmup_steps > 0 ? " with --warmup-steps" : ""));
+  return std::make_shared<vt::LRSchedule>(o);
+}
+
+// Prints what a resume found doubtful (TrainContext::warnings) once the checkpoint is applied.
+class ResumeWarnings : public vt::Callback {
+ public:
+  std::string name() const override { return "resume_warnings"; }
+  void on_resume(vt::TrainContext& ctx) override {
+    for (const auto& w : ctx.warnings) fmt::print(stderr, "vigil: warning: {}\n", w);
+  }
+};
+
 // Data-parallel runs save sharded checkpoints: every rank writes its part (sharded_checkpoint.hpp).
 std::shared_ptr<vt::Callback> make_sharded_checkpoint(const RunConfig& config,
                                                       std::shared_ptr<vt::ProcessGroup> group,
@@ -191,6 +226,7 @@ int run_worker_rank(const RunConfig& config, std::shared_ptr<vt::ProcessGroup> g
           .with_stopping(config.early_stopping)
           .with_restore_best_weights(config.restore_best_weights)));
   if (auto reduce_lr = make_reduce_lr(config)) trainer.add_callback(reduce_lr);
+  if (auto schedule = make_lr_schedule(config)) trainer.add_callback(schedule);
   trainer.add_callback(make_sharded_checkpoint(config, group, nullptr, a));
   if ((a.debug_kill_after_batches > 0 || a.debug_kill_after_epochs > 0) &&
       debug_kill_applies(a.launch, group.get()))
@@ -235,6 +271,7 @@ RunConfig resolve_config(const TrainArgs& a, const RunConfig& given, vt::Process
     config = RunConfig::from_json(
         nlohmann::json::parse(group->broadcast_string(config.to_json().dump())));
   config.early_stopping.validate();
+  (void)make_lr_schedule(config);  // refuses bad values before any work
   return config;
 }
 
@@ -317,8 +354,10 @@ void add_main_callbacks(vt::Trainer& trainer, const MainRun& r, const RunConfig&
                         const std::shared_ptr<vt::ProcessGroup>& group, const TrainArgs& a) {
   const fs::path run_dir = a.run_dir;
   trainer.add_callback(r.restore);
+  trainer.add_callback(std::make_shared<ResumeWarnings>());
   trainer.add_callback(r.stopping);
   if (auto reduce_lr = make_reduce_lr(config)) trainer.add_callback(reduce_lr);
+  if (auto schedule = make_lr_schedule(config)) trainer.add_callback(schedule);
   if (group)
     trainer.add_callback(make_sharded_checkpoint(config, group, r.manager, a));
   else

@@ -3,6 +3,10 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
 #include <set>
 
 #include "vigil/torch/module_state.hpp"
@@ -38,6 +42,33 @@ template <class T>
 T get_or(const nlohmann::json& j, const char* key, T fallback) {
   if (!j.is_object() || !j.contains(key) || j.at(key).is_null()) return fallback;
   return j.at(key).get<T>();
+}
+
+// Best effort for a scheduler stepped by hand outside vigil: the checkpoint's lr changed during
+// its run (its logged lrs, or its optimizer's lr against this run's starting one) while no
+// learning-rate callback state was saved with it. A warning, not a refusal: the optimizer's lr is
+// restored exactly, and the loop may well recompute the lr itself (or ReduceLROnPlateau was
+// dropped on purpose); only a hand-stepped scheduler restarting from scratch would be wrong.
+std::optional<std::string> unexplained_lr_change(const TrainContext& ctx, const nlohmann::json& s,
+                                                 const nlohmann::json& states, double fresh_lr) {
+  if (ctx.optimizer == nullptr || ctx.optimizer->param_groups().empty()) return std::nullopt;
+  bool has_lr_state = !get_or<std::vector<std::string>>(s, "lr_callbacks", {}).empty();
+  for (const auto& name : ctx.callbacks->lr_callbacks())
+    has_lr_state = has_lr_state || states.contains(name);
+  if (has_lr_state) return std::nullopt;
+  const double now = get_learning_rate(*ctx.optimizer);
+  std::optional<double> first;  // the first lr known to differ from the restored one
+  if (!std::isnan(fresh_lr) && fresh_lr != now) first = fresh_lr;
+  for (const auto& r : ctx.history)
+    if (auto it = r.logs.find("lr"); !first && it != r.logs.end() && it->second != now)
+      first = it->second;
+  if (!first) return std::nullopt;
+  return fmt::format(
+      "the learning rate changed during the checkpointed run ({} -> {}) but no learning-rate "
+      "callback state was saved with it: training goes on at lr {}, and a scheduler stepped by "
+      "hand outside vigil starts over now (checkpoint it with vigil::torch::LibtorchLRScheduler "
+      "or use LRSchedule)",
+      *first, now, now);
 }
 
 }  // namespace
@@ -113,6 +144,8 @@ TrainingSnapshot TrainContext::snapshot(const Logs& metrics) const {
   if (callbacks != nullptr) {
     snap.callbacks = callbacks->state_tensors();
     s["callbacks"] = callbacks->states();
+    s["required_callbacks"] = callbacks->required_states();
+    s["lr_callbacks"] = callbacks->lr_callbacks();
   } else {
     s["callbacks"] = nlohmann::json::object();
   }
@@ -157,6 +190,10 @@ void TrainContext::restore(const RestorePoint& point) {
       load_module_state(*model, *point.model);
     else
       load_module_state(*model, views_of(point.model_shards));
+    // The lr this run's optimizer starts with, to tell whether the checkpoint's differs.
+    const double fresh_lr = optimizer != nullptr && !optimizer->param_groups().empty()
+                                ? get_learning_rate(*optimizer)
+                                : std::numeric_limits<double>::quiet_NaN();
     if (optimizer != nullptr) {
       if (!s.contains("optimizer"))
         throw InputError("it holds no optimizer state, but this run has an optimizer");
@@ -190,8 +227,10 @@ void TrainContext::restore(const RestorePoint& point) {
     interrupted = false;
     loop = s.value("loop", nlohmann::json::object());
     if (callbacks != nullptr) {
-      callbacks->load_states(s.value("callbacks", nlohmann::json::object()));
+      const auto states = s.value("callbacks", nlohmann::json::object());
+      callbacks->load_states(states, get_or<std::vector<std::string>>(s, "required_callbacks", {}));
       if (point.callbacks) callbacks->load_state_tensors(tensors_of(*point.callbacks));
+      if (auto w = unexplained_lr_change(*this, s, states, fresh_lr)) warnings.push_back(*w);
     }
   } catch (const nlohmann::json::exception& e) {
     throw InputError(
@@ -289,8 +328,37 @@ nlohmann::json CallbackList::states() const {
   return j;
 }
 
-void CallbackList::load_states(const nlohmann::json& states) {
+std::vector<std::string> CallbackList::required_states() const {
+  std::vector<std::string> names;
+  for (const auto& c : callbacks_)
+    if (c->state_required_on_resume()) names.push_back(c->name());
+  return names;
+}
+
+std::vector<std::string> CallbackList::lr_callbacks() const {
+  std::vector<std::string> names;
+  for (const auto& c : callbacks_)
+    if (c->changes_learning_rate()) names.push_back(c->name());
+  return names;
+}
+
+void CallbackList::load_states(const nlohmann::json& states,
+                               const std::vector<std::string>& required) {
   if (!states.is_object()) throw InputError("callback states in a checkpoint are not an object");
+  // Checked before any state is handed out, so that no callback is left half-restored.
+  for (const auto& c : callbacks_)
+    if (c->state_required_on_resume() && !states.contains(c->name()))
+      throw InputError(fmt::format(
+          "it holds no state for the callback '{}' (it was written by a run without it): resuming "
+          "would restart it from scratch; resume without that callback, or start a fresh run",
+          c->name()));
+  for (const auto& name : required)
+    if (std::none_of(callbacks_.begin(), callbacks_.end(),
+                     [&](const auto& c) { return c->name() == name; }))
+      throw InputError(fmt::format(
+          "it was written with the callback '{}', which this run lacks: resuming would silently "
+          "drop it; resume with the same callback (and options), or start a fresh run",
+          name));
   for (auto& c : callbacks_) {
     auto it = states.find(c->name());
     if (it != states.end()) c->load_state(*it);

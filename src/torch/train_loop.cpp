@@ -96,7 +96,8 @@ void TrainLoopState::end_epoch(const Logs& logs) {
 }
 
 void TrainLoopState::end() {
-  if (!ctx_.stop_training) ctx_.stop_reason = fmt::format("it completed all {} epochs", ctx_.epochs);
+  if (!ctx_.stop_training)
+    ctx_.stop_reason = fmt::format("it completed all {} epochs", ctx_.epochs);
   const Logs last = ctx_.history.empty() ? Logs{} : ctx_.history.back().logs;
   callbacks_.on_train_end(ctx_, last);
 }

@@ -108,11 +108,13 @@ TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
                                             "early_stopping",
                                             "epochs",
                                             "filename",
+                                            "final_lr",
                                             "hidden",
                                             "keep_last",
                                             "limit_test",
                                             "limit_train",
                                             "lr",
+                                            "lr_schedule",
                                             "max_steps",
                                             "min_lr",
                                             "model",
@@ -133,6 +135,7 @@ TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
                                             "threads",
                                             "val_every_n_steps",
                                             "validation_split",
+                                            "warmup_steps",
                                             "weight_decay"}));
   EXPECT_EQ(cfg.at("channels"), nlohmann::json::array({16, 32}));
   EXPECT_EQ(cfg.at("lr"), 1e-3);

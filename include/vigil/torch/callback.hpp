@@ -59,7 +59,8 @@ struct TrainingSnapshot {
   NamedTensors optimizer;  ///< optimizer state tensors ("state.<param>.<field>")
   NamedTensors callbacks;  ///< tensors callbacks keep (e.g. best weights), "<callback>/<name>"
   /// {"epoch", "batch", "global_step", "epoch_complete", "history", "stop_training",
-  ///  "stop_reason", "optimizer", "rng", "callbacks", "loop", "extra", "metrics"}
+  ///  "stop_reason", "optimizer", "rng", "callbacks", "required_callbacks", "lr_callbacks",
+  ///  "loop", "extra", "metrics"}
   nlohmann::json state;
 
   /// A deep copy that later training steps cannot change.
@@ -134,6 +135,10 @@ struct TrainContext {
   /// callback's on_train_begin has run, so that restored states are not reset afterwards.
   std::optional<RestorePoint> pending_restore;
 
+  /// What restore() found doubtful but not wrong enough to refuse (e.g. the checkpoint's lr had
+  /// changed while no learning-rate callback state was in it), for the program to print.
+  std::vector<std::string> warnings;
+
   /// Asks the loop to stop; the first reason given is kept.
   void request_stop(std::string reason);
 
@@ -187,6 +192,14 @@ class Callback {
   /// State to checkpoint as JSON (null = nothing) and to get back on resume.
   virtual nlohmann::json state() const { return nullptr; }
   virtual void load_state(const nlohmann::json& state) { (void)state; }
+  /// True when resuming without this callback's state would silently change training (a
+  /// learning-rate schedule): a resume with this callback from a checkpoint without its state,
+  /// or without it from a checkpoint that has its state, is refused with an InputError.
+  virtual bool state_required_on_resume() const { return false; }
+  /// True when this callback sets the optimizer's learning rate (a schedule, ReduceLROnPlateau):
+  /// restore() warns when the checkpoint's lr had changed and no such callback's state is in it.
+  virtual bool changes_learning_rate() const { return false; }
+
   /// Tensors to checkpoint (stored in callbacks.safetensors under "<name()>/<tensor>").
   virtual NamedTensors state_tensors() const { return {}; }
   /// Gets back what state_tensors() gave, without the prefix; called after load_state().
@@ -232,8 +245,14 @@ class CallbackList {
 
   /// {name: state} of every callback whose state is not null.
   nlohmann::json states() const;
-  /// Hands each callback its entry of `states` (callbacks without one keep theirs).
-  void load_states(const nlohmann::json& states);
+  /// Names of the callbacks whose state_required_on_resume() (saved as "required_callbacks").
+  std::vector<std::string> required_states() const;
+  /// Names of the callbacks that changes_learning_rate() (saved as "lr_callbacks").
+  std::vector<std::string> lr_callbacks() const;
+  /// Hands each callback its entry of `states` (callbacks without one keep theirs). Throws
+  /// InputError when a callback whose state is required has no entry, or when `required` (the
+  /// checkpoint's required_states()) names a callback this list lacks.
+  void load_states(const nlohmann::json& states, const std::vector<std::string>& required = {});
   /// Every callback's tensors, prefixed "<name>/".
   NamedTensors state_tensors() const;
   /// Hands each callback the tensors under its prefix (prefix removed).

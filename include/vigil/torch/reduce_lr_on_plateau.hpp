@@ -49,6 +49,7 @@ class ReduceLROnPlateau : public Callback {
   void on_epoch_end(TrainContext& ctx, int epoch, const Logs& logs) override;
   nlohmann::json state() const override;
   void load_state(const nlohmann::json& state) override;
+  bool changes_learning_rate() const override { return true; }
 
   double best() const { return best_; }
   int wait() const { return wait_; }
