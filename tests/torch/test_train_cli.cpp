@@ -408,8 +408,12 @@ TEST(TrainCliEma, EmaValidateIsRecorded) {
   EXPECT_EQ(cfg.at("ema_validate"), true);
   const auto manifest = nlohmann::json::parse(read_file(dir / "checkpoints" / "manifest.json"));
   EXPECT_EQ(manifest.at("best_file"), "ema.safetensors");
-  r = run_vigil(quick_train(dir, {"--epochs", "0", "--ema", "0.99"}));  // --ema-validate frozen
-  expect_one_line_error(r, "--ema-validate cannot change when resuming");
+  r = run_vigil(quick_train(dir, {"--epochs", "0", "--ema", "0.9", "--ema-validate"}));
+  expect_one_line_error(r, "--ema cannot change when resuming");
+  // Resumed without the flags, the run keeps them.
+  r = run_vigil(quick_train(dir, {"--epochs", "0"}));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir / "run.json")).at("ema_validate"), true);
 }
 
 TEST(TrainCliEma, BadValuesAreRefusedBeforeAnyWork) {
