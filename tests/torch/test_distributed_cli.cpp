@@ -117,8 +117,8 @@ TEST(DistributedCli, EmaIsWrittenWholeAndResumedByEveryRank) {
   const auto inspect = run_vigil({"inspect", "--json", (ckpt / "ema.safetensors").string()});
   ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
   std::set<std::string> names;
-  for (const auto& t : nlohmann::json::parse(inspect.out).at("tensors"))
-    names.insert(t.at("name").get<std::string>());
+  const auto listed = nlohmann::json::parse(inspect.out);
+  for (const auto& t : listed.at("tensors")) names.insert(t.at("name").get<std::string>());
   EXPECT_EQ(names, (std::set<std::string>{"1.weight", "1.bias", "3.weight", "3.bias"}));
   EXPECT_EQ(run_vigil({"verify", run.string()}).exit_code, 0);
   const auto resumed = run_vigil(args(run, {"--nproc", "2", "--epochs", "3"}));

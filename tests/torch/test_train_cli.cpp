@@ -370,8 +370,8 @@ TEST(TrainCliEma, EveryCheckpointHoldsTheAverage) {
     const auto i = run_vigil({"inspect", "--json", file.string()});
     EXPECT_EQ(i.exit_code, 0) << i.err;
     std::vector<std::string> out;
-    for (const auto& t : nlohmann::json::parse(i.out).at("tensors"))
-      out.push_back(t.at("name").get<std::string>());
+    const auto listed = nlohmann::json::parse(i.out);
+    for (const auto& t : listed.at("tensors")) out.push_back(t.at("name").get<std::string>());
     return out;
   };
   int checkpoints = 0;
@@ -379,6 +379,8 @@ TEST(TrainCliEma, EveryCheckpointHoldsTheAverage) {
     if (!e.is_directory()) continue;
     ++checkpoints;
     ASSERT_TRUE(fs::exists(e.path() / "ema.safetensors")) << e.path();
+    EXPECT_EQ(names(e.path() / "ema.safetensors"),
+              (std::vector<std::string>{"1.bias", "1.weight", "3.bias", "3.weight"}));
     EXPECT_EQ(names(e.path() / "ema.safetensors"), names(e.path() / "model.safetensors"));
     EXPECT_NE(read_file(e.path() / "ema.safetensors"), read_file(e.path() / "model.safetensors"));
   }
