@@ -321,6 +321,27 @@ TEST(ModelEma, ValidatesOnTheAverageAndPutsTheTrainingWeightsBackExactly) {
   vt::load_module_state(*probe, best->path / "ema.safetensors");
   expect_same_bytes(vt::module_state(*loop.model), vt::module_state(*probe));
   EXPECT_EQ(loop.ctx.validated_weights, nullptr);
+
+  // verify compares best/ with the file the manifest names (ema.safetensors), not the model.
+  const auto v = vigil::test::run_vigil({"verify", (tmp / "run").string()});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  EXPECT_EQ(v.out.find("differs"), std::string::npos) << v.out;
+  // A manager opening the run brings a lost best/ back from the best checkpoint's average.
+  loop.callbacks = vt::CallbackList{};
+  manager.reset();
+  const auto best_path = vigil::CheckpointManager::best_model_path(tmp / "run");
+  fs::remove(best_path);
+  const vigil::CheckpointManager reopened(
+      tmp / "run",
+      vigil::CheckpointManagerOptions{}.with_monitor("val_loss").with_best_stem("ema"));
+  EXPECT_EQ(vigil::test::read_file(best_path),
+            vigil::test::read_file(best->path / "ema.safetensors"));
+}
+
+TEST(ModelEma, BestStemMustBeAStem) {
+  EXPECT_THROW(vigil::CheckpointManagerOptions{}.with_best_stem("").validate(), vigil::OptionError);
+  EXPECT_THROW(vigil::CheckpointManagerOptions{}.with_best_stem("a/b").validate(),
+               vigil::OptionError);
 }
 
 TEST(ModelEma, ValidationEndWithoutBeginIsAnError) {
