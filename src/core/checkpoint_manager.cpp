@@ -138,8 +138,9 @@ void repair_last(const fs::path& last_file, const std::vector<CheckpointInfo>& e
   }
 }
 
-// Copies the best checkpoint's model to `best_path` unless an identical copy is there (by size,
-// and by hash when `verify`). Returns false when the checkpoint has no model file.
+// Copies the best checkpoint's file `stem` (the model, or its average) to `best_path` unless an
+// identical copy is there (by size, and by hash when `verify`). Returns false when the checkpoint
+// has no such file.
 bool repair_best_copy(const fs::path& best_path, const CheckpointInfo& best,
                       const std::string& stem, bool verify, const std::shared_ptr<FileOps>& ops) {
   const std::string file = stem + std::string(kTensorFileSuffix);

@@ -152,7 +152,8 @@ SaveResult ShardedModelCheckpoint::save(TrainContext& ctx, SavePoint at, const L
   for (const auto& [stem, views] : sharded)
     indexes[stem] = shard_index(stem, views, plan_shards(views, world), world);
   request.state["shards"] = {{"world_size", world}, {"indexes", indexes}};
-  // Small enough to be written whole by rank 0, as are the callbacks' own files (ema).
+  // Written whole by rank 0 while the others write their shards: callbacks.safetensors and the
+  // callbacks' own files (ema.safetensors, model-sized, keeps the model's names so it loads).
   if (!snap.callbacks.empty()) request.files[RestorePoint::kCallbacksStem] = snap.callbacks.views();
   for (const auto& [stem, tensors] : snap.callback_files) request.files[stem] = tensors.views();
   bool announced = false;

@@ -19,8 +19,9 @@ struct ModelEmaOptions {
   /// Update the average after every n-th optimizer step (global_step % n == 0); >= 1 (default 1).
   std::int64_t update_every_n_steps = 1;
   /// timm ModelEmaV3's warm-up: the decay of the update after optimizer step s is
-  /// min(decay, 1 - (1 + (s - 1))^(-2/3)), so that the average follows the fast-changing early
-  /// weights closely (default false: `decay` from the second step on). See decay_at().
+  /// min(decay, 1 - s^(-2/3)) (timm's 1 - (1 + (s - 1) / gamma)^-power with gamma 1, power 2/3),
+  /// so that the average follows the fast-changing early weights closely (default false: `decay`
+  /// from the second step on). See decay_at().
   bool warmup = false;
   /// Validate the averaged weights instead of the training ones: they are swapped into the model
   /// in on_validation_begin and the training weights back in on_validation_end, and
