@@ -177,6 +177,9 @@ void verify_run(const fs::path& run, bool quick, Report& report) {
   // the folders (a note); it must never contradict what a folder records (damage).
   auto manifest_path = CheckpointManager::manifest_path(run);
   std::optional<std::string> manifest_best;
+  // The file of the best checkpoint best/ copies: model.safetensors, or as the manifest says
+  // (ema.safetensors when validation ran on averaged weights).
+  std::string best_file = "model.safetensors";
   if (fs::exists(manifest_path, ec)) {
     try {
       std::ifstream in(manifest_path, std::ios::binary);
@@ -184,6 +187,8 @@ void verify_run(const fs::path& run, bool quick, Report& report) {
       if (!j.is_object() || j.value("format", "") != "vigil-manifest/1")
         throw Error("not a vigil manifest");
       if (j.contains("best") && j["best"].is_string()) manifest_best = j["best"].get<std::string>();
+      if (j.contains("best_file") && j["best_file"].is_string())
+        best_file = j["best_file"].get<std::string>();
       std::set<std::string> listed;
       int contradictions = 0;
       for (const auto& c : j.at("checkpoints")) {
@@ -228,15 +233,14 @@ void verify_run(const fs::path& run, bool quick, Report& report) {
     verify_file(best_path, "best/model.safetensors", quick, report);
     if (manifest_best && intact.count(*manifest_best) && !quick) {
       const auto& info = intact.at(*manifest_best);
-      auto f = std::find_if(info.files.begin(), info.files.end(), [](const CheckpointFileInfo& x) {
-        return x.file == "model.safetensors";
-      });
+      auto f = std::find_if(info.files.begin(), info.files.end(),
+                            [&](const CheckpointFileInfo& x) { return x.file == best_file; });
       try {
         if (f != info.files.end() && xxh3_file(best_path) != f->xxh3) {
           report.note("best/model.safetensors",
-                      fmt::format("differs from {}'s model (a save was interrupted after "
+                      fmt::format("differs from {}'s {} (a save was interrupted after "
                                   "updating best/; fixed on the next open)",
-                                  *manifest_best));
+                                  *manifest_best, best_file));
         }
       } catch (const Error&) {
         // Already reported by verify_file.

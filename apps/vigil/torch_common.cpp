@@ -188,6 +188,14 @@ std::vector<RunField> make_run_fields() {
       {member("min_lr", &C::min_lr, "ReduceLROnPlateau: lower bound of the lr"), kOpt, kMayChange},
       {member("cooldown", &C::cooldown, "ReduceLROnPlateau: epochs to wait after a reduction"),
        kOpt, kMayChange},
+      {member("ema", &C::ema,
+              "Keep an exponential moving average of the weights with this decay, in (0, 1), "
+              "e.g. 0.999; checkpointed as ema.safetensors (default off)"),
+       kOpt, kFrozen},
+      {member("ema_validate", &C::ema_validate,
+              "Validate the averaged weights (needs --ema): best/ and the restored best weights "
+              "are averaged ones"),
+       kOpt, kFrozen},
 
       // Its flags are the early-stopping options' own (torch_train_flags.cpp); some of its keys
       // are frozen (kFrozenEarlyStopping).

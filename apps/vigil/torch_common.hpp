@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -69,6 +70,9 @@ struct RunConfig {
   double reduce_lr_factor = 0.1;
   double min_lr = 0.0;
   int cooldown = 0;
+  // An exponential moving average of the weights (off unless ema is set), see vigil/torch/ema.hpp.
+  std::optional<double> ema;  ///< its decay, in (0, 1)
+  bool ema_validate = false;  ///< validate (and keep as best) the averaged weights
   // Set at the first start of a CSV run: the training features' statistics.
   nlohmann::json standardizer;
 

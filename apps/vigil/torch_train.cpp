@@ -18,6 +18,7 @@
 #include "vigil/torch/backup_and_restore.hpp"
 #include "vigil/torch/csv_logger.hpp"
 #include "vigil/torch/early_stopping.hpp"
+#include "vigil/torch/ema.hpp"
 #include "vigil/torch/learning_curve_plot.hpp"
 #include "vigil/torch/lr_schedule.hpp"
 #include "vigil/torch/model_checkpoint.hpp"
@@ -198,6 +199,22 @@ class ResumeWarnings : public vt::Callback {
   }
 };
 
+// --ema DECAY (and --ema-validate), refused before any work when out of range.
+void check_ema(const RunConfig& config) {
+  if (config.ema && !(*config.ema > 0 && *config.ema < 1))
+    throw OptionError(fmt::format(
+        "--ema takes a decay in (0, 1) such as 0.999 (about the last 1000 steps), not {}",
+        *config.ema));
+  if (config.ema_validate && !config.ema)
+    throw OptionError("--ema-validate validates the averaged weights: it needs --ema DECAY");
+}
+
+std::shared_ptr<vt::ModelEma> make_ema(const RunConfig& config) {
+  if (!config.ema) return nullptr;
+  return std::make_shared<vt::ModelEma>(
+      vt::ModelEmaOptions{}.with_decay(*config.ema).with_validate(config.ema_validate));
+}
+
 // Data-parallel runs save sharded checkpoints: every rank writes its part (sharded_checkpoint.hpp).
 std::shared_ptr<vt::Callback> make_sharded_checkpoint(const RunConfig& config,
                                                       std::shared_ptr<vt::ProcessGroup> group,
@@ -221,6 +238,8 @@ int run_worker_rank(const RunConfig& config, std::shared_ptr<vt::ProcessGroup> g
                     ::torch::nn::Sequential net, ::torch::optim::Optimizer& optimizer,
                     const RunData& data, const TrainArgs& a) {
   vt::Trainer trainer(trainer_options(config).with_distributed(group));
+  // Every rank averages (its weights are rank 0's), so that each validates its shard on them.
+  if (auto ema = make_ema(config)) trainer.add_callback(ema);
   trainer.add_callback(std::make_shared<vt::EarlyStopping>(
       vt::EarlyStoppingCallbackOptions{}
           .with_stopping(config.early_stopping)
@@ -272,6 +291,7 @@ RunConfig resolve_config(const TrainArgs& a, const RunConfig& given, vt::Process
         nlohmann::json::parse(group->broadcast_string(config.to_json().dump())));
   config.early_stopping.validate();
   (void)make_lr_schedule(config);  // refuses bad values before any work
+  check_ema(config);
   return config;
 }
 
@@ -310,6 +330,7 @@ CheckpointManagerOptions checkpoint_options(const RunConfig& config) {
                .with_async(config.async_save);
   if (config.save_top_k != 0) o.with_save_top_k(config.save_top_k);
   if (config.keep_last != 0) o.with_keep_last(config.keep_last);
+  if (config.ema_validate) o.with_best_stem("ema");  // best/ is what was validated
   o.validate();
   return o;
 }
@@ -321,6 +342,7 @@ struct MainRun {
   std::shared_ptr<vt::BackupAndRestore> restore;
   std::shared_ptr<vt::EarlyStopping> stopping;
   std::shared_ptr<vt::ModelCheckpoint> checkpoints;
+  std::shared_ptr<vt::ModelEma> ema;  ///< null without --ema
 };
 
 // Opens the run directory (the manager cleans up incomplete writes) and records run.json.
@@ -347,6 +369,7 @@ MainRun open_run(const fs::path& run_dir, const RunConfig& config,
           .with_stopping(config.early_stopping)
           .with_restore_best_weights(config.restore_best_weights));
   r.checkpoints = std::make_shared<vt::ModelCheckpoint>(r.manager);
+  r.ema = make_ema(config);
   return r;
 }
 
@@ -355,6 +378,7 @@ void add_main_callbacks(vt::Trainer& trainer, const MainRun& r, const RunConfig&
   const fs::path run_dir = a.run_dir;
   trainer.add_callback(r.restore);
   trainer.add_callback(std::make_shared<ResumeWarnings>());
+  if (r.ema) trainer.add_callback(r.ema);
   trainer.add_callback(r.stopping);
   if (auto reduce_lr = make_reduce_lr(config)) trainer.add_callback(reduce_lr);
   if (auto schedule = make_lr_schedule(config)) trainer.add_callback(schedule);
@@ -411,10 +435,15 @@ int report_interrupt(const fs::path& run_dir, const vt::FitResult& fit, const Ma
 // Saves the final model, tests it, writes result.json and prints the report.
 void finish_run(const fs::path& run_dir, ::torch::nn::Sequential& net, const RunData& data,
                 const vt::FitResult& fit, const MainRun& r, double fit_seconds) {
+  const Metadata meta = {{"vigil.model", data.spec.to_json().dump()}};
+  if (r.ema) {
+    // The final average; with --ema-validate it is the final model unless the best was restored.
+    save_safetensors(run_dir / "ema.safetensors", r.ema->averaged().views(), meta);
+    if (r.ema->options().validate && !r.stopping->restored()) r.ema->copy_to(*net);
+  }
   // The final model (the best weights when they were restored): what eval and
   // Python load.
-  vt::save_module_state(run_dir / "model.safetensors", *net,
-                        {{"vigil.model", data.spec.to_json().dump()}});
+  vt::save_module_state(run_dir / "model.safetensors", *net, meta);
   const Logs test = vt::evaluate(vt::Model::of(net), data.test);
   // Resumed from a checkpoint and not one step taken: the run had finished
   // before.
@@ -437,6 +466,7 @@ void finish_run(const fs::path& run_dir, ::torch::nn::Sequential& net, const Run
   };
   atomic_write_file(run_dir / "result.json", result.dump(2) + "\n");
   print_report(run_dir, fit, data, test, *r.stopping, r.manager, already_finished);
+  if (r.ema) fmt::print("averaged weights: {}\n", (run_dir / "ema.safetensors").string());
 }
 
 // Rank 0, or the only process: owns the run directory, trains, reports.

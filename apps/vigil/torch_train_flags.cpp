@@ -53,6 +53,9 @@ void add_checks(const Keyed& keyed) {
   };
   for (const auto& [opt, key] : keyed)
     if (const auto it = checks.find(key); it != checks.end()) opt->check(it->second);
+  // Unset by default, so the table has no type to show; the range is checked in run_train.
+  for (const auto& [opt, key] : keyed)
+    if (key == "ema") opt->type_name("DECAY");
 }
 
 // The early-stopping options of run.json's "early_stopping" object that `vigil train` offers,

@@ -75,6 +75,10 @@ struct CheckpointManagerOptions {
   /// Hash every file of every checkpoint when the manager opens (default true); false checks
   /// state.json, sizes and headers only (fast for huge checkpoints).
   bool verify_on_open = true;
+  /// The stem of the checkpoint file that best/model.safetensors is a copy of (default "model").
+  /// "ema" keeps the averaged weights when validation ran on them (ModelEma with validate): they
+  /// have the model's tensor names. Recorded in the manifest as "best_file". Not in JSON.
+  std::string best_stem = std::string(kModelStem);
   /// The file layer (tests inject faults through it) (default FileOps::real()). Not in JSON.
   std::shared_ptr<FileOps> ops = FileOps::real();
   /// A policy of the caller's own, added to the union of the rules above; setting it turns
@@ -100,6 +104,7 @@ struct CheckpointManagerOptions {
   VIGIL_SETTER(async)
   VIGIL_SETTER(async_coalesce)
   VIGIL_SETTER(verify_on_open)
+  VIGIL_SETTER(best_stem)
   VIGIL_SETTER(ops)
   VIGIL_SETTER(retention)
 

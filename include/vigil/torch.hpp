@@ -10,6 +10,7 @@
 #include "vigil/torch/datasets.hpp"
 #include "vigil/torch/distributed.hpp"
 #include "vigil/torch/early_stopping.hpp"
+#include "vigil/torch/ema.hpp"
 #include "vigil/torch/generator_source.hpp"
 #include "vigil/torch/learning_curve_plot.hpp"
 #include "vigil/torch/lr_schedule.hpp"

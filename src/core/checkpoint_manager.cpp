@@ -138,12 +138,14 @@ void repair_last(const fs::path& last_file, const std::vector<CheckpointInfo>& e
   }
 }
 
-// Copies the best checkpoint's model to `best_path` unless an identical copy is there (by size,
-// and by hash when `verify`). Returns false when the checkpoint has no model file.
-bool repair_best_copy(const fs::path& best_path, const CheckpointInfo& best, bool verify,
-                      const std::shared_ptr<FileOps>& ops) {
+// Copies the best checkpoint's file `stem` (the model, or its average) to `best_path` unless an
+// identical copy is there (by size, and by hash when `verify`). Returns false when the checkpoint
+// has no such file.
+bool repair_best_copy(const fs::path& best_path, const CheckpointInfo& best,
+                      const std::string& stem, bool verify, const std::shared_ptr<FileOps>& ops) {
+  const std::string file = stem + std::string(kTensorFileSuffix);
   auto it = std::find_if(best.files.begin(), best.files.end(),
-                         [](const CheckpointFileInfo& f) { return f.file == "model.safetensors"; });
+                         [&](const CheckpointFileInfo& f) { return f.file == file; });
   if (it == best.files.end()) return false;
   std::error_code ec;
   bool current = false;
@@ -230,7 +232,8 @@ void CheckpointManager::load() {
   if (best_name_) {
     const auto& b = *std::find_if(entries_.begin(), entries_.end(),
                                   [&](const CheckpointInfo& e) { return e.name == *best_name_; });
-    if (repair_best_copy(best_model_path(run_dir_), b, options_.verify_on_open, options_.ops))
+    if (repair_best_copy(best_model_path(run_dir_), b, options_.best_stem, options_.verify_on_open,
+                         options_.ops))
       best_published_ = true;
   }
   write_manifest();
@@ -356,10 +359,11 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
   if (best_name_ && !best_published_) {
     auto it = std::find_if(entries_.begin(), entries_.end(),
                            [&](const CheckpointInfo& e) { return e.name == *best_name_; });
-    if (it != entries_.end() && it->has_file(kModelStem)) {
+    if (it != entries_.end() && it->has_file(options_.best_stem)) {
       auto bp = best_model_path(run_dir_);
       fs::create_directories(bp.parent_path(), ec);
-      copy_file_durably(it->path / "model.safetensors", bp, options_.ops);
+      copy_file_durably(it->path / (options_.best_stem + std::string(kTensorFileSuffix)), bp,
+                        options_.ops);
     }
     best_published_ = true;
   }
@@ -427,6 +431,7 @@ nlohmann::json CheckpointManager::manifest_json() const {
   j["mode"] = options_.monitor.empty() ? nlohmann::json(nullptr) : nlohmann::json(mode_name(mode_));
   j["best"] = best_name_ ? nlohmann::json(*best_name_) : nlohmann::json(nullptr);
   j["best_value"] = best_value_ ? number_to_json(*best_value_) : nlohmann::json(nullptr);
+  j["best_file"] = options_.best_stem + std::string(kTensorFileSuffix);
   j["last"] = entries_.empty() ? nlohmann::json(nullptr) : nlohmann::json(entries_.back().name);
   j["next_sequence"] = next_sequence_;
   j["policy"] = {{"save_top_k", optional_int_json(options_.save_top_k)},

@@ -106,6 +106,11 @@ void CheckpointManagerOptions::validate() const {
       throw OptionError("save_top_k needs a monitor (a metric to rank checkpoints by)");
     if (save_best_only) throw OptionError("save_best_only needs a monitor");
   }
+  if (best_stem.empty() || best_stem.find_first_of("/\\") != std::string::npos)
+    throw OptionError(
+        fmt::format("best_stem must be a tensor file's stem such as \"model\", not "
+                    "\"{}\"",
+                    best_stem));
   if (initial_value_threshold && std::isnan(*initial_value_threshold))
     throw OptionError("initial_value_threshold must not be NaN");
   // Fails early on a bad template instead of at the first save, hours into training.

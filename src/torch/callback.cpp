@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -36,6 +37,27 @@ std::vector<TensorView> views_of(const std::vector<SafetensorsFile>& shards) {
   for (const auto& f : shards)
     for (const auto& info : f.tensors()) out.push_back(f.view(info.name));
   return out;
+}
+
+// A callback's own checkpoint file must not collide with the checkpoint's or another one's.
+void check_state_file(const Callback& callback,
+                      const std::vector<std::shared_ptr<Callback>>& others) {
+  const auto stem = callback.state_file();
+  if (stem.empty()) return;
+  const bool plain = std::all_of(stem.begin(), stem.end(), [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-';
+  });
+  if (!plain || stem == kModelStem || stem == RestorePoint::kOptimizerStem ||
+      stem == RestorePoint::kCallbacksStem)
+    throw OptionError(
+        fmt::format("callback '{}' asks for the checkpoint file '{}': it must be a plain name "
+                    "([A-Za-z0-9_-]) other than model, optimizer and callbacks",
+                    callback.name(), stem));
+  for (const auto& c : others)
+    if (c->state_file() == stem)
+      throw OptionError(fmt::format(
+          "callbacks '{}' and '{}' both checkpoint into {}.safetensors: give one another file",
+          c->name(), callback.name(), stem));
 }
 
 template <class T>
@@ -101,6 +123,15 @@ RestorePoint RestorePoint::from(const Checkpoint& checkpoint) {
   }
   if (checkpoint.has_file(kCallbacksStem)) p.callbacks = checkpoint.open_file(kCallbacksStem);
   p.state = checkpoint.state();
+  // Only the files state.json names: a stem is opened once it is known to be a callback's.
+  const auto names = p.state.is_object() ? p.state.value("callback_files", nlohmann::json::object())
+                                         : nlohmann::json::object();
+  if (names.is_object())
+    for (const auto& entry : names.items())
+      if (const auto& stem = entry.value();
+          stem.is_string() && checkpoint.has_file(stem.get<std::string>()))
+        p.callback_files.emplace(stem.get<std::string>(),
+                                 checkpoint.open_file(stem.get<std::string>()));
   return p;
 }
 
@@ -113,11 +144,15 @@ vigil::TensorFiles TrainingSnapshot::files() const {
   f[std::string(kModelStem)] = model.views();
   if (!optimizer.empty()) f[RestorePoint::kOptimizerStem] = optimizer.views();
   if (!callbacks.empty()) f[RestorePoint::kCallbacksStem] = callbacks.views();
+  for (const auto& [stem, tensors] : callback_files) f[stem] = tensors.views();
   return f;
 }
 
 TrainingSnapshot TrainingSnapshot::clone() const {
-  return TrainingSnapshot{model.clone(), optimizer.clone(), callbacks.clone(), state};
+  std::map<std::string, NamedTensors, std::less<>> files;
+  for (const auto& [stem, tensors] : callback_files) files.emplace(stem, tensors.clone());
+  return TrainingSnapshot{model.clone(), optimizer.clone(), callbacks.clone(), std::move(files),
+                          state};
 }
 
 std::int64_t TrainContext::planned_steps() const {
@@ -143,11 +178,14 @@ TrainingSnapshot TrainContext::snapshot(const Logs& metrics) const {
   }
   if (callbacks != nullptr) {
     snap.callbacks = callbacks->state_tensors();
+    snap.callback_files = callbacks->state_files();
     s["callbacks"] = callbacks->states();
     s["required_callbacks"] = callbacks->required_states();
     s["lr_callbacks"] = callbacks->lr_callbacks();
+    s["callback_files"] = callbacks->state_file_names();
   } else {
     s["callbacks"] = nlohmann::json::object();
+    s["callback_files"] = nlohmann::json::object();
   }
   s["epoch"] = epoch;
   s["batch"] = batch;
@@ -230,6 +268,7 @@ void TrainContext::restore(const RestorePoint& point) {
       const auto states = s.value("callbacks", nlohmann::json::object());
       callbacks->load_states(states, get_or<std::vector<std::string>>(s, "required_callbacks", {}));
       if (point.callbacks) callbacks->load_state_tensors(tensors_of(*point.callbacks));
+      callbacks->load_state_files(point);
       if (auto w = unexplained_lr_change(*this, s, states, fresh_lr)) warnings.push_back(*w);
     }
   } catch (const nlohmann::json::exception& e) {
@@ -257,6 +296,7 @@ CallbackList& CallbackList::add(std::shared_ptr<Callback> callback) {
           "two callbacks are named '{}': give one another name (their checkpointed states would "
           "collide)",
           name));
+  check_state_file(*callback, callbacks_);
   callbacks_.push_back(std::move(callback));
   return *this;
 }
@@ -367,12 +407,41 @@ void CallbackList::load_states(const nlohmann::json& states,
 
 NamedTensors CallbackList::state_tensors() const {
   NamedTensors all;
-  for (const auto& c : callbacks_) all.append(c->state_tensors(), c->name() + "/");
+  for (const auto& c : callbacks_)
+    if (c->state_file().empty()) all.append(c->state_tensors(), c->name() + "/");
   return all;
+}
+
+nlohmann::json CallbackList::state_file_names() const {
+  auto j = nlohmann::json::object();
+  for (const auto& c : callbacks_)
+    if (auto stem = c->state_file(); !stem.empty()) j[c->name()] = std::move(stem);
+  return j;
+}
+
+std::map<std::string, NamedTensors, std::less<>> CallbackList::state_files() const {
+  std::map<std::string, NamedTensors, std::less<>> out;
+  for (const auto& c : callbacks_) {
+    auto stem = c->state_file();
+    if (stem.empty()) continue;
+    auto tensors = c->state_tensors();
+    if (!tensors.empty()) out.emplace(std::move(stem), std::move(tensors));
+  }
+  return out;
+}
+
+void CallbackList::load_state_files(const RestorePoint& point) {
+  for (auto& c : callbacks_) {
+    const auto stem = c->state_file();
+    if (stem.empty()) continue;
+    if (auto it = point.callback_files.find(stem); it != point.callback_files.end())
+      c->load_state_tensors(tensors_of(it->second));
+  }
 }
 
 void CallbackList::load_state_tensors(const NamedTensors& tensors) {
   for (auto& c : callbacks_) {
+    if (!c->state_file().empty()) continue;
     const std::string prefix = c->name() + "/";
     NamedTensors mine;
     for (std::size_t i = 0; i < tensors.size(); ++i) {

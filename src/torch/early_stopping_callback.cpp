@@ -28,8 +28,10 @@ void EarlyStopping::on_epoch_end(TrainContext& ctx, int epoch, const Logs& logs)
   }
   const StopDecision d = stopper_.on_epoch_end(epoch, logs, elapsed);
   warning_ = d.warning;
+  // The weights the metrics judged: the model's, or those validated in their place (ModelEma).
   if (restore_best_weights_ && stopper_.improved_this_epoch() && ctx.model)
-    best_weights_ = module_state(*ctx.model).clone();
+    best_weights_ = ctx.validated_weights != nullptr ? ctx.validated_weights->clone()
+                                                     : module_state(*ctx.model).clone();
   if (d.stop) ctx.request_stop(d.reason);
 }
 

@@ -152,7 +152,10 @@ SaveResult ShardedModelCheckpoint::save(TrainContext& ctx, SavePoint at, const L
   for (const auto& [stem, views] : sharded)
     indexes[stem] = shard_index(stem, views, plan_shards(views, world), world);
   request.state["shards"] = {{"world_size", world}, {"indexes", indexes}};
+  // Written whole by rank 0 while the others write their shards: callbacks.safetensors and the
+  // callbacks' own files (ema.safetensors, model-sized, keeps the model's names so it loads).
   if (!snap.callbacks.empty()) request.files[RestorePoint::kCallbacksStem] = snap.callbacks.views();
+  for (const auto& [stem, tensors] : snap.callback_files) request.files[stem] = tensors.views();
   bool announced = false;
   request.extra_files = [&](const fs::path& tmp) {
     announced = true;
@@ -176,7 +179,9 @@ SaveResult ShardedModelCheckpoint::save(TrainContext& ctx, SavePoint at, const L
   if (!announced) g.broadcast_string("");
   g.broadcast_string(outcome);
   if (error) std::rethrow_exception(error);
-  if (result.is_best) {
+  // The manager copied best/ itself when the checkpoint holds its file whole (best_stem "ema").
+  if (result.is_best &&
+      !(result.checkpoint && result.checkpoint->has_file(manager_->options().best_stem))) {
     // best/ stays one plain file: written from memory, since the checkpoint holds only shards.
     const auto best = CheckpointManager::best_model_path(manager_->run_dir());
     fs::create_directories(best.parent_path());

@@ -105,6 +105,28 @@ TEST(DistributedCli, TwoRanksTrainLikeOneProcessIntoOneRunDirectory) {
   EXPECT_TRUE(contains(bad.out, "which the index places elsewhere")) << bad.out;
 }
 
+// The average is one whole file, written by rank 0 beside the shards, and every rank resumes it.
+TEST(DistributedCli, EmaIsWrittenWholeAndResumedByEveryRank) {
+  TempDir tmp;
+  const auto run = tmp / "run";
+  const auto first = run_vigil(args(run, {"--nproc", "2", "--epochs", "2", "--ema", "0.9"}));
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  const auto ckpt = run / "checkpoints" / "epoch-0001";
+  EXPECT_FALSE(fs::exists(ckpt / "model.safetensors"));
+  ASSERT_TRUE(fs::exists(ckpt / "ema.safetensors"));
+  const auto inspect = run_vigil({"inspect", "--json", (ckpt / "ema.safetensors").string()});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  std::set<std::string> names;
+  const auto listed = nlohmann::json::parse(inspect.out);
+  for (const auto& t : listed.at("tensors")) names.insert(t.at("name").get<std::string>());
+  EXPECT_EQ(names, (std::set<std::string>{"1.weight", "1.bias", "3.weight", "3.bias"}));
+  EXPECT_EQ(run_vigil({"verify", run.string()}).exit_code, 0);
+  const auto resumed = run_vigil(args(run, {"--nproc", "2", "--epochs", "3"}));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  EXPECT_TRUE(contains(resumed.out, "resuming ")) << resumed.out;
+  EXPECT_TRUE(fs::exists(run / "checkpoints" / "epoch-0002" / "ema.safetensors"));
+}
+
 TEST(DistributedCli, ARankKilledMidSaveLosesNothingCommittedAndTheRunResumes) {
   TempDir tmp;
   const auto run = tmp / "run";

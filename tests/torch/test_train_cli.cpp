@@ -106,6 +106,8 @@ TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
                                             "data",
                                             "dropout",
                                             "early_stopping",
+                                            "ema",
+                                            "ema_validate",
                                             "epochs",
                                             "filename",
                                             "final_lr",
@@ -356,6 +358,86 @@ TEST(TrainCliErrors, BadFlagValues) {
   expect_one_line_error(run_vigil(quick_train(tmp / "r", {"--hidden", "16,x"})), "--hidden");
   expect_one_line_error(run_vigil(quick_train(tmp / "r", {"--optimizer", "lbfgs"})), "lbfgs");
   expect_one_line_error(run_vigil(quick_train(tmp / "r", {"--rule", "bogus"})), "bogus");
+}
+
+// --ema: every checkpoint holds ema.safetensors with the model's tensor names, which verify,
+// inspect and eval take in their stride; --ema is frozen on resume.
+TEST(TrainCliEma, EveryCheckpointHoldsTheAverage) {
+  TempDir tmp;
+  const auto dir = tmp / "r";
+  auto r = run_vigil(quick_train(dir, {"--epochs", "2", "--limit-train", "256", "--ema", "0.9"}));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("averaged weights: "), std::string::npos) << r.out;
+  const auto cfg = nlohmann::json::parse(read_file(dir / "run.json"));
+  EXPECT_EQ(cfg.at("ema"), 0.9);
+  EXPECT_EQ(cfg.at("ema_validate"), false);
+  EXPECT_TRUE(fs::exists(dir / "ema.safetensors"));
+
+  auto names = [](const fs::path& file) {
+    const auto i = run_vigil({"inspect", "--json", file.string()});
+    EXPECT_EQ(i.exit_code, 0) << i.err;
+    std::vector<std::string> out;
+    const auto listed = nlohmann::json::parse(i.out);
+    for (const auto& t : listed.at("tensors")) out.push_back(t.at("name").get<std::string>());
+    return out;
+  };
+  int checkpoints = 0;
+  for (const auto& e : fs::directory_iterator(dir / "checkpoints")) {
+    if (!e.is_directory()) continue;
+    ++checkpoints;
+    ASSERT_TRUE(fs::exists(e.path() / "ema.safetensors")) << e.path();
+    EXPECT_EQ(names(e.path() / "ema.safetensors"),
+              (std::vector<std::string>{"1.bias", "1.weight", "3.bias", "3.weight"}));
+    EXPECT_EQ(names(e.path() / "ema.safetensors"), names(e.path() / "model.safetensors"));
+    EXPECT_NE(read_file(e.path() / "ema.safetensors"), read_file(e.path() / "model.safetensors"));
+  }
+  EXPECT_EQ(checkpoints, 2);
+  const auto v = run_vigil({"verify", dir.string()});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  EXPECT_NE(v.out.find("4 tensor files"), std::string::npos) << v.out;
+  EXPECT_EQ(v.out.find("differs"), std::string::npos) << v.out;
+  EXPECT_EQ(run_vigil({"eval", "--model", dir.string()}).exit_code, 0);
+
+  r = run_vigil(quick_train(dir, {"--epochs", "3", "--limit-train", "256", "--ema", "0.99"}));
+  expect_one_line_error(r, "--ema cannot change when resuming");
+  EXPECT_EQ(r.exit_code, 2);
+  r = run_vigil(quick_train(dir, {"--epochs", "3", "--limit-train", "256"}));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("resuming "), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(dir / "checkpoints" / "epoch-0002" / "ema.safetensors"));
+}
+
+TEST(TrainCliEma, EmaValidateIsRecorded) {
+  TempDir tmp;
+  const auto dir = tmp / "r";
+  auto r = run_vigil(quick_train(dir, {"--epochs", "0", "--ema", "0.99", "--ema-validate"}));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto cfg = nlohmann::json::parse(read_file(dir / "run.json"));
+  EXPECT_EQ(cfg.at("ema"), 0.99);
+  EXPECT_EQ(cfg.at("ema_validate"), true);
+  const auto manifest = nlohmann::json::parse(read_file(dir / "checkpoints" / "manifest.json"));
+  EXPECT_EQ(manifest.at("best_file"), "ema.safetensors");
+  r = run_vigil(quick_train(dir, {"--epochs", "0", "--ema", "0.9", "--ema-validate"}));
+  expect_one_line_error(r, "--ema cannot change when resuming");
+  // Resumed without the flags, the run keeps them.
+  r = run_vigil(quick_train(dir, {"--epochs", "0"}));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir / "run.json")).at("ema_validate"), true);
+}
+
+TEST(TrainCliEma, BadValuesAreRefusedBeforeAnyWork) {
+  TempDir tmp;
+  for (const char* v : {"1.5", "0", "1", "-0.5"}) {
+    const auto r = run_vigil(quick_train(tmp / "r", {"--ema", v}));
+    expect_one_line_error(r, "--ema takes a decay in (0, 1)");
+    EXPECT_EQ(r.exit_code, 2) << v;
+  }
+  auto r = run_vigil(quick_train(tmp / "r", {"--ema-validate"}));
+  expect_one_line_error(r, "--ema-validate validates the averaged weights: it needs --ema DECAY");
+  EXPECT_EQ(r.exit_code, 2);
+  r = run_vigil(quick_train(tmp / "r", {"--ema", "fast"}));
+  expect_one_line_error(r, "option 'ema' must be a number");
+  EXPECT_FALSE(fs::exists(tmp / "r"));
 }
 
 TEST(TrainCliCsv, RegressionRunsAndEvaluates) {

@@ -24,7 +24,8 @@ namespace {
 std::vector<std::string> step_args(const fs::path& run, std::vector<std::string> extra = {}) {
   std::vector<std::string> args =
       quick_train(run, {"--batch-size", "32", "--max-steps", "60", "--val-every-n-steps", "20",
-                        "--accumulate", "2", "--clip-grad-norm", "1.0", "--save-every-n-steps", "9",
+                        "--accumulate", "2", "--clip-grad-norm", "1.0", "--save-every-n-steps", "9", "--lr-schedule", "cosine",
+            "--warmup-steps", "15", "--ema", "0.99",
                         "--patience", "100", "--keep-last", "3"});
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
@@ -100,6 +101,7 @@ TEST(TrainSteps, KilledSeveralTimesAndResumedEndsBitIdentical) {
   };
   EXPECT_TRUE(has_file("model"));
   EXPECT_TRUE(has_file("optimizer"));
+  EXPECT_TRUE(has_file("ema"));
   EXPECT_EQ(last_run.size(), last_ref.size());
   for (const auto& [name, bytes] : last_ref) {
     ASSERT_TRUE(last_run.count(name)) << name;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,6 +41,9 @@ struct RestorePoint {
   /// model.safetensors/optimizer.safetensors but these shards, found through their index files.
   std::vector<SafetensorsFile> model_shards;
   std::vector<SafetensorsFile> optimizer_shards;
+  /// The files of callbacks with a state_file(), by stem (e.g. "ema" -> ema.safetensors), as
+  /// state.json's "callback_files" lists them.
+  std::map<std::string, SafetensorsFile, std::less<>> callback_files;
   nlohmann::json state;  ///< the parsed state.json
 
   /// Stems of the tensor files in a checkpoint folder besides "model" (kModelStem).
@@ -58,14 +62,17 @@ struct TrainingSnapshot {
   NamedTensors model;      ///< state_dict of the model
   NamedTensors optimizer;  ///< optimizer state tensors ("state.<param>.<field>")
   NamedTensors callbacks;  ///< tensors callbacks keep (e.g. best weights), "<callback>/<name>"
+  /// Tensors of callbacks with a state_file(), one file each: stem -> tensors (unprefixed).
+  std::map<std::string, NamedTensors, std::less<>> callback_files;
   /// {"epoch", "batch", "global_step", "epoch_complete", "history", "stop_training",
   ///  "stop_reason", "optimizer", "rng", "callbacks", "required_callbacks", "lr_callbacks",
-  ///  "loop", "extra", "metrics"}
+  ///  "callback_files", "loop", "extra", "metrics"}
   nlohmann::json state;
 
   /// A deep copy that later training steps cannot change.
   TrainingSnapshot clone() const;
-  /// The tensor files of a checkpoint: "model", "optimizer" and "callbacks" (when not empty).
+  /// The tensor files of a checkpoint: "model", "optimizer" and "callbacks" (when not empty),
+  /// and each of callback_files under its stem.
   /// Views on this snapshot's tensors: keep it alive while they are written.
   TensorFiles files() const;
 };
@@ -125,6 +132,12 @@ struct TrainContext {
   Resumable* data = nullptr;
   /// True after restore() gave `data` its saved position (false for checkpoints without one).
   bool data_restored = false;
+
+  /// The weights the last validation measured when they are not the model's own, not owned;
+  /// null = the model's. Set by a callback that validates on other weights (ModelEma with
+  /// validate: its averaged weights); whoever keeps "the best weights" (EarlyStopping's
+  /// restore_best_weights) keeps these, since they are what the metrics judged.
+  const NamedTensors* validated_weights = nullptr;
 
   /// The loop's own resumable state (e.g. partial epoch sums); saved and restored verbatim.
   nlohmann::json loop = nlohmann::json::object();
@@ -200,8 +213,14 @@ class Callback {
   /// restore() warns when the checkpoint's lr had changed and no such callback's state is in it.
   virtual bool changes_learning_rate() const { return false; }
 
-  /// Tensors to checkpoint (stored in callbacks.safetensors under "<name()>/<tensor>").
+  /// Tensors to checkpoint (stored in callbacks.safetensors under "<name()>/<tensor>", or in a
+  /// file of their own, see state_file()).
   virtual NamedTensors state_tensors() const { return {}; }
+  /// Non-empty: state_tensors() are checkpointed unprefixed as their own file
+  /// "<stem>.safetensors" beside model.safetensors (e.g. "ema": weights with the model's names,
+  /// loadable into the model), and not in callbacks.safetensors. A plain name ([A-Za-z0-9_-]),
+  /// not "model", "optimizer" or "callbacks", unique within a CallbackList (default "").
+  virtual std::string state_file() const { return {}; }
   /// Gets back what state_tensors() gave, without the prefix; called after load_state().
   virtual void load_state_tensors(const NamedTensors& tensors) { (void)tensors; }
 };
@@ -214,7 +233,8 @@ class CallbackList {
   CallbackList() = default;
   explicit CallbackList(std::vector<std::shared_ptr<Callback>> callbacks);
 
-  /// Appends a callback; throws OptionError if its name() is already taken.
+  /// Appends a callback; throws OptionError if its name() or its state_file() is already taken
+  /// (or the stem is reserved or not a plain name).
   CallbackList& add(std::shared_ptr<Callback> callback);
   const std::vector<std::shared_ptr<Callback>>& callbacks() const { return callbacks_; }
   /// The first callback of type T, or nullptr.
@@ -253,10 +273,17 @@ class CallbackList {
   /// InputError when a callback whose state is required has no entry, or when `required` (the
   /// checkpoint's required_states()) names a callback this list lacks.
   void load_states(const nlohmann::json& states, const std::vector<std::string>& required = {});
-  /// Every callback's tensors, prefixed "<name>/".
+  /// Every callback's tensors, prefixed "<name>/" (callbacks with a state_file() excepted).
   NamedTensors state_tensors() const;
   /// Hands each callback the tensors under its prefix (prefix removed).
   void load_state_tensors(const NamedTensors& tensors);
+  /// {name: stem} of the callbacks with a state_file().
+  nlohmann::json state_file_names() const;
+  /// The tensors of the callbacks with a state_file(): stem -> tensors (empty sets left out).
+  std::map<std::string, NamedTensors, std::less<>> state_files() const;
+  /// Hands each callback with a state_file() the tensors of its file in `point` (callbacks whose
+  /// file is absent keep theirs).
+  void load_state_files(const RestorePoint& point);
 
  private:
   std::vector<std::shared_ptr<Callback>> callbacks_;

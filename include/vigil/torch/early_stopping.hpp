@@ -19,7 +19,9 @@ struct EarlyStoppingCallbackOptions {
   EarlyStoppingOptions stopping;
   /// Keep an in-memory copy of the weights of the best epoch and load it into the model in
   /// on_train_end, whatever ended training (early stop, the last epoch, an interruption), as
-  /// Keras 3 does. The copy is checkpointed with the callback (default false).
+  /// Keras 3 does. The copy is checkpointed with the callback (default false). When validation
+  /// ran on other weights (TrainContext::validated_weights, e.g. ModelEma's average), those are
+  /// the ones kept.
   bool restore_best_weights = false;
 
   VIGIL_SETTER(stopping)

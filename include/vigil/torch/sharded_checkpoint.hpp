@@ -47,7 +47,8 @@ struct ShardedCheckpointOptions {
 /// ModelCheckpoint for data-parallel runs; every rank adds one. Rank 0 holds the
 /// CheckpointManager (the others pass null) and decides when to save; then every rank writes
 /// its shards of model.safetensors and optimizer.safetensors into rank 0's temporary folder in
-/// parallel, rank 0 writes the indexes, callbacks.safetensors and state.json, and commits (fsync,
+/// parallel, rank 0 writes the indexes, callbacks.safetensors, the callbacks' own files (e.g.
+/// ema.safetensors, whole) and state.json, and commits (fsync,
 /// rename, fsync) only once every rank reported success. A failure on any rank aborts that
 /// checkpoint on every rank (CheckpointError, the temporary folder removed, committed checkpoints
 /// untouched). Rank 0 also writes best/model.safetensors, a single file, when the checkpoint is
