@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "test_support.hpp"
 #include "train_cli_helpers.hpp"
+#include "vigil/metrics_log.hpp"
 #include "vigil/safetensors.hpp"
 
 namespace fs = std::filesystem;
@@ -22,11 +24,28 @@ namespace {
 
 // 461 training examples in batches of 32: 15 batches a pass, 8 steps of 2 micro-batches.
 std::vector<std::string> step_args(const fs::path& run, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args =
-      quick_train(run, {"--batch-size", "32", "--max-steps", "60", "--val-every-n-steps", "20",
-                        "--accumulate", "2", "--clip-grad-norm", "1.0", "--save-every-n-steps", "9", "--lr-schedule", "cosine",
-            "--warmup-steps", "15", "--ema", "0.99",
-                        "--patience", "100", "--keep-last", "3"});
+  std::vector<std::string> args = quick_train(run, {"--batch-size",
+                                                    "32",
+                                                    "--max-steps",
+                                                    "60",
+                                                    "--val-every-n-steps",
+                                                    "20",
+                                                    "--accumulate",
+                                                    "2",
+                                                    "--clip-grad-norm",
+                                                    "1.0",
+                                                    "--save-every-n-steps",
+                                                    "9",
+                                                    "--lr-schedule",
+                                                    "cosine",
+                                                    "--warmup-steps",
+                                                    "15",
+                                                    "--ema",
+                                                    "0.99",
+                                                    "--patience",
+                                                    "100",
+                                                    "--keep-last",
+                                                    "3"});
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
@@ -122,4 +141,26 @@ TEST(TrainSteps, BadValuesAreRefusedBeforeAnyWork) {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_FALSE(fs::exists(tmp / "r")) << flag;
   }
+}
+
+TEST(TrainSteps, EmaValidateMeasuresTheAveragedWeights) {
+  TempDir tmp;
+  const std::vector<std::string> common = {"--epochs", "2", "--ema", "0.9"};
+  auto plain_args = quick_train(tmp / "plain", common);
+  auto averaged_args = quick_train(tmp / "averaged", common);
+  averaged_args.push_back("--ema-validate");
+  ASSERT_EQ(run_vigil(plain_args).exit_code, 0);
+  const auto r = run_vigil(averaged_args);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto plain = vigil::MetricsLog::read(tmp / "plain" / "metrics.csv");
+  const auto averaged = vigil::MetricsLog::read(tmp / "averaged" / "metrics.csv");
+  ASSERT_EQ(plain.rows(), averaged.rows());
+  // The same training (the swap puts the training weights back exactly), another validation.
+  const auto as_vector = [](std::span<const double> c) {
+    return std::vector<double>(c.begin(), c.end());
+  };
+  EXPECT_EQ(as_vector(plain.column("loss")), as_vector(averaged.column("loss")));
+  EXPECT_NE(as_vector(plain.column("val_loss")), as_vector(averaged.column("val_loss")));
+  const auto v = run_vigil({"verify", (tmp / "averaged").string()});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
 }
