@@ -119,6 +119,15 @@ OptionField<RunConfig> standardizer_object() {
   return f;
 }
 
+OptionField<RunConfig> init_source_object() {
+  OptionField<RunConfig> f;
+  f.key = "init_source";
+  f.help = "Warm start: the weights file read at the first start, its XXH3 and tensor count";
+  f.get = [](const RunConfig& c) { return c.init_source; };
+  f.set = [](RunConfig& c, const nlohmann::json& v) { c.init_source = v; };
+  return f;
+}
+
 std::vector<RunField> make_run_fields() {
   using C = RunConfig;
   auto restore = member("restore_best_weights", &C::restore_best_weights,
@@ -147,6 +156,11 @@ std::vector<RunField> make_run_fields() {
        kFrozen},
       {member("batch_norm", &C::batch_norm, "cnn: BatchNorm2d after each convolution"), kModel,
        kFrozen},
+
+      {member("init_from", &C::init_from,
+              "Start from these weights (a .safetensors file, a checkpoint folder or a run "
+              "directory's best), weights only: optimizer and schedule start fresh"),
+       kModel, kFrozen},
 
       {member("epochs", &C::epochs, "Epochs to train at most"), kOpt, kMayChange},
       {member("batch_size", &C::batch_size, "Examples per batch"), kOpt, kFrozen},
@@ -224,6 +238,7 @@ std::vector<RunField> make_run_fields() {
 
       // Computed from the data, never given: no flag.
       {standardizer_object(), "", kMayChange},
+      {init_source_object(), "", kMayChange},
   };
 }
 

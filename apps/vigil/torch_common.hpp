@@ -73,6 +73,9 @@ struct RunConfig {
   // An exponential moving average of the weights (off unless ema is set), see vigil/torch/ema.hpp.
   std::optional<double> ema;  ///< its decay, in (0, 1)
   bool ema_validate = false;  ///< validate (and keep as best) the averaged weights
+  // Warm start: the weights a fresh run begins from, and (set at that start) what was read.
+  std::string init_from;
+  nlohmann::json init_source;
   // Set at the first start of a CSV run: the training features' statistics.
   nlohmann::json standardizer;
 

@@ -16,6 +16,7 @@
 #include "vigil/torch/module_state.hpp"
 #include "vigil/torch/rng_state.hpp"
 #include "vigil/torch/trainer.hpp"
+#include "vigil/torch/warm_start.hpp"
 
 namespace vigil::cli {
 
@@ -43,32 +44,13 @@ std::optional<fs::path> find_run_dir(fs::path p) {
   return std::nullopt;
 }
 
-// The weights file PATH stands for: a file; a checkpoint folder or best/ (its
-// model.safetensors); a run directory (best/, else the final model, else the
-// newest checkpoint).
+// The weights file PATH stands for (vt::resolve_weights_file), errors naming --model.
 fs::path resolve_model_file(const fs::path& path) {
-  if (!fs::exists(path))
-    throw InputError(fmt::format("--model {}: no such file or directory", path.string()));
-  if (fs::is_regular_file(path)) return path;
-  if (fs::is_regular_file(path / "run.json")) {
-    for (const auto& f : {CheckpointManager::best_model_path(path), path / "model.safetensors"})
-      if (fs::is_regular_file(f)) return f;
-    std::ifstream last(CheckpointManager::last_path(path));
-    std::string name;
-    if (last && std::getline(last, name) && !name.empty()) {
-      const auto f = CheckpointManager::checkpoints_dir(path) / name / "model.safetensors";
-      if (fs::is_regular_file(f)) return f;
-    }
-    throw InputError(fmt::format("run directory {} holds no saved model yet", path.string()));
+  try {
+    return vt::resolve_weights_file(path);
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("--model {}", e.what()));
   }
-  if (fs::is_regular_file(path / "model.safetensors")) return path / "model.safetensors";
-  // A sharded checkpoint (data-parallel run): its index stands for the shards.
-  if (fs::is_regular_file(path / shard_index_file_name(kModelStem)))
-    return path / shard_index_file_name(kModelStem);
-  throw InputError(
-      fmt::format("--model {}: expected a model.safetensors file, "
-                  "a checkpoint folder or a run directory",
-                  path.string()));
 }
 
 // "3\n0\n..." : the predicted class (argmax of the outputs) of each test example, in order, so

@@ -28,4 +28,5 @@
 #include "vigil/torch/torch_data_source.hpp"
 #include "vigil/torch/train_loop.hpp"
 #include "vigil/torch/trainer.hpp"
+#include "vigil/torch/warm_start.hpp"
 #include "vigil/vigil.hpp"

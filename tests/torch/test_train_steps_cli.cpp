@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include "test_support.hpp"
 #include "train_cli_helpers.hpp"
 #include "vigil/metrics_log.hpp"
@@ -163,4 +164,32 @@ TEST(TrainSteps, EmaValidateMeasuresTheAveragedWeights) {
   EXPECT_NE(as_vector(plain.column("val_loss")), as_vector(averaged.column("val_loss")));
   const auto v = run_vigil({"verify", (tmp / "averaged").string()});
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+}
+
+TEST(TrainWarmStart, StartsFromAnotherRunsBestWeightsAndRecordsThem) {
+  TempDir tmp;
+  ASSERT_EQ(run_vigil(quick_train(tmp / "base", {"--epochs", "2"})).exit_code, 0);
+  const auto r = run_vigil(
+      quick_train(tmp / "tuned", {"--epochs", "1", "--init-from", (tmp / "base").string()}));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto best = (tmp / "base" / "best" / "model.safetensors").string();
+  EXPECT_NE(r.out.find("initialised from " + best), std::string::npos) << r.out;
+  const auto cfg = nlohmann::json::parse(read_file(tmp / "tuned" / "run.json"));
+  EXPECT_EQ(cfg.at("init_from"), (tmp / "base").string());
+  EXPECT_EQ(cfg.at("init_source").at("file"), best);
+  EXPECT_EQ(cfg.at("init_source").at("xxh3").get<std::string>().size(), 16u);
+  // Trained weights to begin with: its first epoch beats the base run's first epoch.
+  const auto base = vigil::MetricsLog::read(tmp / "base" / "metrics.csv");
+  const auto tuned = vigil::MetricsLog::read(tmp / "tuned" / "metrics.csv");
+  EXPECT_LT(tuned.column("loss")[0], base.column("loss")[0]);
+
+  // Another architecture: refused, naming the tensors, before any training.
+  const auto other = run_vigil(
+      quick_train(tmp / "other", {"--hidden", "32", "--init-from", (tmp / "base").string()}));
+  EXPECT_EQ(other.exit_code, 1) << other.out << other.err;
+  EXPECT_NE(other.err.find("1.weight"), std::string::npos) << other.err;
+  EXPECT_EQ(std::count(other.err.begin(), other.err.end(), '\n'), 1) << other.err;
+  const auto missing = run_vigil(quick_train(tmp / "m", {"--init-from", (tmp / "nope").string()}));
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("no such file or directory"), std::string::npos) << missing.err;
 }
