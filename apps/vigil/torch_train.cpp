@@ -61,8 +61,8 @@ std::string epoch_note(const vt::ModelCheckpoint& checkpoints, const vt::EarlySt
 
 // "epoch 6 (7 of 30)": the 0-based index used in checkpoint names, metrics.csv and reports, and
 // the 1-based count, so that neither reading is ambiguous.
-std::string epoch_label(long epoch, long total) {
-  return fmt::format("epoch {} ({} of {})", epoch, epoch + 1, total);
+std::string epoch_label(long epoch, long total, const char* period = "epoch") {
+  return fmt::format("{} {} ({} of {})", period, epoch, epoch + 1, total);
 }
 
 // Hidden test hook: raise SIGKILL on ourselves after N optimizer steps or N
@@ -106,7 +106,8 @@ nlohmann::json read_json_file(const fs::path& path) {
 
 void print_report(const fs::path& run_dir, const vt::FitResult& fit, const RunData& data,
                   const Logs& test, const vt::EarlyStopping& stopping,
-                  const std::shared_ptr<CheckpointManager>& manager, bool already_finished) {
+                  const std::shared_ptr<CheckpointManager>& manager, bool already_finished,
+                  const std::string& period) {
   const auto& s = stopping.stopper();
   if (already_finished)
     fmt::print(
@@ -116,10 +117,10 @@ void print_report(const fs::path& run_dir, const vt::FitResult& fit, const RunDa
         run_dir.string(), fit.stopped_early ? "" : ", or a larger --epochs to go on");
   fmt::print("stopped: {}\n", fit.stop_reason);
   if (!fit.history.empty())
-    fmt::print("epochs run: {} (epoch {} to {}, 0-based)\n", fit.epochs_run,
+    fmt::print("{}s run: {} ({} {} to {}, 0-based)\n", period, fit.epochs_run, period,
                fit.history.front().epoch, fit.history.back().epoch);
   if (s.best_epoch())
-    fmt::print("best epoch: {} ({} {:.4f})\n", *s.best_epoch(), s.options().monitor,
+    fmt::print("best {}: {} ({} {:.4f})\n", period, *s.best_epoch(), s.options().monitor,
                *s.best_value());
   const char* weights = stopping.restored() ? "restored best weights" : "final weights";
   if (test.count("accuracy"))
@@ -344,12 +345,14 @@ struct MainRun {
   std::shared_ptr<vt::EarlyStopping> stopping;
   std::shared_ptr<vt::ModelCheckpoint> checkpoints;
   std::shared_ptr<vt::ModelEma> ema;  ///< null without --ema
+  std::string period = "epoch";       ///< what one row of metrics.csv is: "epoch" or "validation"
 };
 
 // Opens the run directory (the manager cleans up incomplete writes) and records run.json.
 MainRun open_run(const fs::path& run_dir, const RunConfig& config,
                  const CheckpointManagerOptions& options) {
   MainRun r;
+  if (config.val_every_n_steps > 0) r.period = "validation";
   r.manager = std::make_shared<CheckpointManager>(run_dir, options);
   for (const auto& [name, problem] : r.manager->open_report().skipped)
     fmt::print(stderr, "vigil: warning: skipping damaged checkpoint {}: {}\n", name, problem);
@@ -425,9 +428,21 @@ int report_interrupt(const fs::path& run_dir, const vt::FitResult& fit, const Ma
   // finished, and the batches it ran are the steps since that one ended.
   const std::int64_t epoch_start_step = fit.history.empty() ? 0 : fit.history.back().step;
   const std::int64_t batches = (data.train.size() + config.batch_size - 1) / config.batch_size;
-  fmt::print("{} in {} after {} of {} batches ({} optimizer steps in all); {} written\n",
-             fit.stop_reason, epoch_label(fit.epochs_run, config.epochs),
-             fit.global_step - epoch_start_step, batches, fit.global_step, where);
+  const std::int64_t steps = (batches + config.accumulate - 1) / config.accumulate;
+  if (config.val_every_n_steps > 0) {
+    const std::int64_t n = config.val_every_n_steps;
+    const std::int64_t max_steps = config.max_steps > 0 ? config.max_steps : config.epochs * steps;
+    fmt::print("{} in {} after {} of {} steps ({} optimizer steps in all); {} written\n",
+               fit.stop_reason,
+               epoch_label(fit.epochs_run, static_cast<long>((max_steps + n - 1) / n),
+                           "validation period"),
+               fit.global_step - epoch_start_step, n, fit.global_step, where);
+  } else {
+    fmt::print("{} in {} after {} of {} {} ({} optimizer steps in all); {} written\n",
+               fit.stop_reason, epoch_label(fit.epochs_run, config.epochs),
+               fit.global_step - epoch_start_step, steps,
+               config.accumulate > 1 ? "steps" : "batches", fit.global_step, where);
+  }
   fmt::print("resume with: vigil train --run-dir {}\n", run_dir.string());
   std::fflush(stdout);
   return 128 + sig;
@@ -466,7 +481,7 @@ void finish_run(const fs::path& run_dir, ::torch::nn::Sequential& net, const Run
       {"fit_seconds", fit_seconds},
   };
   atomic_write_file(run_dir / "result.json", result.dump(2) + "\n");
-  print_report(run_dir, fit, data, test, *r.stopping, r.manager, already_finished);
+  print_report(run_dir, fit, data, test, *r.stopping, r.manager, already_finished, r.period);
   if (r.ema) fmt::print("averaged weights: {}\n", (run_dir / "ema.safetensors").string());
 }
 

@@ -97,6 +97,9 @@ class EarlyStopper {
   /// of version 1, whose rule states held every rule's keys); throws InputError if it does not
   /// match or is malformed.
   void load_state(const nlohmann::json& state);
+  /// What one fed index is called in messages: "epoch" (default), or "validation" for a loop
+  /// that validates every n optimizer steps (its indices count validations).
+  void set_period_name(std::string name);
   /// Forgets everything fed so far.
   void reset();
 

@@ -61,6 +61,11 @@ class ProgressDisplay {
   /// Prints a line of its own (a warning, "saved checkpoint ...") without garbling the bar.
   void message(std::string_view text);
 
+  /// What one epoch line is called and what its batches are (singular, plural): ("epoch",
+  /// "batch", "batches") by default; ("validation", "step", "steps") for a loop that validates
+  /// every n optimizer steps.
+  void set_names(std::string period, std::string batch, std::string batches);
+
   /// Whether the live bar is in use.
   bool live() const { return live_; }
 
@@ -73,6 +78,9 @@ class ProgressDisplay {
   std::string metrics_text(const Logs& logs) const;
 
   std::function<void(std::string_view)> sink_;
+  std::string period_ = "epoch";
+  std::string batch_ = "batch";
+  std::string batches_ = "batches";
   ProgressOptions options_;
   Clock clock_;
   bool live_ = false;

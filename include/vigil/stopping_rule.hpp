@@ -41,6 +41,9 @@ struct RuleContext {
   double e_opt = 0.0;
   /// The stopper's options (monitor name, patience, ...).
   const EarlyStoppingOptions& options;
+  /// What one fed index is, for messages: "epoch", or "validation" when a loop validates every n
+  /// optimizer steps.
+  std::string_view period = "epoch";
 
   /// `v` turned so that lower is better, as `oriented` is.
   [[nodiscard]] double orient(double v) const { return mode == Mode::Min ? v : -v; }

@@ -48,6 +48,7 @@ struct EarlyStopper::Impl {
   std::optional<long> stop_epoch;
   std::string reason_kind;
   std::string reason;
+  std::string period = "epoch";  // what a fed index is, in messages
 
   explicit Impl(EarlyStoppingOptions o) : options(std::move(o)) {
     options.validate();
@@ -71,7 +72,8 @@ struct EarlyStopper::Impl {
         stopped(other.stopped),
         stop_epoch(other.stop_epoch),
         reason_kind(other.reason_kind),
-        reason(other.reason) {
+        reason(other.reason),
+        period(other.period) {
     for (const auto& r : other.rules) rules.push_back(r->clone());
   }
   Impl(Impl&&) noexcept = default;
@@ -96,7 +98,8 @@ struct EarlyStopper::Impl {
   double orient(double v) const { return mode == Mode::Min ? v : -v; }
 
   std::string best_part() const {
-    return best_epoch ? fmt::format("; best {} at epoch {}", format_number(best), *best_epoch) : "";
+    return best_epoch ? fmt::format("; best {} at {} {}", format_number(best), period, *best_epoch)
+                      : "";
   }
 
   RuleContext context(long epoch, double value, const std::optional<double>& train) const {
@@ -110,7 +113,8 @@ struct EarlyStopper::Impl {
                        .best_epoch = best_epoch,
                        .wait = wait,
                        .e_opt = opt,
-                       .options = options};
+                       .options = options,
+                       .period = period};
   }
 
   // Keras: the counter grows every monitored epoch and resets on an improvement that also
@@ -135,15 +139,15 @@ struct EarlyStopper::Impl {
     if (options.stopping_threshold &&
         (min ? value < *options.stopping_threshold : value > *options.stopping_threshold)) {
       kind = stop_reason::stopping_threshold;
-      return fmt::format("{} = {} at epoch {} is {} the stopping threshold {}", m,
-                         format_number(value), epoch, min ? "below" : "above",
+      return fmt::format("{} = {} at {} {} is {} the stopping threshold {}", m,
+                         format_number(value), period, epoch, min ? "below" : "above",
                          format_number(*options.stopping_threshold));
     }
     if (options.divergence_threshold &&
         (min ? value > *options.divergence_threshold : value < *options.divergence_threshold)) {
       kind = stop_reason::divergence_threshold;
-      return fmt::format("{} = {} at epoch {} is {} the divergence threshold {}", m,
-                         format_number(value), epoch, min ? "above" : "below",
+      return fmt::format("{} = {} at {} {} is {} the divergence threshold {}", m,
+                         format_number(value), period, epoch, min ? "above" : "below",
                          format_number(*options.divergence_threshold));
     }
     return {};
@@ -194,8 +198,8 @@ struct EarlyStopper::Impl {
     if (!d.stop && options.time_budget_seconds && elapsed >= *options.time_budget_seconds) {
       d.stop = true;
       d.reason_kind = stop_reason::time_budget;
-      d.reason = fmt::format("time budget of {} s used up ({:.1f} s elapsed after epoch {})",
-                             format_number(*options.time_budget_seconds), elapsed, epoch);
+      d.reason = fmt::format("time budget of {} s used up ({:.1f} s elapsed after {} {})",
+                             format_number(*options.time_budget_seconds), elapsed, period, epoch);
     }
   }
 
@@ -215,8 +219,8 @@ struct EarlyStopper::Impl {
       // once and never becomes the best (not even -inf when minimising).
       d.stop = true;
       d.reason_kind = stop_reason::non_finite;
-      d.reason = fmt::format("{} is {} at epoch {}; stopping because check_finite is on{}",
-                             options.monitor, format_number(value), epoch, best_part());
+      d.reason = fmt::format("{} is {} at {} {}; stopping because check_finite is on{}",
+                             options.monitor, format_number(value), period, epoch, best_part());
     } else if (d.monitored) {
       track_best(epoch, value);
       d.reason = threshold_reason(epoch, value, d.reason_kind);
@@ -399,6 +403,10 @@ const std::string& EarlyStopper::stop_reason() const {
 }
 void EarlyStopper::reset() {
   impl_->clear();
+}
+
+void EarlyStopper::set_period_name(std::string name) {
+  impl_->period = std::move(name);
 }
 
 nlohmann::json EarlyStopper::state() const {

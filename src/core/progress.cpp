@@ -16,9 +16,9 @@ double steady_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-std::string epoch_label(long epoch, const std::optional<long>& total) {
-  return total ? fmt::format("epoch {} ({} of {})", epoch, epoch + 1, *total)
-               : fmt::format("epoch {}", epoch);
+std::string epoch_label(std::string_view period, long epoch, const std::optional<long>& total) {
+  return total ? fmt::format("{} {} ({} of {})", period, epoch, epoch + 1, *total)
+               : fmt::format("{} {}", period, epoch);
 }
 
 // Display width of UTF-8 text: count the bytes that start a character.
@@ -118,7 +118,7 @@ void ProgressDisplay::draw(bool final_draw, std::string_view note) {
   const double elapsed = clock_() - epoch_start_;
   const double rate =
       elapsed > 0 ? static_cast<double>(batches_done_ - first_batch_) / elapsed : 0.0;
-  std::string line = epoch_label(epoch_, epochs_total_);
+  std::string line = epoch_label(period_, epoch_, epochs_total_);
   if (batches_total_ && *batches_total_ > 0) {
     const double frac = std::clamp(
         static_cast<double>(batches_done_) / static_cast<double>(*batches_total_), 0.0, 1.0);
@@ -129,9 +129,9 @@ void ProgressDisplay::draw(bool final_draw, std::string_view note) {
     bar.resize(width, ' ');
     line += fmt::format(" [{}] {}/{}", bar, batches_done_, *batches_total_);
   } else {
-    line += fmt::format(" {} batches", batches_done_);
+    line += fmt::format(" {} {}", batches_done_, batches_);
   }
-  if (rate > 0) line += fmt::format("  {:.1f} batch/s", rate);
+  if (rate > 0) line += fmt::format("  {:.1f} {}/s", rate, batch_);
   if (final_draw) {
     line += fmt::format("  {:.1f}s", elapsed);
   } else if (batches_total_ && rate > 0) {
@@ -158,17 +158,23 @@ void ProgressDisplay::on_epoch_end(long epoch, const Logs& logs, std::string_vie
   }
   const double elapsed = clock_() - epoch_start_;
   const long run_now = batches_done_ - first_batch_;
-  std::string line = epoch_label(epoch_, epochs_total_) + ":";
+  std::string line = epoch_label(period_, epoch_, epochs_total_) + ":";
   if (run_now > 0) {
-    line += fmt::format(" {} batches in {:.1f}s", run_now, elapsed);
+    line += fmt::format(" {} {} in {:.1f}s", run_now, batches_, elapsed);
     if (elapsed > 0)
-      line += fmt::format(" ({:.1f} batch/s)", static_cast<double>(run_now) / elapsed);
+      line += fmt::format(" ({:.1f} {}/s)", static_cast<double>(run_now) / elapsed, batch_);
   } else {
     line += fmt::format(" {:.1f}s", elapsed);
   }
   line += metrics_text(latest_);
   if (!note.empty()) line += fmt::format("  {}", note);
   write(line + "\n");
+}
+
+void ProgressDisplay::set_names(std::string period, std::string batch, std::string batches) {
+  period_ = std::move(period);
+  batch_ = std::move(batch);
+  batches_ = std::move(batches);
 }
 
 void ProgressDisplay::finish() {

@@ -11,8 +11,9 @@ EarlyStopping::EarlyStopping(EarlyStoppingCallbackOptions options)
 EarlyStopping::EarlyStopping(EarlyStoppingOptions options)
     : EarlyStopping(EarlyStoppingCallbackOptions{}.with_stopping(std::move(options))) {}
 
-void EarlyStopping::on_train_begin(TrainContext&, const Logs&) {
+void EarlyStopping::on_train_begin(TrainContext& ctx, const Logs&) {
   stopper_.reset();
+  stopper_.set_period_name(ctx.period_name());
   best_weights_ = NamedTensors{};
   restored_ = false;
   warning_.clear();

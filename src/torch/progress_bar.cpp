@@ -12,6 +12,7 @@ ProgressBar::ProgressBar(std::ostream& out, ProgressBarOptions options)
 void ProgressBar::on_epoch_begin(TrainContext& ctx, int epoch, const Logs&) {
   sums_.clear();
   batches_ = 0;
+  if (ctx.val_every_n_steps > 0) display_.set_names(ctx.period_name(), "step", "steps");
   display_.on_epoch_begin(
       epoch, ctx.epochs > 0 ? std::optional<long>(ctx.epochs) : std::nullopt,
       ctx.steps_per_epoch > 0 ? std::optional<long>(ctx.steps_per_epoch) : std::nullopt,

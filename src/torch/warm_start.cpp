@@ -32,9 +32,9 @@ fs::path resolve_weights_file(const fs::path& path) {
   // A sharded checkpoint (data-parallel run): its index stands for the shards.
   if (fs::is_regular_file(path / shard_index_file_name(kModelStem)))
     return path / shard_index_file_name(kModelStem);
-  throw InputError(fmt::format(
-      "{}: expected a model.safetensors file, a checkpoint folder or a run directory",
-      path.string()));
+  throw InputError(
+      fmt::format("{}: expected a model.safetensors file, a checkpoint folder or a run directory",
+                  path.string()));
 }
 
 nlohmann::json WarmStartSource::to_json(const fs::path& given) const {

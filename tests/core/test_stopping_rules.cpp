@@ -329,3 +329,12 @@ TEST(OptionsTable, EveryEarlyStoppingFlagOfReplayResolvesToAField) {
 }
 
 }  // namespace
+
+TEST(StoppingRules, MessagesNameThePeriodTheLoopFeeds) {
+  EarlyStopper s(EarlyStoppingOptions{}.with_monitor("val_loss").with_patience(2));
+  s.set_period_name("validation");
+  for (long i = 0; i < 3; ++i) (void)s.update(i, 1.0);
+  ASSERT_TRUE(s.stopped());
+  EXPECT_EQ(s.stop_reason(),
+            "val_loss did not improve for 2 validations (patience 2); best 1 at validation 0");
+}

@@ -82,6 +82,11 @@ TEST(TrainSteps, ValidatesEveryNStepsAndNamesCheckpointsByStep) {
   const auto r = run_vigil(step_args(run));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("stopped: it reached max_steps (60 steps)"), std::string::npos) << r.out;
+  // Messages say validation and steps where they mean them.
+  EXPECT_NE(r.out.find("validation 0 (1 of 3): 20 steps in "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("validations run: 3 (validation 0 to 2, 0-based)"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("best validation: "), std::string::npos) << r.out;
   const std::string csv = read_file(run / "metrics.csv");
   // One row per validation, at steps 20, 40 and 60.
   EXPECT_NE(csv.find("\n0,20,"), std::string::npos) << csv;

@@ -18,8 +18,9 @@ class GeneralizationLossRule final : public StoppingCriterion {
     return gl_ > alpha_;
   }
   std::string explain(const RuleContext& c) const override {
-    return fmt::format("generalization loss GL = {:.4g}% exceeds {} at epoch {} ({} = {})", gl_,
-                       format_number(alpha_), c.epoch, c.options.monitor, format_number(c.value));
+    return fmt::format("generalization loss GL = {:.4g}% exceeds {} at {} {} ({} = {})", gl_,
+                       format_number(alpha_), c.period, c.epoch, c.options.monitor,
+                       format_number(c.value));
   }
   std::unique_ptr<StoppingCriterion> clone() const override {
     return std::make_unique<GeneralizationLossRule>(*this);

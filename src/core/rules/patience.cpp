@@ -17,7 +17,7 @@ class PatienceRule final : public StoppingCriterion {
   }
   std::string explain(const RuleContext& c) const override {
     return fmt::format("{} did not improve for {} (patience {})", c.options.monitor,
-                       plural(c.wait, "epoch"), c.options.patience);
+                       plural(c.wait, c.period), c.options.patience);
   }
   std::unique_ptr<StoppingCriterion> clone() const override {
     return std::make_unique<PatienceRule>(*this);

@@ -38,8 +38,8 @@ class ProgressQuotientRule final : public StoppingCriterion {
   std::string explain(const RuleContext& c) const override {
     return fmt::format(
         "progress quotient PQ = GL / P{} = {:.4g} exceeds {} at the end of the strip ending at "
-        "epoch {} (training progress P = {:.4g})",
-        strip_, quotient_, format_number(alpha_), c.epoch, progress_);
+        "{} {} (training progress P = {:.4g})",
+        strip_, quotient_, format_number(alpha_), c.period, c.epoch, progress_);
   }
 
   nlohmann::json state() const override {

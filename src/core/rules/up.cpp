@@ -24,7 +24,7 @@ class UpRule final : public StoppingCriterion {
 
   std::string explain(const RuleContext& c) const override {
     return fmt::format("{} got worse at the end of {} in a row of {} (UP{})", c.options.monitor,
-                       plural(ups_, "strip"), plural(strip_, "epoch"), successive_);
+                       plural(ups_, "strip"), plural(strip_, c.period), successive_);
   }
 
   nlohmann::json state() const override {
