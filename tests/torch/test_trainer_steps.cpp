@@ -16,6 +16,7 @@
 #include "vigil/torch/dataset_source.hpp"
 #include "vigil/torch/module_state.hpp"
 #include "vigil/torch/optimizer_state.hpp"
+#include "vigil/torch/token_windows.hpp"
 #include "vigil/torch/trainer.hpp"
 
 namespace fs = std::filesystem;
@@ -320,4 +321,81 @@ TEST(DatasetSourceState, AfterTheShortLastBatchItStandsAtTheEndOfThePass) {
   EXPECT_FALSE(b.next().has_value());
   EXPECT_THROW(DatasetSource(data, DatasetSourceOptions{}.with_batch_size(5)).load_state(a.state()),
                InputError);
+}
+
+namespace {
+
+// A tiny next-byte model: embedding, then a linear layer over the vocabulary.
+struct BytesImpl : ::torch::nn::Module {
+  ::torch::nn::Embedding embed{nullptr};
+  ::torch::nn::Linear head{nullptr};
+  BytesImpl() {
+    embed = register_module("embed", ::torch::nn::Embedding(256, 8));
+    head = register_module("head", ::torch::nn::Linear(8, 256));
+  }
+  ::torch::Tensor forward(const ::torch::Tensor& x) { return head(embed(x)); }
+};
+
+struct WindowRun {
+  NamedTensors weights, optimizer;
+  FitResult fit;
+};
+
+WindowRun run_windows(const fs::path& corpus, const fs::path& dir, int interrupt_at_step) {
+  ::torch::manual_seed(4);
+  auto net = std::make_shared<BytesImpl>();
+  auto opt = make_optimizer(OptimizerKind::Adam, net->parameters(), {{"lr", 0.01}});
+  auto o = one_thread().with_max_steps(24).with_val_every_n_steps(10);
+  auto polls = std::make_shared<int>(0);
+  if (interrupt_at_step > 0)
+    o.with_interrupt([polls, interrupt_at_step]() -> std::optional<std::string> {
+      if (++*polls == interrupt_at_step) return "interrupted by test";
+      return std::nullopt;
+    });
+  Trainer t(o);
+  auto manager = std::make_shared<CheckpointManager>(
+      dir, CheckpointManagerOptions{}.with_monitor("").with_keep_last(1));
+  t.add_callback(std::make_shared<BackupAndRestore>(manager));
+  const auto options = TokenWindowOptions{}
+                           .with_path(corpus)
+                           .with_dtype(TokenDType::U8)
+                           .with_context(16)
+                           .with_batch_size(4)
+                           .with_seed(9);
+  TokenWindowSource train(TokenWindowOptions(options).with_segments({{0, 3000}}));
+  TokenWindowSource validation(TokenWindowOptions(options)
+                                   .with_segments({{3000, 4000}})
+                                   .with_mode(WindowMode::Sequential)
+                                   .with_batches_per_epoch(4));
+  auto step = [&net](const TokenBatch& b) {
+    auto logits = net->forward(b.x);
+    StepResult r;
+    r.loss = ::torch::nn::functional::cross_entropy(logits.flatten(0, 1), b.y.flatten());
+    r.logs["accuracy"] = token_accuracy()(logits.detach(), b.y);
+    r.count = b.x.size(0);
+    return r;
+  };
+  auto fit = t.fit<TokenBatch>(net, *opt, train, step, &validation);
+  return WindowRun{module_state(*net).clone(), optimizer_state(*opt, *net).tensors.clone(), fit};
+}
+
+}  // namespace
+
+TEST(TrainerSteps, AStreamingWindowSourceResumesExactly) {
+  TempDir tmp;
+  std::string text;
+  for (int i = 0; text.size() < 4000; ++i)
+    text += "the quick brown fox " + std::to_string(i) + "\n";
+  text.resize(4000);
+  vigil::test::write_file(tmp / "corpus.u8", text);
+  const auto ref = run_windows(tmp / "corpus.u8", tmp / "ref", 0);
+  ASSERT_EQ(ref.fit.history.size(), 3u);  // steps 10, 20, 24
+  EXPECT_TRUE(ref.fit.history[0].logs.count("val_accuracy"));
+  EXPECT_LT(ref.fit.history.back().logs.at("val_loss"), ref.fit.history[0].logs.at("val_loss"));
+  ASSERT_TRUE(run_windows(tmp / "corpus.u8", tmp / "run", 14).fit.interrupted);
+  const auto resumed = run_windows(tmp / "corpus.u8", tmp / "run", 0);
+  ASSERT_TRUE(resumed.fit.resumed_from.has_value());
+  EXPECT_EQ(resumed.fit.global_step, 24);
+  EXPECT_TRUE(same_weights(resumed.weights, ref.weights));
+  EXPECT_TRUE(same_weights(resumed.optimizer, ref.optimizer));
 }
