@@ -182,13 +182,7 @@ FitResult Trainer::fit(const Model& model, ::torch::optim::Optimizer& optimizer,
     };
   } else {
     source.run = [&step, &slot](bool weighted) {
-      StepResult r = step(*slot);
-      if (weighted)
-        (r.loss * static_cast<double>(r.count)).backward();
-      else
-        r.loss.backward();
-      r.logs["loss"] = r.loss.item<double>();
-      return r;
+      return detail::train_step(step, *slot, weighted);
     };
   }
   source.batches_per_epoch = data.batches_per_epoch();

@@ -57,6 +57,15 @@ double max_difference(const NamedTensors& a, const NamedTensors& b) {
   return m;
 }
 
+// Interrupts at the n-th poll (polls come before every optimizer step).
+std::function<std::optional<std::string>()> interrupt_at_poll(int n) {
+  auto polls = std::make_shared<int>(0);
+  return [polls, n]() -> std::optional<std::string> {
+    if (++*polls == n) return "interrupted by test";
+    return std::nullopt;
+  };
+}
+
 struct BatchLogs : Callback {
   std::vector<Logs> logs;
   std::string name() const override { return "batch_logs"; }
@@ -215,12 +224,7 @@ CustomRun run_custom(const fs::path& dir, int interrupt_at_step) {
   auto net = std::make_shared<TwoTowerImpl>();
   auto opt = make_optimizer(OptimizerKind::Adam, net->parameters(), {{"lr", 0.01}});
   auto o = one_thread().with_max_steps(30).with_val_every_n_steps(7).with_accumulate(2);
-  auto polls = std::make_shared<int>(0);
-  if (interrupt_at_step > 0)
-    o.with_interrupt([polls, interrupt_at_step]() -> std::optional<std::string> {
-      if (++*polls == interrupt_at_step) return "interrupted by test";
-      return std::nullopt;
-    });
+  if (interrupt_at_step > 0) o.with_interrupt(interrupt_at_poll(interrupt_at_step));
   Trainer t(o);
   auto manager = std::make_shared<CheckpointManager>(
       dir / "run", CheckpointManagerOptions{}.with_monitor("").with_keep_last(1));
@@ -346,12 +350,7 @@ WindowRun run_windows(const fs::path& corpus, const fs::path& dir, int interrupt
   auto net = std::make_shared<BytesImpl>();
   auto opt = make_optimizer(OptimizerKind::Adam, net->parameters(), {{"lr", 0.01}});
   auto o = one_thread().with_max_steps(24).with_val_every_n_steps(10);
-  auto polls = std::make_shared<int>(0);
-  if (interrupt_at_step > 0)
-    o.with_interrupt([polls, interrupt_at_step]() -> std::optional<std::string> {
-      if (++*polls == interrupt_at_step) return "interrupted by test";
-      return std::nullopt;
-    });
+  if (interrupt_at_step > 0) o.with_interrupt(interrupt_at_poll(interrupt_at_step));
   Trainer t(o);
   auto manager = std::make_shared<CheckpointManager>(
       dir, CheckpointManagerOptions{}.with_monitor("").with_keep_last(1));

@@ -172,6 +172,11 @@ struct TrainSource {
 /// Metrics of one validation pass, without the "val_" prefix.
 using ValidateFn = std::function<Logs()>;
 
+/// Runs `step` on `batch` and calls backward() on its loss (times its count when `weighted`, so
+/// that accumulated gradients are weighted by example count); returns it with "loss" logged.
+template <class Batch>
+StepResult train_step(const StepFn<Batch>& step, const Batch& batch, bool weighted);
+
 /// Runs `step` over a whole pass of `source` (set_epoch(0) first) in eval mode without gradients.
 template <class Batch>
 Logs validate_source(::torch::nn::Module& module, DataSource<Batch>& source,
@@ -215,6 +220,18 @@ class Trainer {
 };
 
 template <class Batch>
+StepResult detail::train_step(const StepFn<Batch>& step, const Batch& batch, bool weighted) {
+  StepResult r = step(batch);
+  if (!r.loss.defined()) throw InputError("the training step returned no loss");
+  if (weighted)
+    (r.loss * static_cast<double>(r.count)).backward();
+  else
+    r.loss.backward();
+  r.logs["loss"] = r.loss.template item<double>();
+  return r;
+}
+
+template <class Batch>
 Logs detail::validate_source(::torch::nn::Module& module, DataSource<Batch>& source,
                              const StepFn<Batch>& step) {
   const bool was_training = module.is_training();
@@ -250,16 +267,7 @@ FitResult Trainer::fit(std::shared_ptr<::torch::nn::Module> module,
     slot = train.next();
     return slot.has_value();
   };
-  source.run = [&step, &slot](bool weighted) {
-    StepResult r = step(*slot);
-    if (!r.loss.defined()) throw InputError("the training step returned no loss");
-    if (weighted)
-      (r.loss * static_cast<double>(r.count)).backward();
-    else
-      r.loss.backward();
-    r.logs["loss"] = r.loss.template item<double>();
-    return r;
-  };
+  source.run = [&step, &slot](bool weighted) { return detail::train_step(step, *slot, weighted); };
   source.batches_per_epoch = train.batches_per_epoch();
   detail::ValidateFn validate;
   if (validation != nullptr)
