@@ -43,6 +43,11 @@ struct TextCorpus {
   std::vector<TokenSegment> validation_segments() const;
   std::vector<TokenSegment> test_segments() const;
 
+  /// The baseline a language model must beat: the cross-entropy, in nats per byte, of the test
+  /// split's bytes under the training split's byte frequencies (add-one smoothed, so an unseen
+  /// byte costs a finite amount). Reads the token file.
+  double unigram_test_loss() const;
+
   /// "1.4 MB in 63 files of /usr/share/games/fortunes (skipped 63 files that are not UTF-8 text
   /// and 63 symbolic links)".
   std::string description(const std::string& source) const;
