@@ -47,6 +47,9 @@ struct CheckpointContent {
   SavePoint at = SavePoint::EpochEnd;
   Logs metrics;       ///< metrics at that point (non-finite values are kept, see monitor.hpp)
   TensorFiles files;  ///< stems must be plain names: [A-Za-z0-9_.-], not starting with '.'
+  /// Header metadata of some of those files, by stem (default none), e.g. the tied names of a
+  /// model (see module_state.hpp).
+  std::map<std::string, Metadata, std::less<>> metadata;
   /// The caller's state (stopper state, RNG, data order, options); stored untouched under "state".
   nlohmann::json state = nlohmann::json::object();
   /// Orders the checkpoints of a run (the manager counts up); newer = larger.
@@ -107,7 +110,8 @@ CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const Checkpoi
 /// it, and so does every rank of a sharded save for its shard.
 CheckpointFileInfo write_checkpoint_file(const std::filesystem::path& dir, const std::string& name,
                                          std::span<const TensorView> tensors,
-                                         const CheckpointWriteOptions& options = {});
+                                         const CheckpointWriteOptions& options = {},
+                                         const Metadata& metadata = {});
 
 /// Options of verify_checkpoint() and Checkpoint::open().
 struct CheckpointVerifyOptions {

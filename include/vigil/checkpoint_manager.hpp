@@ -137,6 +137,8 @@ struct SaveRequest {
   /// Stem -> tensors; "model" becomes best/model.safetensors. Views must stay valid until save()
   /// returns (save_async() copies them before returning).
   TensorFiles files;
+  /// CheckpointContent::metadata: header metadata of some files, by stem (default none).
+  std::map<std::string, Metadata, std::less<>> metadata;
   /// Written as "state" in state.json (stopper state, RNG, data order, options, ...).
   nlohmann::json state = nlohmann::json::object();
   /// CheckpointContent::extra_files, passed through (default empty; save() only: save_async()

@@ -91,6 +91,7 @@ void TensorSnapshot::capture(const SaveRequest& request) {
   request_.at = request.at;
   request_.metrics = request.metrics;
   request_.state = request.state;
+  request_.metadata = request.metadata;
   request_.files.clear();
   std::size_t offset = 0;
   for (const auto& [stem, views] : request.files) {

@@ -277,10 +277,11 @@ std::string_view save_point_name(SavePoint at) {
 
 CheckpointFileInfo write_checkpoint_file(const std::filesystem::path& dir, const std::string& name,
                                          std::span<const TensorView> tensors,
-                                         const CheckpointWriteOptions& options) {
+                                         const CheckpointWriteOptions& options,
+                                         const Metadata& metadata) {
   auto ops = options.ops ? options.ops : FileOps::real();
   auto f = DurableFile::create(dir / name, ops);
-  const auto digest = write_safetensors(f, tensors, {},
+  const auto digest = write_safetensors(f, tensors, metadata,
                                         SafetensorsWriteOptions{}
                                             .with_block_bytes(options.block_bytes)
                                             .with_ops(ops)
@@ -338,8 +339,10 @@ CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const Checkpoi
   info.metrics = content.metrics;
   try {
     for (const auto& [stem, tensors] : content.files) {
+      const auto meta = content.metadata.find(stem);
       auto file = write_checkpoint_file(tmp, stem + std::string(kTensorFileSuffix), tensors,
-                                        CheckpointWriteOptions(options).with_ops(ops));
+                                        CheckpointWriteOptions(options).with_ops(ops),
+                                        meta == content.metadata.end() ? Metadata{} : meta->second);
       j["files"][file.file] = {{"bytes", file.bytes}, {"xxh3", hex64(file.xxh3)}};
       info.files.push_back(std::move(file));
     }

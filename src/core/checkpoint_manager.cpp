@@ -339,6 +339,7 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
   content.at = request.at;
   content.metrics = request.metrics;
   content.files = request.files;
+  content.metadata = request.metadata;
   content.state = request.state;
   content.sequence = next_sequence_;
   content.extra_files = request.extra_files;

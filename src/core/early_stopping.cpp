@@ -342,16 +342,16 @@ StopDecision EarlyStopper::on_epoch_end(long epoch, const Logs& logs, double ela
   const double* value = find_metric(logs, o.monitor, o.strict);
   std::string warning;
   if (!value)
-    warning = fmt::format("epoch {}: metric '{}' is missing from the logs; epoch not monitored",
-                          epoch, o.monitor);
+    warning = fmt::format("{0} {1}: metric '{2}' is missing from the logs; {0} not monitored",
+                          impl_->period, epoch, o.monitor);
   std::optional<double> train;
   if (impl_->train_rule && value) {
     if (const double* t = find_metric(logs, o.train_monitor, o.strict)) {
       train = *t;
     } else {
       warning = fmt::format(
-          "epoch {}: training metric '{}' (for rule {}) is missing from the logs; skipped", epoch,
-          o.train_monitor, impl_->train_rule->name());
+          "{} {}: training metric '{}' (for rule {}) is missing from the logs; skipped",
+          impl_->period, epoch, o.train_monitor, impl_->train_rule->name());
     }
   }
   return impl_->update(epoch, value ? *value : 0.0, elapsed_seconds, train, value != nullptr,

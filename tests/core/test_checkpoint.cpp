@@ -81,6 +81,20 @@ TEST(Checkpoint, WritesTheDesignLayoutAndReadsItBack) {
   EXPECT_EQ(xxh3_file(dir / "model.safetensors"), ckpt.info().files[0].xxh3);
 }
 
+TEST(Checkpoint, FileMetadataGoesIntoThatFilesHeader) {
+  TempDir tmp;
+  Fixture fx;
+  auto content = fx.content();
+  content.metadata["model"] = {{"vigil.tied", R"({"head.w":"w"})"}};
+  write_checkpoint(tmp / "c", content);
+  const auto model = SafetensorsFile::open(tmp / "c" / "model.safetensors");
+  EXPECT_EQ(model.metadata().at("vigil.tied"), R"({"head.w":"w"})");
+  EXPECT_EQ(
+      SafetensorsFile::open(tmp / "c" / "optimizer.safetensors").metadata().count("vigil.tied"),
+      0u);
+  EXPECT_NO_THROW(Checkpoint::open(tmp / "c"));
+}
+
 TEST(Checkpoint, RefusesAnExistingFolderAndUnsafeStems) {
   TempDir tmp;
   Fixture fx;
