@@ -24,6 +24,7 @@
 #include "vigil/torch/sharded_checkpoint.hpp"
 #include "vigil/torch/signals.hpp"
 #include "vigil/torch/tensor_bridge.hpp"
+#include "vigil/torch/text_corpus.hpp"
 #include "vigil/torch/token_windows.hpp"
 #include "vigil/torch/torch_data_source.hpp"
 #include "vigil/torch/train_loop.hpp"
