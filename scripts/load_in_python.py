@@ -105,6 +105,7 @@ def evaluate_gpt(run_dir):
     state, metadata = load_safetensors(f"{run_dir}/best/model.safetensors")
     options = json.loads(metadata["vigil.model"])
     model = GPT(options)
+    state.setdefault("lm_head.weight", state["transformer.wte.weight"])  # tied in GPT, noted or not
     model.load_state_dict(state)
     model.eval()
     loss, n = lm_test_loss(run_dir, model, options["context"])

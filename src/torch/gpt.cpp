@@ -109,12 +109,13 @@ struct CausalSelfAttention : nn::Module {
   // x [B, T, C]; `future` [T, T] is true where a key comes after the query.
   ::torch::Tensor forward(const ::torch::Tensor& x, const ::torch::Tensor& future) {
     const std::int64_t B = x.size(0), T = x.size(1), C = x.size(2);
+    const std::int64_t hs = C / heads;  // exact: validate() checks that heads divides embed
     const auto qkv = c_attn(x).split(C, 2);
     auto per_head = [&](const ::torch::Tensor& t) {
-      return t.view({B, T, heads, C / heads}).transpose(1, 2);  // [B, heads, T, hs]
+      return t.view({B, T, heads, hs}).transpose(1, 2);  // [B, heads, T, hs]
     };
     const auto q = per_head(qkv[0]), k = per_head(qkv[1]), v = per_head(qkv[2]);
-    auto att = q.matmul(k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(C / heads)));
+    auto att = q.matmul(k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(hs)));
     att = att.masked_fill(future, -std::numeric_limits<double>::infinity()).softmax(-1);
     att = attn_dropout(att);
     auto y = att.matmul(v).transpose(1, 2).contiguous().view({B, T, C});
