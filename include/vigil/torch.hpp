@@ -12,6 +12,7 @@
 #include "vigil/torch/early_stopping.hpp"
 #include "vigil/torch/ema.hpp"
 #include "vigil/torch/generator_source.hpp"
+#include "vigil/torch/gpt.hpp"
 #include "vigil/torch/learning_curve_plot.hpp"
 #include "vigil/torch/lr_schedule.hpp"
 #include "vigil/torch/model_checkpoint.hpp"

@@ -10,6 +10,8 @@
 #include <exception>
 #include <optional>
 
+#include "vigil/torch/module_state.hpp"
+
 namespace vigil::torch {
 
 namespace {
@@ -178,7 +180,7 @@ ProcessGroup::~ProcessGroup() = default;
 void ProcessGroup::broadcast_module(::torch::nn::Module& module, int root) {
   ::torch::NoGradGuard no_grad;
   std::vector<at::Tensor> tensors;
-  for (const auto& p : module.parameters()) tensors.push_back(p);
+  for (const auto& p : unique_parameters(module)) tensors.push_back(p);
   for (const auto& b : module.buffers()) tensors.push_back(b);
   guarded(impl_->failed, options_, "broadcasting the model from rank 0", [&] {
     broadcast_in_place(*impl_->pg, tensors, root);
@@ -200,7 +202,8 @@ void ProcessGroup::broadcast_buffers(::torch::nn::Module& module, int root) {
 void ProcessGroup::all_reduce_gradients(::torch::nn::Module& module, double weight) {
   ::torch::NoGradGuard no_grad;
   std::vector<at::Tensor> grads;
-  for (auto& p : module.parameters()) {
+  // Each tensor once: a tied weight's gradient is one tensor, reduced (and weighted) once.
+  for (auto& p : unique_parameters(module)) {
     if (!p.requires_grad()) continue;
     if (!p.grad().defined()) p.mutable_grad() = ::torch::zeros_like(p);
     grads.push_back(p.grad());

@@ -2,6 +2,10 @@
 #include "vigil/torch/module_state.hpp"
 
 #include <map>
+#include <optional>
+#include <set>
+
+#include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -10,15 +14,34 @@ namespace vigil::torch {
 
 namespace {
 
-// PyTorch's order: pre-order over modules; each module's parameters, then its buffers.
+// PyTorch's order: pre-order over modules; each module's parameters, then its buffers (unless
+// `buffers` is false). Every name of a tied tensor is visited.
 // named_modules() is avoided because it needs the root to be held by a shared_ptr.
 template <typename Fn>
-void visit_state(const ::torch::nn::Module& module, const std::string& prefix, Fn&& fn) {
+void visit_state(const ::torch::nn::Module& module, const std::string& prefix, bool buffers,
+                 Fn&& fn) {
   for (const auto& p : module.named_parameters(/*recurse=*/false))
     if (p.value().defined()) fn(prefix + p.key(), p.value());
-  for (const auto& b : module.named_buffers(/*recurse=*/false))
-    if (b.value().defined()) fn(prefix + b.key(), b.value());
-  for (const auto& c : module.named_children()) visit_state(*c.value(), prefix + c.key() + ".", fn);
+  if (buffers)
+    for (const auto& b : module.named_buffers(/*recurse=*/false))
+      if (b.value().defined()) fn(prefix + b.key(), b.value());
+  for (const auto& c : module.named_children())
+    visit_state(*c.value(), prefix + c.key() + ".", buffers, fn);
+}
+
+const void* identity(const ::torch::Tensor& t) {
+  return t.unsafeGetTensorImpl();
+}
+
+// Calls fn(name, tensor, canonical) for every name of the state; `canonical` is null for the
+// first name of a tensor and that first name for its later ones.
+template <typename Fn>
+void visit_tied(const ::torch::nn::Module& module, bool buffers, Fn&& fn) {
+  std::map<const void*, std::string> first;
+  visit_state(module, "", buffers, [&](const std::string& name, const ::torch::Tensor& t) {
+    auto [it, inserted] = first.emplace(identity(t), name);
+    fn(name, t, inserted ? nullptr : &it->second);
+  });
 }
 
 std::string shape_text(const std::vector<std::uint64_t>& shape) {
@@ -36,66 +59,150 @@ std::string list_text(const std::vector<std::string>& names) {
 
 NamedTensors module_state(const ::torch::nn::Module& module) {
   NamedTensors out;
-  visit_state(module, "", [&](const std::string& name, const ::torch::Tensor& t) {
-    // Tied weights appear under each of their names, as in PyTorch.
-    out.add(name, t);
-  });
+  visit_tied(module, true,
+             [&](const std::string& name, const ::torch::Tensor& t, const std::string* canonical) {
+               if (canonical == nullptr) out.add(name, t);
+             });
   return out;
 }
 
-LoadStateResult load_module_state(::torch::nn::Module& module, std::span<const TensorView> tensors,
-                                  const LoadStateOptions& options) {
-  std::vector<std::pair<std::string, ::torch::Tensor>> targets;
-  visit_state(module, "", [&](const std::string& name, const ::torch::Tensor& t) {
-    targets.emplace_back(name, t);
-  });
-  std::map<std::string_view, const TensorView*> source;
-  for (const auto& v : tensors) source.emplace(v.name, &v);
+std::vector<std::pair<std::string, std::string>> tied_names(const ::torch::nn::Module& module) {
+  std::vector<std::pair<std::string, std::string>> out;
+  visit_tied(module, true,
+             [&](const std::string& name, const ::torch::Tensor&, const std::string* canonical) {
+               if (canonical != nullptr) out.emplace_back(name, *canonical);
+             });
+  return out;
+}
 
-  LoadStateResult result;
-  std::vector<std::pair<const TensorView*, ::torch::Tensor>> plan;
-  std::map<std::string_view, bool> used;
-  for (auto& [name, tensor] : targets) {
-    auto it = source.find(name);
-    if (it == source.end()) {
-      result.missing_keys.push_back(name);
-      continue;
-    }
-    used[it->first] = true;
-    const TensorView& v = *it->second;
-    std::vector<std::uint64_t> model_shape(tensor.sizes().begin(), tensor.sizes().end());
-    std::string model_dtype;
-    try {
-      model_dtype = std::string(dtype_name(to_dtype(tensor.scalar_type())));
-    } catch (const OptionError&) {
-      model_dtype = c10::toString(tensor.scalar_type());
-    }
-    if (v.shape != model_shape) {
-      result.mismatched.push_back(fmt::format("{}: shape {} in the file, {} in the model", name,
-                                              shape_text(v.shape), shape_text(model_shape)));
-    } else if (dtype_name(v.dtype) != model_dtype) {
-      result.mismatched.push_back(fmt::format("{}: dtype {} in the file, {} in the model", name,
-                                              dtype_name(v.dtype), model_dtype));
-    } else {
-      plan.emplace_back(&v, tensor);
-    }
+Metadata tied_metadata(const ::torch::nn::Module& module) {
+  const auto tied = tied_names(module);
+  if (tied.empty()) return {};
+  auto j = nlohmann::json::object();
+  for (const auto& [alias, canonical] : tied) j[alias] = canonical;
+  return {{std::string(kTiedKey), j.dump()}};
+}
+
+std::vector<::torch::Tensor> unique_parameters(const ::torch::nn::Module& module) {
+  std::vector<::torch::Tensor> out;
+  visit_tied(module, false,
+             [&](const std::string&, const ::torch::Tensor& t, const std::string* canonical) {
+               if (canonical == nullptr) out.push_back(t);
+             });
+  return out;
+}
+
+namespace {
+
+// "name: shape [..] in the file, [..] in the model" if `v` cannot be copied into `tensor`.
+std::optional<std::string> mismatch(const std::string& label, const TensorView& v,
+                                    const ::torch::Tensor& tensor) {
+  std::vector<std::uint64_t> model_shape(tensor.sizes().begin(), tensor.sizes().end());
+  std::string model_dtype;
+  try {
+    model_dtype = std::string(dtype_name(to_dtype(tensor.scalar_type())));
+  } catch (const OptionError&) {
+    model_dtype = c10::toString(tensor.scalar_type());
   }
-  for (const auto& v : tensors)
-    if (!used.count(v.name)) result.unexpected_keys.push_back(v.name);
+  if (v.shape != model_shape)
+    return fmt::format("{}: shape {} in the file, {} in the model", label, shape_text(v.shape),
+                       shape_text(model_shape));
+  if (dtype_name(v.dtype) != model_dtype)
+    return fmt::format("{}: dtype {} in the file, {} in the model", label, dtype_name(v.dtype),
+                       model_dtype);
+  return std::nullopt;
+}
 
+void throw_if_refused(LoadStateResult& result, const LoadStateOptions& options) {
   std::vector<std::string> problems;
+  problems.reserve(3);
   if (options.strict && !result.missing_keys.empty())
     problems.push_back(fmt::format("missing keys: {}", list_text(result.missing_keys)));
   if (options.strict && !result.unexpected_keys.empty())
     problems.push_back(fmt::format("unexpected keys: {}", list_text(result.unexpected_keys)));
   if (!options.ignore_mismatched && !result.mismatched.empty())
     problems.push_back(fmt::format("mismatched: {}", list_text(result.mismatched)));
-  if (!problems.empty()) {
-    std::string hint = options.strict ? " (strict=false ignores missing and unexpected keys)" : "";
-    throw StateDictError(
-        fmt::format("cannot load state into the model: {}{}", fmt::join(problems, "; "), hint),
-        std::move(result));
+  if (problems.empty()) return;
+  std::string hint = options.strict ? " (strict=false ignores missing and unexpected keys)" : "";
+  throw StateDictError(
+      fmt::format("cannot load state into the model: {}{}", fmt::join(problems, "; "), hint),
+      std::move(result));
+}
+
+// The kTiedKey metadata of a file: alias -> canonical. `file` names it in the error.
+std::vector<std::pair<std::string, std::string>> tied_in(const Metadata& metadata,
+                                                         std::string_view file) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto it = metadata.find(std::string(kTiedKey));
+  if (it == metadata.end()) return out;
+  nlohmann::json j = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  bool ok = j.is_object();
+  for (auto e = j.begin(); ok && e != j.end(); ++e) {
+    ok = e->is_string();
+    if (ok) out.emplace_back(e.key(), e->get<std::string>());
   }
+  if (!ok)
+    throw InputError(fmt::format(
+        "{}: its metadata \"{}\" must be a JSON object of tensor names (alias: canonical), got "
+        "'{}'",
+        file, kTiedKey, it->second));
+  return out;
+}
+
+LoadStateResult load_file(::torch::nn::Module& module, const SafetensorsFile& file,
+                          const LoadStateOptions& options, std::string_view name) {
+  LoadStateOptions with_file = options;
+  for (auto& entry : tied_in(file.metadata(), name)) with_file.tied.push_back(std::move(entry));
+  std::vector<TensorView> views;
+  views.reserve(file.tensors().size());
+  for (const auto& info : file.tensors()) views.push_back(file.view(info.name));
+  return load_module_state(module, views, with_file);
+}
+
+}  // namespace
+
+LoadStateResult load_module_state(::torch::nn::Module& module, std::span<const TensorView> tensors,
+                                  const LoadStateOptions& options) {
+  std::vector<std::pair<std::string, ::torch::Tensor>> targets;
+  visit_state(module, "", true, [&](const std::string& name, const ::torch::Tensor& t) {
+    targets.emplace_back(name, t);
+  });
+  std::map<std::string_view, const TensorView*> source;
+  for (const auto& v : tensors) source.emplace(v.name, &v);
+  std::map<std::string_view, std::string_view> tied;  // the first entry for an alias wins
+  for (const auto& [alias, canonical] : options.tied) tied.emplace(alias, canonical);
+  // Tensors the source fills under one of their names: their other names are not missing.
+  std::set<const void*> filled;
+  for (const auto& [name, tensor] : targets)
+    if (source.count(name)) filled.insert(identity(tensor));
+
+  LoadStateResult result;
+  std::vector<std::pair<const TensorView*, ::torch::Tensor>> plan;
+  std::set<std::string_view> used;
+  for (auto& [name, tensor] : targets) {
+    std::string label = name;
+    const TensorView* v = nullptr;
+    if (auto it = source.find(name); it != source.end()) {
+      v = it->second;
+    } else if (filled.count(identity(tensor))) {
+      continue;  // tied in the module to a tensor loaded under another name
+    } else if (auto t = tied.find(name); t != tied.end() && source.count(t->second)) {
+      v = source.at(t->second);  // tied in the source only: the module holds a separate copy
+      label = fmt::format("{} (tied to {})", name, t->second);
+    }
+    if (v == nullptr) {
+      result.missing_keys.push_back(name);
+      continue;
+    }
+    used.insert(v->name);
+    if (auto problem = mismatch(label, *v, tensor))
+      result.mismatched.push_back(std::move(*problem));
+    else
+      plan.emplace_back(v, tensor);
+  }
+  for (const auto& v : tensors)
+    if (!used.count(v.name)) result.unexpected_keys.push_back(v.name);
+  throw_if_refused(result, options);
 
   for (auto& [view, tensor] : plan) copy_into(*view, tensor);
   result.loaded = plan.size();
@@ -104,17 +211,14 @@ LoadStateResult load_module_state(::torch::nn::Module& module, std::span<const T
 
 LoadStateResult load_module_state(::torch::nn::Module& module, const SafetensorsFile& file,
                                   const LoadStateOptions& options) {
-  std::vector<TensorView> views;
-  views.reserve(file.tensors().size());
-  for (const auto& info : file.tensors()) views.push_back(file.view(info.name));
-  return load_module_state(module, views, options);
+  return load_file(module, file, options, "the tensor file");
 }
 
 LoadStateResult load_module_state(::torch::nn::Module& module, const std::filesystem::path& path,
                                   const LoadStateOptions& options) {
   auto file = SafetensorsFile::open(path);
   try {
-    return load_module_state(module, file, options);
+    return load_file(module, file, options, path.string());
   } catch (const StateDictError& e) {
     throw StateDictError(fmt::format("{}: {}", path.string(), e.what()), e.result());
   }
@@ -124,7 +228,10 @@ void save_module_state(const std::filesystem::path& path, const ::torch::nn::Mod
                        const Metadata& metadata) {
   auto state = module_state(module);
   auto views = state.views();
-  save_safetensors(path, views, metadata);
+  Metadata all = metadata;
+  all.erase(std::string(kTiedKey));
+  all.merge(tied_metadata(module));
+  save_safetensors(path, views, all);
 }
 
 }  // namespace vigil::torch

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "trainer_distributed.hpp"
+#include "vigil/torch/module_state.hpp"
 #include "vigil/torch/optimizer_state.hpp"
 #include "vigil/torch/trainer.hpp"
 
@@ -109,14 +110,15 @@ bool Loop::step(PeriodSums& sums) {
   if (weighted) {
     ::torch::NoGradGuard no_grad;
     const double inv = 1.0 / static_cast<double>(step_sums.seen);
-    for (auto& p : ctx_.model->parameters())
+    // Each tensor once: a tied weight listed twice would be rescaled twice.
+    for (auto& p : unique_parameters(*ctx_.model))
       if (p.grad().defined()) p.mutable_grad().mul_(inv);
   }
   callbacks_.on_before_optimizer_step(ctx_);
   Logs logs = step_sums.means();
   if (options_.clip_grad_norm > 0) {
-    logs["grad_norm"] =
-        ::torch::nn::utils::clip_grad_norm_(ctx_.model->parameters(), options_.clip_grad_norm);
+    logs["grad_norm"] = ::torch::nn::utils::clip_grad_norm_(unique_parameters(*ctx_.model),
+                                                            options_.clip_grad_norm);
   }
   optimizer.step();
   for (const auto& [k, v] : logs) sums.sums[k] += v * static_cast<double>(step_sums.seen);

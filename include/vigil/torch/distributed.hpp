@@ -82,15 +82,17 @@ class ProcessGroup {
   bool is_main() const { return options_.rank == 0; }
   const DistributedOptions& options() const { return options_; }
 
-  /// Copies rank `root`'s parameters and buffers into every rank's module (same architecture).
+  /// Copies rank `root`'s parameters (a tied tensor once) and buffers into every rank's module
+  /// (same architecture).
   void broadcast_module(::torch::nn::Module& module, int root = 0);
   /// Copies rank `root`'s buffers (e.g. BatchNorm running statistics) to every rank, as DDP does
   /// before each forward pass; does nothing for a module without floating-point buffers.
   void broadcast_buffers(::torch::nn::Module& module, int root = 0);
-  /// Every trainable parameter's gradient becomes the sum over ranks of `weight` times that
-  /// rank's gradient (pass weight = local examples / global batch examples: the result is the
-  /// gradient of the global batch's mean loss). Gradients are flattened into buckets of about
-  /// `bucket_bytes`, one all-reduce per bucket. A missing gradient counts as zeros.
+  /// Every trainable parameter's gradient (a tied tensor's once) becomes the sum over ranks of
+  /// `weight` times that rank's gradient (pass weight = local examples / global batch examples:
+  /// the result is the gradient of the global batch's mean loss). Gradients are flattened into
+  /// buckets of about `bucket_bytes`, one all-reduce per bucket. A missing gradient counts as
+  /// zeros.
   void all_reduce_gradients(::torch::nn::Module& module, double weight);
   /// Element-wise sums over ranks, computed in double precision.
   std::vector<double> all_reduce_sum(const std::vector<double>& values);

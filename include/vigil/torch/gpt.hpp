@@ -77,16 +77,24 @@ class GptImpl : public ::torch::nn::Module {
   ::torch::Tensor forward(const ::torch::Tensor& tokens);
 
   const GptOptions& options() const { return options_; }
-  /// Distinct parameters' elements (the tied output layer counted once, as nanoGPT reports).
+  /// Distinct parameters' elements: the tied output layer counted once, the position embedding
+  /// included (nanoGPT's get_num_params(non_embedding=False)).
   std::int64_t num_parameters() const;
 
  private:
-  struct Blocks;  // the transformer's submodules, kept out of the header
+  struct Transformer;  // wte, wpe, drop, h, ln_f (defined in gpt.cpp)
+  struct TiedHead;     // lm_head: registers transformer.wte.weight as its "weight"
   GptOptions options_;
-  std::shared_ptr<::torch::nn::Module> transformer_;
-  std::shared_ptr<::torch::nn::Module> lm_head_;
+  std::shared_ptr<Transformer> transformer_;
+  std::shared_ptr<TiedHead> lm_head_;
 };
-TORCH_MODULE(Gpt);
+/// A shared GptImpl, what TORCH_MODULE(Gpt) declares (spelled out: the macro's `torch::` would
+/// mean vigil::torch here).
+class Gpt : public ::torch::nn::ModuleHolder<GptImpl> {
+ public:
+  using ::torch::nn::ModuleHolder<GptImpl>::ModuleHolder;
+  using Impl = GptImpl;
+};
 
 /// How generate() samples.
 struct GenerateOptions {

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "vigil/error.hpp"
@@ -19,7 +21,28 @@ namespace vigil::torch {
 /// in the same order (pre-order over modules; a module's parameters, then its buffers).
 /// Contiguous CPU tensors are shared with the module (zero copy, see NamedTensors); others are
 /// copied. Undefined tensors (e.g. a Linear without bias) are skipped, as PyTorch does.
+/// A tensor reached under several names (tied weights: the same TensorImpl, e.g. a GPT's
+/// lm_head.weight and transformer.wte.weight) is listed once, under its first name in that
+/// order; tied_names() gives the others.
 NamedTensors module_state(const ::torch::nn::Module& module);
+
+/// Alias -> canonical name of every tensor module_state() lists once but the module holds under
+/// several names, in module_state()'s order: {{"lm_head.weight", "transformer.wte.weight"}} for
+/// a GPT with a tied output layer; empty for a module without tied tensors.
+std::vector<std::pair<std::string, std::string>> tied_names(const ::torch::nn::Module& module);
+
+/// The metadata key under which saved files name their tied tensors; plain readers ignore it.
+inline constexpr std::string_view kTiedKey = "vigil.tied";
+
+/// The metadata save_module_state() adds for `module`: {kTiedKey: {"alias": "canonical", ...}}
+/// as JSON when it has tied tensors, else nothing. For writers of the module's tensors other than
+/// save_module_state() (e.g. a checkpoint's model file), so that readers can re-tie them.
+Metadata tied_metadata(const ::torch::nn::Module& module);
+
+/// module.parameters() without repeats (a tied tensor once, at its first place): what an
+/// optimizer, gradient clipping or a gradient all-reduce must see, so that a tied tensor is
+/// stepped, counted and scaled once.
+std::vector<::torch::Tensor> unique_parameters(const ::torch::nn::Module& module);
 
 /// Options of load_module_state.
 struct LoadStateOptions {
@@ -30,9 +53,16 @@ struct LoadStateOptions {
   /// are skipped and reported instead of failing (default false: they are always an error, as in
   /// PyTorch, where strict=False does not excuse a size mismatch).
   bool ignore_mismatched = false;
+  /// Alias -> canonical name of tensors the source holds once for several names (as
+  /// tied_names() gives them): a module tensor named by an alias that the source lacks is filled
+  /// from the canonical one. Only needed when the module does not tie them itself: a module
+  /// tensor tied to one being loaded is filled by that copy anyway. The file overloads add the
+  /// file's kTiedKey metadata to this (default empty).
+  std::vector<std::pair<std::string, std::string>> tied;
 
   VIGIL_SETTER(strict)
   VIGIL_SETTER(ignore_mismatched)
+  VIGIL_SETTER(tied)
 };
 
 /// What a load did not use, as PyTorch's load_state_dict() returns it.
@@ -59,17 +89,23 @@ class StateDictError : public InputError {
 
 /// Copies `tensors` into the module's existing parameters and buffers (in place, under
 /// NoGradGuard, converting to each tensor's device; the dtype must match exactly). Every check is
-/// made before anything is copied: on StateDictError the module is untouched.
+/// made before anything is copied: on StateDictError the module is untouched. A tensor the
+/// module holds under several names is loaded from whichever of them the source has (from each,
+/// if it has several: a PyTorch state_dict lists a tied tensor under every name), and is not
+/// missing under the others.
 LoadStateResult load_module_state(::torch::nn::Module& module, std::span<const TensorView> tensors,
                                   const LoadStateOptions& options = {});
-/// Same, from an opened tensor file (zero copy from its mapping into the module).
+/// Same, from an opened tensor file (zero copy from its mapping into the module), re-tying what
+/// its kTiedKey metadata says. Throws InputError if that metadata is not a JSON object of names.
 LoadStateResult load_module_state(::torch::nn::Module& module, const SafetensorsFile& file,
                                   const LoadStateOptions& options = {});
 /// Same, from a file path (checksums verified when present).
 LoadStateResult load_module_state(::torch::nn::Module& module, const std::filesystem::path& path,
                                   const LoadStateOptions& options = {});
 
-/// Writes the module's state to `path` atomically (a plain safetensors file any reader loads).
+/// Writes the module's state to `path` atomically (a plain safetensors file any reader loads):
+/// module_state()'s tensors, a tied tensor once, with `metadata` plus tied_metadata(module)
+/// (which replaces a kTiedKey of `metadata`).
 void save_module_state(const std::filesystem::path& path, const ::torch::nn::Module& module,
                        const Metadata& metadata = {});
 
