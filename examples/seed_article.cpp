@@ -104,7 +104,8 @@ int main(int argc, char** argv) try {
                                          logs,
                                          {{"model", weights.views()}},
                                          {{"stopper", stopper.state()}},
-                                         /*extra_files=*/{}});
+                                         /*extra_files=*/{},
+                                         /*metadata=*/{}});
     fmt::print("epoch {}: loss {:.5f}  val_loss {}{}\n", epoch, logs.at("loss"), val_loss,
                saved.is_best ? "  (best so far, saved to best/)" : "");
     if (decision.stop) {

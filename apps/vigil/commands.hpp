@@ -18,12 +18,16 @@ inline constexpr const char* kTrainSummary =
 inline constexpr const char* kEvalSummary =
     "Evaluate saved weights on the test set (model options come from the run's run.json)";
 
+inline constexpr const char* kGenerateSummary =
+    "Continue a prompt with the best model of a `vigil train --model gpt` run";
+
 void add_replay_command(CLI::App& app, Context& ctx);
 void add_plot_command(CLI::App& app, Context& ctx);  // cmd_plot.cpp
 void add_inspect_command(CLI::App& app, Context& ctx);
 #ifdef VIGIL_WITH_TORCH
-void add_train_command(CLI::App& app, Context& ctx);  // torch_train.cpp
-void add_eval_command(CLI::App& app, Context& ctx);   // torch_eval.cpp
+void add_train_command(CLI::App& app, Context& ctx);     // torch_train.cpp
+void add_eval_command(CLI::App& app, Context& ctx);      // torch_eval.cpp
+void add_generate_command(CLI::App& app, Context& ctx);  // torch_generate.cpp
 #endif
 void add_verify_command(CLI::App& app, Context& ctx);
 

@@ -19,7 +19,8 @@
 namespace {
 
 constexpr const char* kTorchCommands[][2] = {{"train", vigil::cli::kTrainSummary},
-                                             {"eval", vigil::cli::kEvalSummary}};
+                                             {"eval", vigil::cli::kEvalSummary},
+                                             {"generate", vigil::cli::kGenerateSummary}};
 
 // Runs the command in `vigil-torch` from this executable's folder; returns only on failure.
 int forward_to_torch_tool(char** argv) {
@@ -59,6 +60,7 @@ int main(int argc, char** argv) {
 #ifdef VIGIL_WITH_TORCH
   vigil::cli::add_train_command(app, ctx);
   vigil::cli::add_eval_command(app, ctx);
+  vigil::cli::add_generate_command(app, ctx);
 #elif defined(VIGIL_FORWARD_TORCH_COMMANDS)
   // Listed in --help; never parsed here (see above).
   for (const auto& [name, description] : kTorchCommands) app.add_subcommand(name, description);

@@ -135,7 +135,9 @@ std::vector<RunField> make_run_fields() {
   restore.negatable = true;
   return {
       {member("data", &C::data,
-              "Folder of the Fashion-MNIST IDX files (.gz or raw), or csv:FILE for a CSV table"),
+              "Folder of the Fashion-MNIST IDX files (.gz or raw), csv:FILE for a CSV table, or "
+              "text:PATH (a text file or a folder of them) for --model gpt (default "
+              "text:/usr/share/games/fortunes)"),
        kData, kFrozen},
       {member("target", &C::target, "CSV: the column to predict"), kData, kFrozen},
       {member("task", &C::task, "CSV: auto, classification or regression"), kData, kFrozen},
@@ -149,13 +151,24 @@ std::vector<RunField> make_run_fields() {
       {member("limit_test", &C::limit_test, "Use only the first N test examples (0 = all)"), kData,
        kMayChange},
 
-      {member("model", &C::model, "mlp or cnn"), kModel, kFrozen},
+      {member("model", &C::model,
+              "mlp, cnn, or gpt (a byte-level transformer language model on --data text:PATH)"),
+       kModel, kFrozen},
       {sizes("hidden", &C::hidden, "Hidden layer sizes, e.g. 256,256"), kModel, kFrozen},
       {sizes("channels", &C::channels, "cnn: channels of each conv block"), kModel, kFrozen},
-      {member("dropout", &C::dropout, "Dropout after each hidden layer (0 = none)"), kModel,
-       kFrozen},
+      {member("dropout", &C::dropout,
+              "Dropout after each hidden layer, or in each gpt block (0 = none)"),
+       kModel, kFrozen},
       {member("batch_norm", &C::batch_norm, "cnn: BatchNorm2d after each convolution"), kModel,
        kFrozen},
+      {member("preset", &C::preset,
+              "gpt: small (6 layers, 6 heads, 384 wide, context 256) or base (12, 12, 768, 1024) "
+              "for the sizes not given (default: 4 layers, 4 heads, 128 wide, context 128)"),
+       kModel, kFrozen},
+      {member("context", &C::context, "gpt: tokens (bytes) each prediction sees"), kModel, kFrozen},
+      {member("layers", &C::layers, "gpt: transformer blocks"), kModel, kFrozen},
+      {member("heads", &C::heads, "gpt: attention heads (must divide --embed)"), kModel, kFrozen},
+      {member("embed", &C::embed, "gpt: width of the embeddings and blocks"), kModel, kFrozen},
 
       {member("init_from", &C::init_from,
               "Start from these weights (a .safetensors file, a checkpoint folder or a run "

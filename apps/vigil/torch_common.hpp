@@ -24,7 +24,7 @@ namespace vigil::cli {
 /// names with '_').
 struct RunConfig {
   // Data.
-  std::string data{vigil::torch::kFashionMnistDir};  ///< IDX folder, or "csv:FILE"
+  std::string data{vigil::torch::kFashionMnistDir};  ///< IDX folder, "csv:FILE" or "text:PATH"
   std::string target;                                ///< csv: the column to predict
   std::string task = "auto";                         ///< csv: auto|classification|regression
   double validation_split = 0.1;  ///< fraction of the training set held out for validation
@@ -37,6 +37,12 @@ struct RunConfig {
   std::vector<std::int64_t> channels{16, 32};
   double dropout = 0.0;
   bool batch_norm = false;
+  // gpt (vigil/torch/gpt.hpp); --preset sets the ones not given.
+  std::string preset;          ///< "", "small" or "base"
+  std::int64_t context = 128;  ///< tokens per window
+  std::int64_t layers = 4;
+  std::int64_t heads = 4;
+  std::int64_t embed = 128;
   // Optimisation.
   int epochs = 30;
   std::int64_t batch_size = 64;

@@ -1,6 +1,9 @@
 // `vigil eval --model PATH`: evaluates saved weights on the test set,
 // rebuilding the model from the options its run directory recorded in run.json.
 #include <fmt/core.h>
+#include <stdlib.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <fstream>
@@ -10,6 +13,7 @@
 
 #include "commands.hpp"
 #include "torch_common.hpp"
+#include "torch_lm.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/io.hpp"
 #include "vigil/sharded_files.hpp"
@@ -69,6 +73,66 @@ std::string predicted_classes(::torch::nn::Sequential& net, const vt::Dataset& t
   return out;
 }
 
+// A temporary folder for a corpus made to evaluate on (--data text:PATH), removed afterwards.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string tmpl = (fs::temp_directory_path() / "vigil-eval-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr)
+      throw IoError(
+          fmt::format("cannot make a temporary folder in {}", fs::temp_directory_path().string()),
+          errno);
+    path_ = tmpl;
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// A language model: the test loss in nats per byte on the run's test split (or on the test
+// split of --data text:PATH).
+void eval_lm(const EvalArgs& a, const fs::path& model_file, const fs::path& run_dir,
+             RunConfig config) {
+  if (!a.predictions.empty())
+    throw OptionError("--predictions writes predicted classes: this run is a language model");
+  if (a.limit_test >= 0)
+    throw OptionError(
+        "--limit-test counts examples: a language model is scored on every window "
+        "of its test split");
+  std::optional<ScratchDir> scratch;
+  LmData data;
+  if (!a.data.empty()) {
+    config.data = a.data;
+    check_lm(config);
+    scratch.emplace();
+    data = load_lm_data(config, scratch->path(), /*build=*/true);
+  } else {
+    data = load_lm_data(config, run_dir, /*build=*/false);
+  }
+  vt::Gpt net(gpt_options(config));
+  vt::load_module_state(*net, model_file);
+  const LmEval m = evaluate_lm(*net, data.test);
+  if (a.json) {
+    nlohmann::json out = {{"model", model_file.string()},
+                          {"run_dir", run_dir.string()},
+                          {"tokens", m.tokens},
+                          {"metrics", {{"loss", m.loss}, {"perplexity", m.perplexity}}}};
+    fmt::print("{}\n", out.dump());
+    return;
+  }
+  fmt::print("model: {} (gpt, {} layers, {} heads, {} wide, context {})\n", model_file.string(),
+             config.layers, config.heads, config.embed, config.context);
+  fmt::print("test loss: {:.4f} nats per byte (perplexity {:.3f}) on {} bytes of {}\n", m.loss,
+             m.perplexity, m.tokens, data.description);
+}
+
 void run_eval(const EvalArgs& a) {
   const fs::path model_file = resolve_model_file(a.model);
   std::optional<fs::path> run_dir;
@@ -92,6 +156,7 @@ void run_eval(const EvalArgs& a) {
         fmt::format("{} is not valid JSON ({})", (*run_dir / "run.json").string(), e.what()));
   }
   RunConfig config = RunConfig::from_json(recorded);
+  if (is_lm(config)) return eval_lm(a, model_file, *run_dir, config);
   if (!a.data.empty()) config.data = a.data;
   if (a.limit_test >= 0) config.limit_test = a.limit_test;
 

@@ -12,7 +12,8 @@
 #include <memory>
 #include <optional>
 
-#include "torch_train.hpp"
+#include "torch_lm.hpp"
+#include "torch_run.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/io.hpp"
 #include "vigil/torch/backup_and_restore.hpp"
@@ -104,40 +105,7 @@ nlohmann::json read_json_file(const fs::path& path) {
   }
 }
 
-void print_report(const fs::path& run_dir, const vt::FitResult& fit, const RunData& data,
-                  const Logs& test, const vt::EarlyStopping& stopping,
-                  const std::shared_ptr<CheckpointManager>& manager, bool already_finished,
-                  const std::string& period) {
-  const auto& s = stopping.stopper();
-  if (already_finished)
-    fmt::print(
-        "the run in {} had already finished; nothing left to train (add "
-        "--fresh to start "
-        "over{})\n",
-        run_dir.string(), fit.stopped_early ? "" : ", or a larger --epochs to go on");
-  fmt::print("stopped: {}\n", fit.stop_reason);
-  if (!fit.history.empty())
-    fmt::print("{}s run: {} ({} {} to {}, 0-based)\n", period, fit.epochs_run, period,
-               fit.history.front().epoch, fit.history.back().epoch);
-  if (s.best_epoch())
-    fmt::print("best {}: {} ({} {:.4f})\n", period, *s.best_epoch(), s.options().monitor,
-               *s.best_value());
-  const char* weights = stopping.restored() ? "restored best weights" : "final weights";
-  if (test.count("accuracy"))
-    fmt::print("test accuracy ({}): {:.4f} (loss {:.4f}) on {} examples\n", weights,
-               test.at("accuracy"), test.at("loss"), data.test.size());
-  else
-    fmt::print("test loss ({}): {:.4f} on {} examples\n", weights, test.at("loss"),
-               data.test.size());
-  fmt::print("model: {}\n", (run_dir / "model.safetensors").string());
-  if (fs::exists(CheckpointManager::best_model_path(run_dir)))
-    fmt::print("best model: {}\n", CheckpointManager::best_model_path(run_dir).string());
-  std::string names;
-  for (const auto& c : manager->checkpoints()) names += (names.empty() ? "" : ", ") + c.name;
-  fmt::print("checkpoints: {} ({})\n", CheckpointManager::checkpoints_dir(run_dir).string(),
-             names.empty() ? "none" : names);
-  fmt::print("metrics: {}\n", (run_dir / "metrics.csv").string());
-}
+}  // namespace
 
 vt::TrainerOptions trainer_options(const RunConfig& config) {
   return vt::TrainerOptions{}
@@ -156,6 +124,8 @@ vt::TrainerOptions trainer_options(const RunConfig& config) {
         return "interrupted by " + vt::signal_name(sig);
       });
 }
+
+namespace {
 
 std::shared_ptr<vt::Callback> make_reduce_lr(const RunConfig& config) {
   if (config.reduce_lr_patience < 0) return nullptr;
@@ -284,7 +254,10 @@ RunConfig resolve_config(const TrainArgs& a, const RunConfig& given, vt::Process
     const auto merged = merge_for_resume(read_json_file(run_dir / "run.json"), given.to_json(),
                                          explicit_keys(a), run_dir);
     config = RunConfig::from_json(merged);
-  } else if (config.val_every_n_steps > 0 && explicit_keys(a).count("filename") == 0) {
+  } else {
+    apply_lm_defaults(config, explicit_keys(a));
+  }
+  if (!resuming && config.val_every_n_steps > 0 && explicit_keys(a).count("filename") == 0) {
     // One naming scheme per run: a run that validates by steps names its checkpoints by step.
     config.filename = "step-{step:08d}";
   }
@@ -292,6 +265,7 @@ RunConfig resolve_config(const TrainArgs& a, const RunConfig& given, vt::Process
     config = RunConfig::from_json(
         nlohmann::json::parse(group->broadcast_string(config.to_json().dump())));
   config.early_stopping.validate();
+  if (is_lm(config)) check_lm(config);
   (void)make_lr_schedule(config);  // refuses bad values before any work
   check_ema(config);
   return config;
@@ -307,8 +281,10 @@ RunData load_data(RunConfig& config) {
   return data;
 }
 
+}  // namespace
+
 std::unique_ptr<::torch::optim::Optimizer> build_optimizer(const RunConfig& config,
-                                                           ::torch::nn::Sequential& net) {
+                                                           std::vector<::torch::Tensor> params) {
   nlohmann::json opt_options = {{"lr", config.lr}};
   const auto kind = vt::parse_optimizer(config.optimizer);
   if (config.weight_decay != 0) opt_options["weight_decay"] = config.weight_decay;
@@ -318,7 +294,7 @@ std::unique_ptr<::torch::optim::Optimizer> build_optimizer(const RunConfig& conf
           fmt::format("--momentum applies to sgd and rmsprop, not {}", config.optimizer));
     opt_options["momentum"] = config.momentum;
   }
-  return vt::make_optimizer(kind, net->parameters(), opt_options);
+  return vt::make_optimizer(kind, std::move(params), opt_options);
 }
 
 CheckpointManagerOptions checkpoint_options(const RunConfig& config) {
@@ -336,17 +312,6 @@ CheckpointManagerOptions checkpoint_options(const RunConfig& config) {
   o.validate();
   return o;
 }
-
-// Rank 0's run directory and the callbacks the report reads.
-struct MainRun {
-  std::shared_ptr<CheckpointManager> manager;
-  std::shared_ptr<CheckpointManager> backup;  ///< where resume state lives: manager, or backup/
-  std::shared_ptr<vt::BackupAndRestore> restore;
-  std::shared_ptr<vt::EarlyStopping> stopping;
-  std::shared_ptr<vt::ModelCheckpoint> checkpoints;
-  std::shared_ptr<vt::ModelEma> ema;  ///< null without --ema
-  std::string period = "epoch";       ///< what one row of metrics.csv is: "epoch" or "validation"
-};
 
 // Opens the run directory (the manager cleans up incomplete writes) and records run.json.
 MainRun open_run(const fs::path& run_dir, const RunConfig& config,
@@ -374,6 +339,7 @@ MainRun open_run(const fs::path& run_dir, const RunConfig& config,
           .with_restore_best_weights(config.restore_best_weights));
   r.checkpoints = std::make_shared<vt::ModelCheckpoint>(r.manager);
   r.ema = make_ema(config);
+  if (config.max_steps > 0) r.length_flag = "--max-steps";
   return r;
 }
 
@@ -399,8 +365,14 @@ void add_main_callbacks(vt::Trainer& trainer, const MainRun& r, const RunConfig&
   if (a.progress == "lines") live = false;
   trainer.add_callback(
       std::make_shared<vt::ProgressBar>(vt::ProgressBarOptions{}.with_live(live).with_epoch_note(
-          [checkpoints = r.checkpoints, stopping = r.stopping](const vt::TrainContext&, int) {
-            return epoch_note(*checkpoints, *stopping);
+          [checkpoints = r.checkpoints, stopping = r.stopping, lm = is_lm(config)](
+              const vt::TrainContext& ctx, int) {
+            const std::string note = epoch_note(*checkpoints, *stopping);
+            if (!lm || ctx.history.empty() || !ctx.history.back().logs.count("val_loss"))
+              return note;
+            // Perplexity is exp of the mean loss, not a mean of per-batch perplexities.
+            const double ppl = std::exp(ctx.history.back().logs.at("val_loss"));
+            return fmt::format("val_perplexity {:.3f}{}{}", ppl, note.empty() ? "" : "  ", note);
           })));
   if ((a.debug_kill_after_batches > 0 || a.debug_kill_after_epochs > 0) &&
       debug_kill_applies(a.launch, group.get()))
@@ -412,23 +384,22 @@ void announce_start(const fs::path& run_dir, bool resuming, const MainRun& r) {
   if (resuming && !r.manager->latest() && !(r.backup != r.manager && r.backup->latest()))
     fmt::print("{} has no intact checkpoint yet: starting from the beginning\n", run_dir.string());
   if (auto latest = r.backup->latest())
-    fmt::print("resuming {} from checkpoint {} ({} epoch {}, step {})\n", run_dir.string(),
+    fmt::print("resuming {} from checkpoint {} ({} {} {}, step {})\n", run_dir.string(),
                latest->name,
-               latest->at == SavePoint::EpochEnd ? "saved at the end of" : "saved during",
+               latest->at == SavePoint::EpochEnd ? "saved at the end of" : "saved during", r.period,
                latest->epoch, latest->step);
 }
 
 // Says where the interrupted run stands and how to resume it; returns 128 + the signal.
 int report_interrupt(const fs::path& run_dir, const vt::FitResult& fit, const MainRun& r,
-                     const RunData& data, const RunConfig& config) {
+                     std::int64_t batches_per_epoch, const RunConfig& config) {
   const int sig = vt::received_stop_signal();
   std::string where = "no checkpoint could be written";
   if (const auto& c = r.restore->interrupt_checkpoint()) where = "checkpoint " + c->path.string();
   // Interrupts are polled before a batch: the epoch under way is the one after the last one
   // finished, and the batches it ran are the steps since that one ended.
   const std::int64_t epoch_start_step = fit.history.empty() ? 0 : fit.history.back().step;
-  const std::int64_t batches = (data.train.size() + config.batch_size - 1) / config.batch_size;
-  const std::int64_t steps = (batches + config.accumulate - 1) / config.accumulate;
+  const std::int64_t steps = (batches_per_epoch + config.accumulate - 1) / config.accumulate;
   if (config.val_every_n_steps > 0) {
     const std::int64_t n = config.val_every_n_steps;
     const std::int64_t max_steps = config.max_steps > 0 ? config.max_steps : config.epochs * steps;
@@ -448,25 +419,38 @@ int report_interrupt(const fs::path& run_dir, const vt::FitResult& fit, const Ma
   return 128 + sig;
 }
 
-// Saves the final model, tests it, writes result.json and prints the report.
-void finish_run(const fs::path& run_dir, ::torch::nn::Sequential& net, const RunData& data,
-                const vt::FitResult& fit, const MainRun& r, double fit_seconds) {
-  const Metadata meta = {{"vigil.model", data.spec.to_json().dump()}};
-  if (r.ema) {
-    // The final average; with --ema-validate it is the final model unless the best was restored.
-    save_safetensors(run_dir / "ema.safetensors", r.ema->averaged().views(), meta);
-    if (r.ema->options().validate && !r.stopping->restored()) r.ema->copy_to(*net);
-  }
-  // The final model (the best weights when they were restored): what eval and
-  // Python load.
-  vt::save_module_state(run_dir / "model.safetensors", *net, meta);
-  const Logs test = vt::evaluate(vt::Model::of(net), data.test);
-  // Resumed from a checkpoint and not one step taken: the run had finished
-  // before.
-  const bool already_finished =
-      r.restore->resumed_from() && r.restore->resumed_from()->step == fit.global_step;
+void print_stop_lines(const fs::path& run_dir, const vt::FitResult& fit, const MainRun& r,
+                      bool already_finished) {
+  const auto& s = r.stopping->stopper();
+  if (already_finished)
+    fmt::print(
+        "the run in {} had already finished; nothing left to train (add --fresh to start "
+        "over{})\n",
+        run_dir.string(),
+        fit.stopped_early ? "" : fmt::format(", or a larger {} to go on", r.length_flag));
+  fmt::print("stopped: {}\n", fit.stop_reason);
+  if (!fit.history.empty())
+    fmt::print("{}s run: {} ({} {} to {}, 0-based)\n", r.period, fit.epochs_run, r.period,
+               fit.history.front().epoch, fit.history.back().epoch);
+  if (s.best_epoch())
+    fmt::print("best {}: {} ({} {:.4f})\n", r.period, *s.best_epoch(), s.options().monitor,
+               *s.best_value());
+}
+
+void print_run_files(const fs::path& run_dir, const MainRun& r) {
+  fmt::print("model: {}\n", (run_dir / "model.safetensors").string());
+  if (fs::exists(CheckpointManager::best_model_path(run_dir)))
+    fmt::print("best model: {}\n", CheckpointManager::best_model_path(run_dir).string());
+  std::string names;
+  for (const auto& c : r.manager->checkpoints()) names += (names.empty() ? "" : ", ") + c.name;
+  fmt::print("checkpoints: {} ({})\n", CheckpointManager::checkpoints_dir(run_dir).string(),
+             names.empty() ? "none" : names);
+  fmt::print("metrics: {}\n", (run_dir / "metrics.csv").string());
+}
+
+nlohmann::json result_json(const vt::FitResult& fit, const MainRun& r, double fit_seconds) {
   const auto& stopper = r.stopping->stopper();
-  nlohmann::json result = {
+  return {
       {"stop_reason", fit.stop_reason},
       {"stopped_early", fit.stopped_early},
       {"epochs_run", fit.epochs_run},
@@ -476,12 +460,40 @@ void finish_run(const fs::path& run_dir, ::torch::nn::Sequential& net, const Run
       {"best_value",
        stopper.best_value() ? number_to_json(*stopper.best_value()) : nlohmann::json(nullptr)},
       {"restored_best_weights", r.stopping->restored()},
-      {"test", vt::logs_to_json(test)},
-      {"test_examples", data.test.size()},
       {"fit_seconds", fit_seconds},
   };
+}
+
+namespace {
+
+// Saves the final model, tests it, writes result.json and prints the report.
+void finish_run(const fs::path& run_dir, ::torch::nn::Sequential& net, const RunData& data,
+                const vt::FitResult& fit, const MainRun& r, double fit_seconds) {
+  const Metadata meta = {{"vigil.model", data.spec.to_json().dump()}};
+  if (r.ema) {
+    // The final average; with --ema-validate it is the final model unless the best was restored.
+    save_safetensors(run_dir / "ema.safetensors", r.ema->averaged().views(), meta);
+    if (r.ema->options().validate && !r.stopping->restored()) r.ema->copy_to(*net);
+  }
+  // The final model (the best weights when they were restored): what eval and Python load.
+  vt::save_module_state(run_dir / "model.safetensors", *net, meta);
+  const Logs test = vt::evaluate(vt::Model::of(net), data.test);
+  // Resumed from a checkpoint and not one step taken: the run had finished before.
+  const bool already_finished =
+      r.restore->resumed_from() && r.restore->resumed_from()->step == fit.global_step;
+  nlohmann::json result = result_json(fit, r, fit_seconds);
+  result["test"] = vt::logs_to_json(test);
+  result["test_examples"] = data.test.size();
   atomic_write_file(run_dir / "result.json", result.dump(2) + "\n");
-  print_report(run_dir, fit, data, test, *r.stopping, r.manager, already_finished, r.period);
+  print_stop_lines(run_dir, fit, r, already_finished);
+  const char* weights = r.stopping->restored() ? "restored best weights" : "final weights";
+  if (test.count("accuracy"))
+    fmt::print("test accuracy ({}): {:.4f} (loss {:.4f}) on {} examples\n", weights,
+               test.at("accuracy"), test.at("loss"), data.test.size());
+  else
+    fmt::print("test loss ({}): {:.4f} on {} examples\n", weights, test.at("loss"),
+               data.test.size());
+  print_run_files(run_dir, r);
   if (r.ema) fmt::print("averaged weights: {}\n", (run_dir / "ema.safetensors").string());
 }
 
@@ -492,7 +504,8 @@ int run_main_rank(const TrainArgs& a, const RunConfig& config,
                   const CheckpointManagerOptions& options, bool resuming) {
   const fs::path run_dir = a.run_dir;
   const MainRun r = open_run(run_dir, config, options);
-  vt::Trainer trainer(trainer_options(config).with_distributed(group));
+  vt::Trainer trainer(trainer_options(config).with_distributed(group).with_model_metadata(
+      {{"vigil.model", data.spec.to_json().dump()}}));
   add_main_callbacks(trainer, r, config, group, a);
   announce_start(run_dir, resuming, r);
 
@@ -506,18 +519,23 @@ int run_main_rank(const TrainArgs& a, const RunConfig& config,
   // what the benchmark suite compares with a bare libtorch loop.
   const double fit_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - fit_started).count();
-  if (fit.interrupted) return report_interrupt(run_dir, fit, r, data, config);
+  if (fit.interrupted) {
+    const std::int64_t batches = (data.train.size() + config.batch_size - 1) / config.batch_size;
+    return report_interrupt(run_dir, fit, r, batches, config);
+  }
   finish_run(run_dir, net, data, fit, r, fit_seconds);
   return 0;
 }
 
+}  // namespace
+
 // --init-from: a fresh run starts from those weights (recorded with their hash in run.json); a
 // resumed run takes its checkpoint's, unless it has none yet and must start over the same way.
-void apply_init_from(RunConfig& config, ::torch::nn::Sequential& net, const fs::path& run_dir,
+void apply_init_from(RunConfig& config, ::torch::nn::Module& net, const fs::path& run_dir,
                      bool resuming) {
   if (config.init_from.empty()) return;
   if (resuming && fs::exists(CheckpointManager::last_path(run_dir))) return;
-  const auto source = vt::warm_start(*net, config.init_from);
+  const auto source = vt::warm_start(net, config.init_from);
   if (resuming && config.init_source.is_object() &&
       config.init_source.value("xxh3", "") != source.xxh3)
     throw InputError(fmt::format(
@@ -529,9 +547,11 @@ void apply_init_from(RunConfig& config, ::torch::nn::Sequential& net, const fs::
       source.file.string(), source.tensors, source.xxh3);
 }
 
-}  // namespace
-
 int run_train(TrainArgs& a) {
+  if (a.config.model == "gpt" && a.launch.nproc > 1)
+    throw OptionError(
+        "--model gpt trains in one process: drop --nproc (data-parallel training "
+        "of the language model is not supported yet)");
   // Data-parallel: this process either starts the ranks and waits for them, or is one of them.
   if (auto code = launch_ranks(a.launch)) return *code;
   const auto group = join_process_group(a.launch);    // null when training alone
@@ -541,13 +561,20 @@ int run_train(TrainArgs& a) {
   if (a.fresh && main_rank && fs::exists(run_dir)) move_aside(run_dir);
   const bool resuming = main_rank && fs::exists(run_dir / "run.json");
   RunConfig config = resolve_config(a, given, group.get(), resuming);
+  if (is_lm(config)) {
+    if (group)
+      throw OptionError(
+          "--model gpt trains in one process: drop --nproc (data-parallel training "
+          "of the language model is not supported yet)");
+    return run_lm_train(a, config, resuming);
+  }
 
   RunData data = load_data(config);
   vt::seed_torch(config.seed);
   auto net = vt::build_model(data.spec);
   // Rank 0's weights reach every rank when training starts: only it reads the file.
-  if (main_rank) apply_init_from(config, net, run_dir, resuming);
-  auto optimizer = build_optimizer(config, net);
+  if (main_rank) apply_init_from(config, *net, run_dir, resuming);
+  auto optimizer = build_optimizer(config, vt::unique_parameters(*net));
   const auto options = checkpoint_options(config);
   // Only rank 0 owns the run directory; the other ranks take its restore point and decisions.
   if (!main_rank) return run_worker_rank(config, group, net, *optimizer, data, a);

@@ -137,13 +137,13 @@ struct SaveRequest {
   /// Stem -> tensors; "model" becomes best/model.safetensors. Views must stay valid until save()
   /// returns (save_async() copies them before returning).
   TensorFiles files;
-  /// CheckpointContent::metadata: header metadata of some files, by stem (default none).
-  std::map<std::string, Metadata, std::less<>> metadata;
   /// Written as "state" in state.json (stopper state, RNG, data order, options, ...).
   nlohmann::json state = nlohmann::json::object();
   /// CheckpointContent::extra_files, passed through (default empty; save() only: save_async()
   /// refuses a request with it, since the hook would run on the writer thread).
   std::function<std::vector<CheckpointFileInfo>(const std::filesystem::path& tmp)> extra_files;
+  /// CheckpointContent::metadata: header metadata of some files, by stem (default none).
+  std::map<std::string, Metadata, std::less<>> metadata;
 };
 
 /// What one save did.

@@ -152,7 +152,7 @@ TrainingSnapshot TrainingSnapshot::clone() const {
   std::map<std::string, NamedTensors, std::less<>> files;
   for (const auto& [stem, tensors] : callback_files) files.emplace(stem, tensors.clone());
   return TrainingSnapshot{model.clone(), optimizer.clone(), callbacks.clone(), std::move(files),
-                          state};
+                          state,         metadata};
 }
 
 std::int64_t TrainContext::planned_steps() const {
@@ -169,6 +169,9 @@ TrainingSnapshot TrainContext::snapshot(const Logs& metrics) const {
   if (!model) throw OptionError("TrainContext::snapshot: no model in the training context");
   TrainingSnapshot snap;
   snap.model = module_state(*model);
+  Metadata meta = model_metadata;
+  for (auto& [key, value] : tied_metadata(*model)) meta[key] = value;
+  if (!meta.empty()) snap.metadata["model"] = meta;
   nlohmann::json& s = snap.state;
   s = nlohmann::json::object();
   if (optimizer != nullptr) {
@@ -179,6 +182,9 @@ TrainingSnapshot TrainContext::snapshot(const Logs& metrics) const {
   if (callbacks != nullptr) {
     snap.callbacks = callbacks->state_tensors();
     snap.callback_files = callbacks->state_files();
+    // A file of the model's tensors (averaged weights) says the same about them.
+    for (const auto& [stem, tensors] : snap.callback_files)
+      if (!meta.empty() && tensors.names() == snap.model.names()) snap.metadata[stem] = meta;
     s["callbacks"] = callbacks->states();
     s["required_callbacks"] = callbacks->required_states();
     s["lr_callbacks"] = callbacks->lr_callbacks();

@@ -16,6 +16,7 @@ SaveRequest request_for(const TrainContext& ctx, const TrainingSnapshot& snap, S
   r.at = at;
   r.metrics = metrics;
   r.files = snap.files();
+  r.metadata = snap.metadata;
   r.state = snap.state;
   return r;
 }

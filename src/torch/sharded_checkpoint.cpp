@@ -155,7 +155,11 @@ SaveResult ShardedModelCheckpoint::save(TrainContext& ctx, SavePoint at, const L
   // Written whole by rank 0 while the others write their shards: callbacks.safetensors and the
   // callbacks' own files (ema.safetensors, model-sized, keeps the model's names so it loads).
   if (!snap.callbacks.empty()) request.files[RestorePoint::kCallbacksStem] = snap.callbacks.views();
-  for (const auto& [stem, tensors] : snap.callback_files) request.files[stem] = tensors.views();
+  for (const auto& [stem, tensors] : snap.callback_files) {
+    request.files[stem] = tensors.views();
+    if (const auto m = snap.metadata.find(stem); m != snap.metadata.end())
+      request.metadata[stem] = m->second;
+  }
   bool announced = false;
   request.extra_files = [&](const fs::path& tmp) {
     announced = true;
@@ -185,7 +189,9 @@ SaveResult ShardedModelCheckpoint::save(TrainContext& ctx, SavePoint at, const L
     // best/ stays one plain file: written from memory, since the checkpoint holds only shards.
     const auto best = CheckpointManager::best_model_path(manager_->run_dir());
     fs::create_directories(best.parent_path());
-    save_safetensors(best, snap.model.views());
+    const auto meta = snap.metadata.find(std::string(kModelStem));
+    save_safetensors(best, snap.model.views(),
+                     meta == snap.metadata.end() ? Metadata{} : meta->second);
   }
   return result;
 }

@@ -23,6 +23,7 @@ TrainLoopState::TrainLoopState(CallbackList& callbacks, std::shared_ptr<::torch:
   ctx_.epochs = options_.epochs;
   ctx_.steps_per_epoch = *batches_per_epoch;
   ctx_.extra = options_.extra;
+  ctx_.model_metadata = options_.model_metadata;
   ctx_.loop = {{"sums", nlohmann::json::object()}, {"seen", 0}};
 }
 

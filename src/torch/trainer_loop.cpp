@@ -194,6 +194,7 @@ FitResult Trainer::run(const std::shared_ptr<::torch::nn::Module>& module,
   ctx.model = module;
   ctx.optimizer = &optimizer;
   ctx.extra = options_.extra;
+  ctx.model_metadata = options_.model_metadata;
   ctx.data = train.resumable;
   ctx.accumulate = options_.accumulate;
   ctx.val_every_n_steps = options_.val_every_n_steps;

@@ -41,14 +41,6 @@ void expect_same_run(const fs::path& run, const fs::path& ref) {
     EXPECT_EQ(a.at(k), b.at(k)) << k;
 }
 
-std::vector<std::string> folders(const fs::path& dir) {
-  std::vector<std::string> out;
-  if (!fs::exists(dir)) return out;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_directory()) out.push_back(e.path().filename().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 class SaveBestOnly : public ::testing::Test {
  protected:

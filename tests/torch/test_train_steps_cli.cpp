@@ -16,7 +16,6 @@
 #include "test_support.hpp"
 #include "train_cli_helpers.hpp"
 #include "vigil/metrics_log.hpp"
-#include "vigil/safetensors.hpp"
 
 namespace fs = std::filesystem;
 using namespace vigil::test;
@@ -49,29 +48,6 @@ std::vector<std::string> step_args(const fs::path& run, std::vector<std::string>
                                                     "3"});
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
-}
-
-std::vector<std::string> folders(const fs::path& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_directory()) out.push_back(e.path().filename().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-// Every tensor of every .safetensors file of a checkpoint folder: name -> bytes.
-std::map<std::string, std::string> tensors_of(const fs::path& checkpoint) {
-  std::map<std::string, std::string> out;
-  for (const auto& e : fs::directory_iterator(checkpoint)) {
-    if (e.path().extension() != ".safetensors") continue;
-    const auto file = vigil::SafetensorsFile::open(e.path());
-    for (const auto& info : file.tensors()) {
-      const auto view = file.view(info.name);
-      out[e.path().stem().string() + ":" + info.name] =
-          std::string(reinterpret_cast<const char*>(view.data.data()), view.data.size());
-    }
-  }
-  return out;
 }
 
 }  // namespace

@@ -7,14 +7,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "test_support.hpp"
+#include "vigil/safetensors.hpp"
 
 namespace vigil::test {
 
@@ -47,6 +50,31 @@ inline std::string metrics_without_seconds(const std::filesystem::path& csv) {
   std::istringstream in(read_file(csv));
   std::string out;
   for (std::string line; std::getline(in, line);) out += line.substr(0, line.rfind(',')) + "\n";
+  return out;
+}
+
+/// The names of the folders in `dir`, sorted (none if `dir` does not exist).
+inline std::vector<std::string> folders(const std::filesystem::path& dir) {
+  std::vector<std::string> out;
+  if (!std::filesystem::exists(dir)) return out;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.is_directory()) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+/// Every tensor of every .safetensors file of a checkpoint folder: "stem:name" -> bytes.
+inline std::map<std::string, std::string> tensors_of(const std::filesystem::path& checkpoint) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(checkpoint)) {
+    if (e.path().extension() != ".safetensors") continue;
+    const auto file = vigil::SafetensorsFile::open(e.path());
+    for (const auto& info : file.tensors()) {
+      const auto view = file.view(info.name);
+      out[e.path().stem().string() + ":" + info.name] =
+          std::string(reinterpret_cast<const char*>(view.data.data()), view.data.size());
+    }
+  }
   return out;
 }
 

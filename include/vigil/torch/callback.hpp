@@ -68,6 +68,8 @@ struct TrainingSnapshot {
   ///  "stop_reason", "optimizer", "rng", "callbacks", "required_callbacks", "lr_callbacks",
   ///  "callback_files", "loop", "extra", "metrics"}
   nlohmann::json state;
+  /// Header metadata of some tensor files, by stem ("model", a callback file's).
+  std::map<std::string, Metadata, std::less<>> metadata;
 
   /// A deep copy that later training steps cannot change.
   TrainingSnapshot clone() const;
@@ -143,6 +145,9 @@ struct TrainContext {
   nlohmann::json loop = nlohmann::json::object();
   /// Anything the program wants in every checkpoint's state.json (e.g. the run's options).
   nlohmann::json extra = nlohmann::json::object();
+  /// Header metadata of the model file of every snapshot (the tied names are added to it), and
+  /// of any callback file holding the model's tensor names (e.g. ema.safetensors).
+  Metadata model_metadata;
 
   /// Set by a callback (BackupAndRestore) in on_train_begin; applied by CallbackList once every
   /// callback's on_train_begin has run, so that restored states are not reset afterwards.

@@ -24,10 +24,13 @@ struct TrainLoopOptions {
   std::function<std::optional<std::string>()> interrupt;
   /// Stored under "extra" in every checkpoint's state.json (default: empty object).
   nlohmann::json extra = nlohmann::json::object();
+  /// TrainerOptions::model_metadata: header metadata of every checkpoint's model file.
+  Metadata model_metadata;
 
   VIGIL_SETTER(epochs)
   VIGIL_SETTER(interrupt)
   VIGIL_SETTER(extra)
+  VIGIL_SETTER(model_metadata)
 };
 
 /// The non-template part of TrainLoop.

@@ -110,6 +110,9 @@ struct TrainerOptions {
   std::function<std::optional<std::string>()> interrupt;
   /// Stored under "extra" in every checkpoint's state.json (default: empty object).
   nlohmann::json extra = nlohmann::json::object();
+  /// Header metadata of the model file of every checkpoint, e.g. {"vigil.model": what to build}
+  /// so that best/model.safetensors says what it holds; the tied names are added (default none).
+  Metadata model_metadata;
   /// Data-parallel training (default null: this process trains alone). Every rank runs fit()
   /// with the same options, data and callbacks' decisions; each trains on its slice of every
   /// global batch of `batch_size` (gradients averaged over the group), validates its slice of
@@ -131,6 +134,7 @@ struct TrainerOptions {
   VIGIL_SETTER(loss)
   VIGIL_SETTER(interrupt)
   VIGIL_SETTER(extra)
+  VIGIL_SETTER(model_metadata)
   VIGIL_SETTER(distributed)
 
   /// Throws OptionError naming the bad option.
