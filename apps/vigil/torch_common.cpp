@@ -163,7 +163,7 @@ std::vector<RunField> make_run_fields() {
        kFrozen},
       {member("preset", &C::preset,
               "gpt: small (6 layers, 6 heads, 384 wide, context 256) or base (12, 12, 768, 1024) "
-              "for the sizes not given (default: 4 layers, 4 heads, 128 wide, context 128)"),
+              "for the sizes not given (default: 2 layers, 4 heads, 64 wide, context 64)"),
        kModel, kFrozen},
       {member("context", &C::context, "gpt: tokens (bytes) each prediction sees"), kModel, kFrozen},
       {member("layers", &C::layers, "gpt: transformer blocks"), kModel, kFrozen},

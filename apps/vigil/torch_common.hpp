@@ -39,10 +39,10 @@ struct RunConfig {
   bool batch_norm = false;
   // gpt (vigil/torch/gpt.hpp); --preset sets the ones not given.
   std::string preset;          ///< "", "small" or "base"
-  std::int64_t context = 128;  ///< tokens per window
-  std::int64_t layers = 4;
+  std::int64_t context = 64;  ///< tokens per window
+  std::int64_t layers = 2;
   std::int64_t heads = 4;
-  std::int64_t embed = 128;
+  std::int64_t embed = 64;
   // Optimisation.
   int epochs = 30;
   std::int64_t batch_size = 64;

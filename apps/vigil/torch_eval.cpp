@@ -127,8 +127,7 @@ void eval_lm(const EvalArgs& a, const fs::path& model_file, const fs::path& run_
     fmt::print("{}\n", out.dump());
     return;
   }
-  fmt::print("model: {} (gpt, {} layers, {} heads, {} wide, context {})\n", model_file.string(),
-             config.layers, config.heads, config.embed, config.context);
+  fmt::print("model: {} ({})\n", model_file.string(), model_summary(config));
   fmt::print("test loss: {:.4f} nats per byte (perplexity {:.3f}) on {} bytes of {}\n", m.loss,
              m.perplexity, m.tokens, data.description);
 }

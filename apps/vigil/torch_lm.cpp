@@ -156,6 +156,14 @@ vt::GptOptions gpt_options(const RunConfig& c) {
   return o;
 }
 
+std::string model_summary(const RunConfig& c) {
+  const auto n = [](std::int64_t v, const char* what) {
+    return fmt::format("{} {}{}", v, what, v == 1 ? "" : "s");
+  };
+  return fmt::format("gpt, {}, {}, {} wide, context {}", n(c.layers, "layer"), n(c.heads, "head"),
+                     c.embed, c.context);
+}
+
 fs::path corpus_dir(const fs::path& run_dir) {
   return run_dir / "data";
 }
@@ -229,8 +237,7 @@ int run_lm_train(const TrainArgs& a, RunConfig& config, bool resuming) {
   vt::seed_torch(config.seed);
   vt::Gpt net(gpt_options(config));
   apply_init_from(config, *net, run_dir, resuming);
-  fmt::print("model: gpt, {} layers, {} heads, {} wide, context {}: {} parameters\n", config.layers,
-             config.heads, config.embed, config.context, net->num_parameters());
+  fmt::print("model: {}: {} parameters\n", model_summary(config), net->num_parameters());
   auto optimizer = build_optimizer(config, vt::unique_parameters(*net));
   const MainRun r = open_run(run_dir, config, checkpoint_options(config));
   vt::Trainer trainer(trainer_options(config).with_model_metadata(model_metadata(net)));

@@ -33,6 +33,9 @@ void check_lm(const RunConfig& config);
 /// The model `config` describes (validated; OptionError naming the flag).
 vigil::torch::GptOptions gpt_options(const RunConfig& config);
 
+/// "gpt, 1 layer, 2 heads, 32 wide, context 32".
+std::string model_summary(const RunConfig& config);
+
 /// A run's corpus and the three window sources' options.
 struct LmData {
   vigil::torch::TextCorpus corpus;

@@ -193,7 +193,7 @@ void run_sections(const std::set<int>& sections) {
 
 // One test per group of sections that share files, so each gets its own time limit and ctest
 // may run them in parallel. Sections 5 and 6 use the run that section 3 trains.
-const std::vector<std::set<int>> kGroups = {{1}, {2}, {3, 5, 6}, {4}, {7}};
+const std::vector<std::set<int>> kGroups = {{1}, {2}, {3, 5, 6}, {4}, {7}, {8}};
 
 }  // namespace
 
@@ -222,4 +222,7 @@ TEST(Guide, Section4Resume) {
 }
 TEST(Guide, Section7TrainingBySteps) {
   run_sections(kGroups[4]);
+}
+TEST(Guide, Section8LanguageModel) {
+  run_sections(kGroups[5]);
 }

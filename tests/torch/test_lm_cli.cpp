@@ -69,7 +69,7 @@ class LmCli : public ::testing::Test {
 TEST_F(LmCli, TrainsByStepsAndReportsTheTestLossInNatsPerByte) {
   ASSERT_EQ(first_.exit_code, 0) << first_.out << first_.err;
   const auto& out = first_.out;
-  EXPECT_NE(out.find("model: gpt, 1 layers, 2 heads, 32 wide, context 32: "), std::string::npos)
+  EXPECT_NE(out.find("model: gpt, 1 layer, 2 heads, 32 wide, context 32: "), std::string::npos)
       << out;
   EXPECT_NE(out.find("validation 0 (1 of 3): 100 steps in "), std::string::npos) << out;
   EXPECT_NE(out.find("val_perplexity "), std::string::npos) << out;
