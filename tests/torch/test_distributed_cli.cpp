@@ -105,6 +105,46 @@ TEST(DistributedCli, TwoRanksTrainLikeOneProcessIntoOneRunDirectory) {
   EXPECT_TRUE(contains(bad.out, "which the index places elsewhere")) << bad.out;
 }
 
+// Validation every n steps with accumulation, clipping and a warm-up + cosine schedule: two ranks
+// validate at the same steps as one process, with the same lr and (up to float rounding) the
+// same metrics, and a two-rank run SIGKILLed mid-period resumes to the same metrics.csv.
+TEST(DistributedCli, StepCadenceAccumulationClippingAndScheduleMatchOneProcess) {
+  TempDir tmp;
+  const std::vector<std::string> steps = {"--batch-size",  "32",     "--val-every-n-steps", "6",
+                                          "--accumulate",  "2",      "--clip-grad-norm",    "1.0",
+                                          "--lr-schedule", "cosine", "--warmup-steps",      "4"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.begin(), steps.begin(), steps.end());
+    return extra;
+  };
+  const auto alone = run_vigil(args(tmp / "alone", with({"--max-steps", "18"})));
+  ASSERT_EQ(alone.exit_code, 0) << alone.out << alone.err;
+  const auto two = run_vigil(args(tmp / "two", with({"--max-steps", "18", "--nproc", "2"})));
+  ASSERT_EQ(two.exit_code, 0) << two.out << two.err;
+  // Killed inside the second validation period (every rank at step 10), then resumed.
+  const auto killed = run_vigil(args(tmp / "killed", with({"--max-steps", "18", "--nproc", "2",
+                                                           "--debug-kill-after-batches", "10"})));
+  ASSERT_NE(killed.exit_code, 0) << killed.out << killed.err;
+  const auto resumed = run_vigil(args(tmp / "killed", with({"--max-steps", "18", "--nproc", "2"})));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  EXPECT_TRUE(contains(resumed.out, "resuming ")) << resumed.out;
+  EXPECT_EQ(metrics_without_seconds(tmp / "killed" / "metrics.csv"),
+            metrics_without_seconds(tmp / "two" / "metrics.csv"));
+
+  const auto a = read_metrics(tmp / "alone" / "metrics.csv");
+  const auto b = read_metrics(tmp / "two" / "metrics.csv");
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (std::size_t v = 0; v < 3; ++v) {
+    EXPECT_EQ(b[v].at("step"), 6.0 * static_cast<double>(v + 1));
+    EXPECT_EQ(b[v].at("step"), a[v].at("step"));
+    EXPECT_DOUBLE_EQ(b[v].at("lr"), a[v].at("lr")) << "validation " << v;
+    for (const char* k : {"loss", "val_loss", "grad_norm"})
+      EXPECT_NEAR(b[v].at(k), a[v].at(k), 2e-3) << "validation " << v << " " << k;
+  }
+  EXPECT_EQ(run_vigil({"verify", (tmp / "two").string()}).exit_code, 0);
+}
+
 // The average is one whole file, written by rank 0 beside the shards, and every rank resumes it.
 TEST(DistributedCli, EmaIsWrittenWholeAndResumedByEveryRank) {
   TempDir tmp;
