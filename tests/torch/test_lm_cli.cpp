@@ -166,16 +166,9 @@ TEST(LmTrain, KilledMidRunAndResumedEndsBitIdentical) {
       << resumed.out;
   EXPECT_EQ(metrics_without_seconds(run / "metrics.csv"),
             metrics_without_seconds(ref / "metrics.csv"));
+  EXPECT_FALSE(expect_same_last_checkpoint(ref, run).empty());
   const auto names = folders(ref / "checkpoints");
   ASSERT_FALSE(names.empty());
-  ASSERT_EQ(folders(run / "checkpoints"), names);
-  const auto last_ref = tensors_of(ref / "checkpoints" / names.back());
-  const auto last_run = tensors_of(run / "checkpoints" / names.back());
-  EXPECT_EQ(last_run.size(), last_ref.size());
-  for (const auto& [name, bytes] : last_ref) {
-    ASSERT_TRUE(last_run.count(name)) << name;
-    EXPECT_TRUE(last_run.at(name) == bytes) << name << " differs";
-  }
   // The window source stood at the same place.
   const auto state = [&](const fs::path& r) {
     return nlohmann::json::parse(read_file(r / "checkpoints" / names.back() / "state.json"))

@@ -41,7 +41,6 @@ void expect_same_run(const fs::path& run, const fs::path& ref) {
     EXPECT_EQ(a.at(k), b.at(k)) << k;
 }
 
-
 class SaveBestOnly : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

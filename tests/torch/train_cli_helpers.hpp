@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -76,6 +77,24 @@ inline std::map<std::string, std::string> tensors_of(const std::filesystem::path
     }
   }
   return out;
+}
+
+/// Expects `run` to hold the checkpoints `ref` holds and every tensor of the newest one to be
+/// byte-identical to `ref`'s; returns that checkpoint's tensors ("stem:name" -> bytes).
+inline std::map<std::string, std::string> expect_same_last_checkpoint(
+    const std::filesystem::path& ref, const std::filesystem::path& run) {
+  const auto names = folders(ref / "checkpoints");
+  EXPECT_FALSE(names.empty());
+  EXPECT_EQ(folders(run / "checkpoints"), names);
+  if (names.empty()) return {};
+  const auto last_ref = tensors_of(ref / "checkpoints" / names.back());
+  const auto last_run = tensors_of(run / "checkpoints" / names.back());
+  EXPECT_EQ(last_run.size(), last_ref.size());
+  for (const auto& [name, bytes] : last_ref) {
+    const auto it = last_run.find(name);
+    EXPECT_TRUE(it != last_run.end() && it->second == bytes) << name << " is missing or differs";
+  }
+  return last_ref;
 }
 
 /// A `vigil` child process with stdout and stderr going to files.
