@@ -38,7 +38,7 @@ struct RunConfig {
   double dropout = 0.0;
   bool batch_norm = false;
   // gpt (vigil/torch/gpt.hpp); --preset sets the ones not given.
-  std::string preset;          ///< "", "small" or "base"
+  std::string preset;         ///< "", "small" or "base"
   std::int64_t context = 64;  ///< tokens per window
   std::int64_t layers = 2;
   std::int64_t heads = 4;

@@ -349,9 +349,9 @@ StopDecision EarlyStopper::on_epoch_end(long epoch, const Logs& logs, double ela
     if (const double* t = find_metric(logs, o.train_monitor, o.strict)) {
       train = *t;
     } else {
-      warning = fmt::format(
-          "{} {}: training metric '{}' (for rule {}) is missing from the logs; skipped",
-          impl_->period, epoch, o.train_monitor, impl_->train_rule->name());
+      warning =
+          fmt::format("{} {}: training metric '{}' (for rule {}) is missing from the logs; skipped",
+                      impl_->period, epoch, o.train_monitor, impl_->train_rule->name());
     }
   }
   return impl_->update(epoch, value ? *value : 0.0, elapsed_seconds, train, value != nullptr,
