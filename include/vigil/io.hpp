@@ -28,6 +28,7 @@ class FileOps {
   [[nodiscard]] virtual int close(int fd);
   [[nodiscard]] virtual int rename(const char* from, const char* to);
   [[nodiscard]] virtual int mkdir(const char* path, mode_t mode);
+  [[nodiscard]] virtual int link(const char* from, const char* to);
 
   /// The pass-through implementation (stateless, shared).
   [[nodiscard]] static const std::shared_ptr<FileOps>& real();

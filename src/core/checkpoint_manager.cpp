@@ -65,6 +65,33 @@ void copy_file_durably(const fs::path& src, const fs::path& dst,
       ops);
 }
 
+// Makes `dst` the committed, immutable file `src`: a hard link (no second write of the model)
+// where the file system allows one, else a durable copy. Either way `dst` appears by one rename,
+// and it outlives the checkpoint it came from (the link keeps the data).
+void publish_file(const fs::path& src, const fs::path& dst, const std::shared_ptr<FileOps>& ops) {
+  const fs::path tmp = temporary_path_for(dst);
+  if (ops->link(src.c_str(), tmp.c_str()) != 0) {
+    const int err = errno;
+    // The file system has no hard links here (EPERM on vfat, ENOTSUP), the link count is full,
+    // or best/ lives elsewhere: copy instead. Other errors (ENOSPC, EIO) are real ones.
+    if (err != EXDEV && err != EPERM && err != EMLINK && err != ENOTSUP && err != EOPNOTSUPP)
+      throw IoError(
+          fmt::format("cannot link {} to {}: {}", src.string(), tmp.string(), errno_text(err)),
+          err);
+    copy_file_durably(src, dst, ops);
+    return;
+  }
+  try {
+    rename_path(tmp, dst, ops);
+    // The data was fsynced when the checkpoint was committed; the new name needs its folder's.
+    fsync_dir(dst.parent_path(), ops);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+}
+
 // Keras' strict improvement of `v` on the best so far, or, before any best, on the threshold;
 // NaN never improves.
 bool improves_on(Mode mode, double v, const std::optional<double>& best,
@@ -138,7 +165,7 @@ void repair_last(const fs::path& last_file, const std::vector<CheckpointInfo>& e
   }
 }
 
-// Copies the best checkpoint's file `stem` (the model, or its average) to `best_path` unless an
+// Publishes the best checkpoint's file `stem` (the model, or its average) as `best_path` unless an
 // identical copy is there (by size, and by hash when `verify`). Returns false when the checkpoint
 // has no such file.
 bool repair_best_copy(const fs::path& best_path, const CheckpointInfo& best,
@@ -160,7 +187,7 @@ bool repair_best_copy(const fs::path& best_path, const CheckpointInfo& best,
   }
   if (!current) {
     fs::create_directories(best_path.parent_path(), ec);
-    copy_file_durably(best.path / it->file, best_path, ops);
+    publish_file(best.path / it->file, best_path, ops);
   }
   return true;
 }
@@ -363,8 +390,8 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
     if (it != entries_.end() && it->has_file(options_.best_stem)) {
       auto bp = best_model_path(run_dir_);
       fs::create_directories(bp.parent_path(), ec);
-      copy_file_durably(it->path / (options_.best_stem + std::string(kTensorFileSuffix)), bp,
-                        options_.ops);
+      publish_file(it->path / (options_.best_stem + std::string(kTensorFileSuffix)), bp,
+                   options_.ops);
     }
     best_published_ = true;
   }

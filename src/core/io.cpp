@@ -60,6 +60,9 @@ int FileOps::rename(const char* from, const char* to) {
 int FileOps::mkdir(const char* path, mode_t mode) {
   return ::mkdir(path, mode);
 }
+int FileOps::link(const char* from, const char* to) {
+  return ::link(from, to);
+}
 
 const std::shared_ptr<FileOps>& FileOps::real() {
   // Stateless, so sharing one instance is not shared mutable state.

@@ -120,6 +120,10 @@ class CountingFaultOps : public FileOps {
     if (hit("mkdir")) return -1;
     return FileOps::mkdir(path, mode);
   }
+  int link(const char* from, const char* to) override {
+    if (hit("link")) return -1;
+    return FileOps::link(from, to);
+  }
 
  private:
   bool hit(const char* what) {

@@ -1,6 +1,7 @@
 // CheckpointManager policy: retention rules and their union, best/ and last, save_best_only,
 // the every-n policies, repair on open, and that a restarted run rotates like an uninterrupted one.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <cstring>
@@ -422,6 +423,71 @@ TEST(Manager, OpenGivesStateAndTensorsBack) {
   std::memcpy(&m0, opt.view("m").data.data(), sizeof m0);
   EXPECT_EQ(m0, -4.0f);
   EXPECT_THROW((void)m.open("epoch-9999"), CheckpointError);
+}
+
+}  // namespace
+}  // namespace vigil
+
+namespace vigil {
+namespace {
+
+// Refuses hard links as a file system without them does.
+class NoLinkOps : public FileOps {
+ public:
+  int link(const char*, const char*) override {
+    errno = EPERM;
+    return -1;
+  }
+};
+
+ino_t inode_of(const std::filesystem::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+  return st.st_ino;
+}
+
+TEST(ManagerBest, BestIsTheCommittedFileItselfAndOutlivesItsCheckpoint) {
+  test::TempDir tmp;
+  const auto options = CheckpointManagerOptions{}.with_keep_last(1).with_save_top_k(1);
+  const auto best = CheckpointManager::best_model_path(tmp.path());
+  {
+    CheckpointManager m(tmp.path(), options);
+    Training run;
+    ASSERT_TRUE(m.save(run.request(0, 0.5)).is_best);
+    // No second write of the model: best/ is a hard link to the committed file.
+    EXPECT_EQ(inode_of(best), inode_of(m.checkpoints().back().path / "model.safetensors"));
+    EXPECT_EQ(std::filesystem::hard_link_count(best), 2u);
+    // A worse epoch leaves best/ alone; a better one takes it over (and epoch 0 rotates out).
+    ASSERT_FALSE(m.save(run.request(1, 0.9)).is_best);
+    ASSERT_TRUE(m.save(run.request(2, 0.1)).is_best);
+    EXPECT_EQ(inode_of(best), inode_of(m.checkpoints().back().path / "model.safetensors"));
+    EXPECT_EQ(first_weight(best), 2.0f);
+    EXPECT_FALSE(std::filesystem::exists(tmp / "checkpoints" / "epoch-0000"));
+  }
+  // Reopened, the run finds best/ current and keeps it.
+  std::filesystem::path newest;
+  {
+    CheckpointManager again(tmp.path(), options);
+    newest = again.checkpoints().back().path;
+    EXPECT_EQ(inode_of(best), inode_of(newest / "model.safetensors"));
+  }
+  // The link keeps the data when the checkpoint folder goes.
+  std::filesystem::remove_all(newest);
+  EXPECT_EQ(first_weight(best), 2.0f);
+}
+
+TEST(ManagerBest, WithoutHardLinksBestIsACopy) {
+  test::TempDir tmp;
+  CheckpointManager m(tmp.path(),
+                      CheckpointManagerOptions{}.with_ops(std::make_shared<NoLinkOps>()));
+  Training run;
+  ASSERT_TRUE(m.save(run.request(0, 0.5)).is_best);
+  const auto best = CheckpointManager::best_model_path(tmp.path());
+  const auto committed = m.checkpoints().back().path / "model.safetensors";
+  EXPECT_NE(inode_of(best), inode_of(committed));
+  EXPECT_EQ(test::read_file(best), test::read_file(committed));
+  for (const auto& e : std::filesystem::directory_iterator(best.parent_path()))
+    EXPECT_FALSE(is_temporary_name(e.path().filename().string())) << e.path();
 }
 
 }  // namespace
