@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <fstream>
 
 #include "vigil/error.hpp"
 
@@ -32,6 +33,16 @@ std::vector<std::int64_t> parse_sizes(const std::string& text, const char* flag)
     pos = comma + 1;
   }
   return out;
+}
+
+nlohmann::json read_json_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(fmt::format("cannot read {}", path.string()));
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(fmt::format("{} is not valid JSON ({})", path.string(), e.what()));
+  }
 }
 
 std::string sizes_to_string(const std::vector<std::int64_t>& sizes) {

@@ -122,6 +122,9 @@ nlohmann::json merge_for_resume(const nlohmann::json& recorded, const nlohmann::
                                 const std::set<std::string>& explicit_keys,
                                 const std::filesystem::path& run_dir);
 
+/// Parses a JSON file (run.json); InputError naming it when it cannot be read or parsed.
+nlohmann::json read_json_file(const std::filesystem::path& path);
+
 /// The data sets of a run, ready for the model.
 struct RunData {
   vigil::torch::Dataset train;

@@ -146,15 +146,7 @@ void run_eval(const EvalArgs& a) {
                     "was built: pass --run-dir DIR, the run "
                     "directory `vigil train` wrote",
                     model_file.string()));
-  std::ifstream in(*run_dir / "run.json", std::ios::binary);
-  nlohmann::json recorded;
-  try {
-    recorded = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(
-        fmt::format("{} is not valid JSON ({})", (*run_dir / "run.json").string(), e.what()));
-  }
-  RunConfig config = RunConfig::from_json(recorded);
+  RunConfig config = RunConfig::from_json(read_json_file(*run_dir / "run.json"));
   if (is_lm(config)) return eval_lm(a, model_file, *run_dir, config);
   if (!a.data.empty()) config.data = a.data;
   if (a.limit_test >= 0) config.limit_test = a.limit_test;

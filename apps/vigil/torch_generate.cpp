@@ -36,12 +36,7 @@ RunConfig read_run(const fs::path& run_dir) {
         "{} is not a run directory (no run.json): pass the --run-dir of a `vigil train --model "
         "gpt` run",
         run_dir.string()));
-  std::ifstream in(file, std::ios::binary);
-  try {
-    return RunConfig::from_json(nlohmann::json::parse(in));
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(fmt::format("{} is not valid JSON ({})", file.string(), e.what()));
-  }
+  return RunConfig::from_json(read_json_file(file));
 }
 
 // The best model, or the final one when the run kept no best.

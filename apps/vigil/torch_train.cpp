@@ -95,16 +95,6 @@ class DebugKill : public vt::Callback {
   std::shared_ptr<CheckpointManager> manager_;
 };
 
-nlohmann::json read_json_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(fmt::format("cannot read {}", path.string()));
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(fmt::format("{} is not valid JSON ({})", path.string(), e.what()));
-  }
-}
-
 }  // namespace
 
 vt::TrainerOptions trainer_options(const RunConfig& config) {
