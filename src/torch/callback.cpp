@@ -93,6 +93,51 @@ std::optional<std::string> unexplained_lr_change(const TrainContext& ctx, const 
       *first, now, now);
 }
 
+struct OptionChange {
+  std::string option;
+  nlohmann::json from, to;
+};
+
+std::string shown(const nlohmann::json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+// The recorded run options this run gives another value; throws InputError naming the first one
+// not marked as an intended override.
+std::vector<OptionChange> changed_run_options(const TrainContext& ctx, const nlohmann::json& s,
+                                              const std::filesystem::path& path) {
+  std::vector<OptionChange> changed;
+  if (!s.contains("run_options") || !s.at("run_options").is_object()) return changed;
+  if (!ctx.run_options.is_object())
+    throw OptionError("TrainContext::run_options must be a JSON object");
+  for (const auto& [name, recorded] : s.at("run_options").items()) {
+    if (!ctx.run_options.contains(name) || ctx.run_options.at(name) == recorded) continue;
+    const auto& now = ctx.run_options.at(name);
+    if (ctx.resume_overrides.count(name) == 0)
+      throw InputError(fmt::format(
+          "cannot resume from {}: {} was {} when it was saved, this run has {}; resume with {} = "
+          "{}, or name \"{}\" in the resume overrides to change it on purpose",
+          path.string(), name, shown(recorded), shown(now), name, shown(recorded), name));
+    changed.push_back({name, recorded, now});
+  }
+  return changed;
+}
+
+// Keeps the checkpoint's history of overrides and adds this resume's.
+void record_overrides(TrainContext& ctx, const nlohmann::json& s,
+                      const std::vector<OptionChange>& changed) {
+  ctx.overrides = s.contains("overrides") && s.at("overrides").is_array() ? s.at("overrides")
+                                                                          : nlohmann::json::array();
+  ctx.overridden.clear();
+  for (const auto& c : changed) {
+    ctx.overrides.push_back(
+        {{"option", c.option}, {"from", c.from}, {"to", c.to}, {"step", ctx.global_step}});
+    ctx.overridden.insert(c.option);
+    ctx.warnings.push_back(fmt::format("resuming with {} = {} instead of {}, as asked (override)",
+                                       c.option, shown(c.to), shown(c.from)));
+  }
+}
+
 }  // namespace
 
 nlohmann::json logs_to_json(const Logs& logs) {
@@ -216,6 +261,8 @@ TrainingSnapshot TrainContext::snapshot(const Logs& metrics) const {
   s["loop"] = loop;
   s["extra"] = extra;
   s["metrics"] = logs_to_json(metrics);
+  s["run_options"] = run_options;
+  s["overrides"] = overrides;
   return snap;
 }
 
@@ -227,6 +274,8 @@ void TrainContext::restore(const RestorePoint& point) {
   if (!point.model && point.model_shards.empty())
     throw InputError(
         fmt::format("{}: the checkpoint has no model.safetensors", point.path.string()));
+  // Before anything changes: a refused resume leaves the run as it was.
+  const auto changed = changed_run_options(*this, s, point.path);
   try {
     // Everything that can fail on a mismatch is checked by these loaders before they change
     // anything; the model goes first because it is the most likely to differ (another --hidden).
@@ -254,6 +303,7 @@ void TrainContext::restore(const RestorePoint& point) {
     data_epoch = get_or<std::int64_t>(s, "data_epoch", epoch);
     data_restored = false;
     if (data != nullptr && s.contains("data") && !s.at("data").is_null()) {
+      data->accept_overrides(resume_overrides);
       data->load_state(s.at("data"));
       data_restored = true;
     }
@@ -286,6 +336,7 @@ void TrainContext::restore(const RestorePoint& point) {
   } catch (const InputError& e) {
     throw InputError(fmt::format("cannot resume from {}: {}", point.path.string(), e.what()));
   }
+  record_overrides(*this, s, changed);
   resumed_from = point.path;
 }
 

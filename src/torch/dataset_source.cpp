@@ -18,11 +18,10 @@ DatasetSource::DatasetSource(Dataset data, DatasetSourceOptions options)
   start(0, 0);
 }
 
-void DatasetSource::start(std::int64_t epoch, std::int64_t batch) {
+void DatasetSource::start(std::int64_t epoch, std::int64_t position) {
   epoch_ = epoch;
   batches_.emplace(data_, epoch_order(data_.size(), options_.seed, epoch, options_.shuffle),
-                   options_.batch_size, std::min(batch * options_.batch_size, data_.size()),
-                   options_.drop_last);
+                   options_.batch_size, std::min(position, data_.size()), options_.drop_last);
 }
 
 void DatasetSource::set_epoch(std::int64_t epoch) {
@@ -41,12 +40,18 @@ std::optional<std::int64_t> DatasetSource::batches_per_epoch() const {
 
 nlohmann::json DatasetSource::state() const {
   // Batches served so far: after a final short batch the position is not a multiple of the
-  // batch size, and next_index() would point back at that batch.
+  // batch size, and next_index() would point back at that batch. "position" (examples served)
+  // is what a resume with another batch size continues from.
   const std::int64_t bs = options_.batch_size;
   return {{"epoch", epoch_},
           {"batch", (batches_->position() + bs - 1) / bs},
+          {"position", batches_->position()},
           {"size", data_.size()},
           {"batch_size", options_.batch_size}};
+}
+
+void DatasetSource::accept_overrides(const std::set<std::string>& options) {
+  batch_size_may_change_ = options.count("batch_size") > 0;
 }
 
 void DatasetSource::load_state(const nlohmann::json& state) {
@@ -54,23 +59,35 @@ void DatasetSource::load_state(const nlohmann::json& state) {
     throw InputError("the data position in the checkpoint is not {\"epoch\", \"batch\"}");
   const auto epoch = state.at("epoch").get<std::int64_t>();
   const auto batch = state.at("batch").get<std::int64_t>();
-  // Older checkpoints carry no size: their batch index is still checked against this pass.
-  if (state.contains("batch_size") &&
-      state.at("batch_size").get<std::int64_t>() != options_.batch_size)
-    throw InputError(fmt::format("it was trained with batch size {}, this run uses {}",
-                                 state.at("batch_size").get<std::int64_t>(), options_.batch_size));
   if (state.contains("size") && state.at("size").get<std::int64_t>() != data_.size())
     throw InputError(fmt::format("it was trained on {} examples, this run has {}",
                                  state.at("size").get<std::int64_t>(), data_.size()));
+  // Older checkpoints carry no batch size: their batch index is checked against this pass.
+  const std::int64_t saved_bs = state.value("batch_size", options_.batch_size);
+  if (saved_bs != options_.batch_size && !batch_size_may_change_)
+    throw InputError(fmt::format(
+        "it was trained with batch size {}, this run uses {} (name \"batch_size\" in the resume "
+        "overrides to change it on purpose)",
+        saved_bs, options_.batch_size));
+  if (epoch < 0 || batch < 0)
+    throw InputError(
+        fmt::format("the data position (epoch {}, batch {}) is negative", epoch, batch));
   const std::int64_t batches = options_.drop_last
                                    ? data_.size() / options_.batch_size
                                    : (data_.size() + options_.batch_size - 1) / options_.batch_size;
-  if (epoch < 0 || batch < 0 || batch > batches)
+  if (saved_bs == options_.batch_size && batch > batches)
     throw InputError(fmt::format(
         "it stopped at batch {} of an epoch that now has {} batches (the training data or batch "
         "size changed)",
         batch, batches));
-  start(epoch, batch);
+  // The examples served: with another batch size (on purpose) the pass goes on after them, none
+  // twice; after a resume with another size they need not be a multiple of the batch size.
+  // Older checkpoints say only the batch, past a final short one at the end of a pass.
+  const std::int64_t position = state.value("position", std::min(batch * saved_bs, data_.size()));
+  if (position < 0 || position > data_.size())
+    throw InputError(
+        fmt::format("it stopped after {} examples of a pass of {}", position, data_.size()));
+  start(epoch, position);
 }
 
 }  // namespace vigil::torch

@@ -24,7 +24,18 @@ TrainLoopState::TrainLoopState(CallbackList& callbacks, std::shared_ptr<::torch:
   ctx_.steps_per_epoch = *batches_per_epoch;
   ctx_.extra = options_.extra;
   ctx_.model_metadata = options_.model_metadata;
+  if (!options_.run_options.is_object())
+    throw OptionError(
+        fmt::format("run_options must be a JSON object, got {}", options_.run_options.dump()));
+  ctx_.run_options = options_.run_options;
+  ctx_.resume_overrides = options_.resume_overrides;
   ctx_.loop = {{"sums", nlohmann::json::object()}, {"seen", 0}};
+}
+
+nlohmann::json TrainLoopState::loop_state() const {
+  nlohmann::json j{{"sums", logs_to_json(sums_)}, {"seen", seen_}};
+  if (until_pass_end_) j["until_pass_end"] = true;
+  return j;
 }
 
 void TrainLoopState::begin() {
@@ -36,6 +47,8 @@ void TrainLoopState::begin() {
     // Resumed in the middle of an epoch: the running means go on from the saved sums.
     sums_ = logs_from_json(ctx_.loop.at("sums"));
     seen_ = ctx_.loop.at("seen").get<std::int64_t>();
+    until_pass_end_ =
+        ctx_.loop.value("until_pass_end", false) || ctx_.overridden.count("batch_size") > 0;
     in_epoch_ = true;  // the source stands inside this epoch: no new pass
   }
 }
@@ -74,7 +87,7 @@ void TrainLoopState::end_batch(const Logs& logs, std::int64_t count) {
   const std::int64_t index = ctx_.batch;
   ctx_.batch = index + 1;
   ++ctx_.global_step;
-  ctx_.loop = {{"sums", logs_to_json(sums_)}, {"seen", seen_}};
+  ctx_.loop = loop_state();
   callbacks_.on_batch_end(ctx_, index, logs);
 }
 
@@ -94,6 +107,7 @@ void TrainLoopState::end_epoch(const Logs& logs) {
   sums_.clear();
   seen_ = 0;
   in_epoch_ = false;
+  until_pass_end_ = false;
 }
 
 void TrainLoopState::end() {

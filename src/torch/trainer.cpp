@@ -95,6 +95,8 @@ void TrainerOptions::validate() const {
   if (val_every_n_steps < 0)
     throw OptionError(fmt::format("val_every_n_steps must be >= 0, got {}", val_every_n_steps));
   if (accumulate < 1) throw OptionError(fmt::format("accumulate must be >= 1, got {}", accumulate));
+  if (!run_options.is_object())
+    throw OptionError(fmt::format("run_options must be a JSON object, got {}", run_options.dump()));
   if (!(clip_grad_norm >= 0))
     throw OptionError(fmt::format("clip_grad_norm must be >= 0, got {}", clip_grad_norm));
 }
@@ -159,6 +161,7 @@ FitResult Trainer::fit(const Model& model, ::torch::optim::Optimizer& optimizer,
   detail::TrainSource source;
   source.resumable = &data;
   source.legacy_position = true;
+  source.run_options = {{"batch_size", options_.batch_size}};
   source.set_epoch = [&data](std::int64_t e) { data.set_epoch(e); };
   source.fetch = [&data, &slot] {
     slot = data.next();

@@ -17,6 +17,9 @@ namespace {
 struct PeriodSums {
   Logs sums;
   std::int64_t seen = 0;
+  /// A resume changed the batch size or accumulation inside this epoch: its step count was
+  /// counted in other steps, so the epoch lasts to the end of its pass, not steps_per_epoch.
+  bool until_pass_end = false;
 
   void add(const Logs& logs, std::int64_t count) {
     for (const auto& [k, v] : logs) sums[k] += v * static_cast<double>(count);
@@ -27,9 +30,14 @@ struct PeriodSums {
     for (const auto& [k, v] : sums) out[k] = seen > 0 ? v / static_cast<double>(seen) : 0.0;
     return out;
   }
-  nlohmann::json to_json() const { return {{"sums", logs_to_json(sums)}, {"seen", seen}}; }
+  nlohmann::json to_json() const {
+    nlohmann::json j{{"sums", logs_to_json(sums)}, {"seen", seen}};
+    if (until_pass_end) j["until_pass_end"] = true;
+    return j;
+  }
   static PeriodSums from_json(const nlohmann::json& j) {
     PeriodSums p;
+    p.until_pass_end = j.value("until_pass_end", false);
     if (j.contains("sums")) {
       p.sums = logs_from_json(j.at("sums"));
       p.seen = j.at("seen").get<std::int64_t>();
@@ -49,7 +57,12 @@ class Loop {
  public:
   Loop(const TrainerOptions& options, CallbackList& callbacks, TrainContext& ctx,
        detail::TrainSource& train)
-      : options_(options), callbacks_(callbacks), ctx_(ctx), train_(train) {}
+      : options_(options),
+        callbacks_(callbacks),
+        ctx_(ctx),
+        train_(train),
+        until_pass_end_(!by_steps() && (ctx.overridden.count("batch_size") > 0 ||
+                                        ctx.overridden.count("accumulate") > 0)) {}
 
   /// One period (an epoch, or val_every_n_steps steps): returns false if training was
   /// interrupted inside it (no validation, no on_epoch_end).
@@ -68,6 +81,7 @@ class Loop {
   TrainContext& ctx_;
   detail::TrainSource& train_;
   bool pass_ended_ = false;
+  bool until_pass_end_ = false;
 };
 
 bool Loop::fetch() {
@@ -136,6 +150,8 @@ bool Loop::run_period(const detail::ValidateFn& validate) {
   const auto started = Clock::now();
   // Resumed in the middle of this period: carry on with the sums of the steps already run.
   PeriodSums sums = ctx_.batch > 0 ? PeriodSums::from_json(ctx_.loop) : PeriodSums{};
+  if (until_pass_end_) sums.until_pass_end = true;
+  until_pass_end_ = false;
   if (!by_steps()) {
     ctx_.data_epoch = epoch;
     if (ctx_.batch == 0) train_.set_epoch(epoch);
@@ -146,7 +162,7 @@ bool Loop::run_period(const detail::ValidateFn& validate) {
   const auto interrupt = train_.interrupt ? train_.interrupt : options_.interrupt;
   // steps_per_epoch is exact for a source that knows its batches, and the period's length when
   // validating by steps; a pass that ends sooner ends the epoch too.
-  while (!steps_done() && ctx_.batch < ctx_.steps_per_epoch) {
+  while (!steps_done() && (ctx_.batch < ctx_.steps_per_epoch || sums.until_pass_end)) {
     if (interrupt) {
       if (auto reason = interrupt()) {
         ctx_.request_stop(*reason);
@@ -220,6 +236,11 @@ FitResult Trainer::run(const std::shared_ptr<::torch::nn::Module>& module,
     ctx.epochs = options_.epochs;
   }
   ctx.loop = PeriodSums{}.to_json();
+  ctx.run_options = options_.run_options;
+  ctx.run_options["accumulate"] = options_.accumulate;
+  ctx.run_options["val_every_n_steps"] = options_.val_every_n_steps;
+  for (const auto& [name, value] : train.run_options.items()) ctx.run_options[name] = value;
+  ctx.resume_overrides = options_.resume_overrides;
   module->train();
 
   callbacks_.on_train_begin(ctx);
@@ -269,6 +290,7 @@ FitResult Trainer::run(const std::shared_ptr<::torch::nn::Module>& module,
   result.epochs_run = static_cast<int>(ctx.history.size());
   result.global_step = ctx.global_step;
   result.resumed_from = ctx.resumed_from;
+  result.warnings = ctx.warnings;
   return result;
 }
 

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -66,7 +67,7 @@ struct TrainingSnapshot {
   std::map<std::string, NamedTensors, std::less<>> callback_files;
   /// {"epoch", "batch", "global_step", "epoch_complete", "history", "stop_training",
   ///  "stop_reason", "optimizer", "rng", "callbacks", "required_callbacks", "lr_callbacks",
-  ///  "callback_files", "loop", "extra", "metrics"}
+  ///  "callback_files", "loop", "extra", "metrics", "run_options", "overrides"}
   nlohmann::json state;
   /// Header metadata of some tensor files, by stem ("model", a callback file's).
   std::map<std::string, Metadata, std::less<>> metadata;
@@ -148,6 +149,20 @@ struct TrainContext {
   /// Header metadata of the model file of every snapshot (the tied names are added to it), and
   /// of any callback file holding the model's tensor names (e.g. ema.safetensors).
   Metadata model_metadata;
+
+  /// The options a resume must not change, by name (e.g. {"batch_size": 64, "hidden": 128}),
+  /// saved as "run_options" in every snapshot. restore() refuses a checkpoint that recorded
+  /// another value for one of them, naming it, before it changes anything, unless the name is in
+  /// resume_overrides. Names only one side has are not compared (an older checkpoint).
+  nlohmann::json run_options = nlohmann::json::object();
+  /// Names in run_options that this resume changes on purpose: accepted, told in `warnings`,
+  /// handed to the data source (Resumable::accept_overrides) and recorded in `overrides`.
+  std::set<std::string> resume_overrides;
+  /// Every override accepted in this run so far, [{"option", "from", "to", "step"}], saved as
+  /// "overrides" in every snapshot and restored, so a checkpoint says how it came to be.
+  nlohmann::json overrides = nlohmann::json::array();
+  /// The names in resume_overrides whose value did change at the last restore().
+  std::set<std::string> overridden;
 
   /// Set by a callback (BackupAndRestore) in on_train_begin; applied by CallbackList once every
   /// callback's on_train_begin has run, so that restored states are not reset afterwards.

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +19,11 @@ class Resumable {
   virtual nlohmann::json state() const = 0;
   /// Goes back to a position state() gave; throws InputError if it does not fit this source.
   virtual void load_state(const nlohmann::json& state) = 0;
+  /// Called before load_state() on a resume with the options the caller changes on purpose
+  /// (TrainContext::resume_overrides, e.g. "batch_size"). A source that can follow such a change
+  /// (DatasetSource repositions by examples served) accepts it; every other one keeps refusing a
+  /// saved state that does not fit. Does nothing by default.
+  virtual void accept_overrides(const std::set<std::string>& options) { (void)options; }
 };
 
 /// Batches of type `Batch` for training or validation, streamed, sampled or generated.

@@ -28,8 +28,10 @@ struct DatasetSourceOptions {
   VIGIL_SETTER(drop_last)
 };
 
-/// Batches of an in-memory Dataset. State: {"epoch", "batch"} (the next batch's index in the
-/// pass), checked against the data set's size and batch size on load.
+/// Batches of an in-memory Dataset. State: {"epoch", "batch", "position"} (the next batch's
+/// index in the pass, the examples served), checked against the data set's size and batch size
+/// on load; a batch size changed on purpose (accept_overrides with "batch_size") goes on after
+/// the examples already served.
 class DatasetSource : public DataSource<Batch> {
  public:
   /// Throws OptionError for batch_size < 1 and InputError for an empty data set.
@@ -40,16 +42,18 @@ class DatasetSource : public DataSource<Batch> {
   std::optional<std::int64_t> batches_per_epoch() const override;
   nlohmann::json state() const override;
   void load_state(const nlohmann::json& state) override;
+  void accept_overrides(const std::set<std::string>& options) override;
 
   const Dataset& data() const { return data_; }
   const DatasetSourceOptions& options() const { return options_; }
 
  private:
-  void start(std::int64_t epoch, std::int64_t batch);
+  void start(std::int64_t epoch, std::int64_t position);
   Dataset data_;
   DatasetSourceOptions options_;
   std::int64_t epoch_ = 0;
   std::optional<BatchIterator> batches_;
+  bool batch_size_may_change_ = false;
 };
 
 }  // namespace vigil::torch

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "vigil/setter.hpp"
@@ -26,11 +27,19 @@ struct TrainLoopOptions {
   nlohmann::json extra = nlohmann::json::object();
   /// TrainerOptions::model_metadata: header metadata of every checkpoint's model file.
   Metadata model_metadata;
+  /// Options a resume must not change, by name, e.g. {"batch_size": 32, "hidden": 128} (see
+  /// TrainContext::run_options) (default: empty object).
+  nlohmann::json run_options = nlohmann::json::object();
+  /// Names of run_options this resume changes on purpose (see TrainContext::resume_overrides);
+  /// with "batch_size", a resumed epoch lasts to the end of its pass (default none).
+  std::set<std::string> resume_overrides;
 
   VIGIL_SETTER(epochs)
   VIGIL_SETTER(interrupt)
   VIGIL_SETTER(extra)
   VIGIL_SETTER(model_metadata)
+  VIGIL_SETTER(run_options)
+  VIGIL_SETTER(resume_overrides)
 };
 
 /// The non-template part of TrainLoop.
@@ -62,6 +71,8 @@ class TrainLoopState {
   /// Polls the interrupt; true (after on_interrupt) if training must stop now.
   bool interrupted();
   void begin_batch();
+  /// The epoch's running sums as ctx.loop keeps them.
+  nlohmann::json loop_state() const;
 
   CallbackList& callbacks_;
   TrainLoopOptions options_;
@@ -69,6 +80,8 @@ class TrainLoopState {
   Logs sums_;
   std::int64_t seen_ = 0;
   bool in_epoch_ = false;
+  // A resume changed the batch size inside this epoch: its step count is in the old batches.
+  bool until_pass_end_ = false;
 };
 
 /// A hand-written loop over a DataSource<Batch>:
@@ -109,7 +122,8 @@ class TrainLoop : public TrainLoopState {
   /// the interrupt asked to stop (then on_interrupt has run and context().interrupted is set).
   std::optional<Batch> next_batch() {
     // The interrupt is polled before every batch, not after the last one.
-    if (ctx_.batch >= ctx_.steps_per_epoch || interrupted()) return std::nullopt;
+    if ((ctx_.batch >= ctx_.steps_per_epoch && !until_pass_end_) || interrupted())
+      return std::nullopt;
     auto batch = data_.next();
     if (batch) begin_batch();
     return batch;

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -113,6 +114,13 @@ struct TrainerOptions {
   /// Header metadata of the model file of every checkpoint, e.g. {"vigil.model": what to build}
   /// so that best/model.safetensors says what it holds; the tied names are added (default none).
   Metadata model_metadata;
+  /// Options of the caller's that a resume must not change, by name, e.g. {"hidden": 128}; the
+  /// Trainer adds "accumulate", "val_every_n_steps" and, in fit(Model, ..., Dataset, Dataset),
+  /// "batch_size" (see TrainContext::run_options) (default: empty object).
+  nlohmann::json run_options = nlohmann::json::object();
+  /// Names of run_options (the Trainer's own included) this resume changes on purpose: the
+  /// change is accepted, warned about and recorded in every later checkpoint (default none).
+  std::set<std::string> resume_overrides;
   /// Data-parallel training (default null: this process trains alone). Every rank runs fit()
   /// with the same options, data and callbacks' decisions; each trains on its slice of every
   /// global batch of `batch_size` (gradients averaged over the group), validates its slice of
@@ -135,6 +143,8 @@ struct TrainerOptions {
   VIGIL_SETTER(interrupt)
   VIGIL_SETTER(extra)
   VIGIL_SETTER(model_metadata)
+  VIGIL_SETTER(run_options)
+  VIGIL_SETTER(resume_overrides)
   VIGIL_SETTER(distributed)
 
   /// Throws OptionError naming the bad option.
@@ -150,6 +160,8 @@ struct FitResult {
   int epochs_run = 0;                ///< epochs completed (history size)
   std::int64_t global_step = 0;      ///< optimizer steps taken
   std::optional<std::filesystem::path> resumed_from;  ///< the checkpoint resumed from, if any
+  /// What the resume found doubtful or changed on purpose (TrainContext::warnings), to print.
+  std::vector<std::string> warnings;
 };
 
 /// Metrics of `model` on `data` in eval mode without gradients: {"loss", "accuracy"} (accuracy
@@ -170,6 +182,8 @@ struct TrainSource {
   std::optional<std::int64_t> batches_per_epoch;
   /// For checkpoints without a data position: where the source stood (its epoch and batch).
   bool legacy_position = false;
+  /// Run options this data implies (e.g. {"batch_size": 64}), added to the recorded ones.
+  nlohmann::json run_options = nlohmann::json::object();
   /// Polled at every step boundary (empty = TrainerOptions::interrupt).
   std::function<std::optional<std::string>()> interrupt;
 };
