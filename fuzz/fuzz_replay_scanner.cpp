@@ -1,6 +1,7 @@
 // Differential libFuzzer target for the `vigil replay --batch` line scanner: whatever the scanner
 // accepts must read exactly as nlohmann's full parser reads it. Refusing is always allowed (the
 // full parser then answers); the few intended differences are asserted as such.
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -95,6 +96,24 @@ void check_batch_case(std::string_view s) {
   check(fast.name == full.name);
 }
 
+// A line read_batch_case() answers holds no NUL byte (nlohmann would stop reading there) and
+// nests no deeper than kMaxJsonDepth (the serializer recurses once per level).
+void check_read(std::string_view s) {
+  BatchCase c;
+  try {
+    vigil::detail::read_batch_case(s, c);
+  } catch (const std::exception&) {
+    return;
+  }
+  check(s.find('\0') == std::string_view::npos);
+  int deepest = 0;
+  (void)json::parse(s, [&deepest](int depth, json::parse_event_t, json&) {
+    deepest = std::max(deepest, depth);
+    return true;
+  });
+  check(deepest <= vigil::detail::kMaxJsonDepth);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -102,5 +121,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_split(s);
   check_numbers(s);
   check_batch_case(s);
+  check_read(s);
   return 0;
 }

@@ -31,6 +31,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         if (file.find(t.name) != &t) __builtin_trap();
       }
+      // The whole header range was read: no NUL byte (where nlohmann would stop) and no
+      // byte-order mark (which it would skip) in a header that was accepted.
+      std::uint64_t n = 0;
+      std::memcpy(&n, data, sizeof n);
+      const auto* header = reinterpret_cast<const char*>(data) + 8;
+      if (std::memchr(header, 0, static_cast<std::size_t>(n)) != nullptr) __builtin_trap();
+      if (n >= 3 && std::memcmp(header, "\xEF\xBB\xBF", 3) == 0) __builtin_trap();
       file.verify_checksums();
       (void)file.metadata().size();
     } catch (const vigil::Error&) {

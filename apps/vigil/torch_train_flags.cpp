@@ -2,11 +2,13 @@
 // early-stopping options, and the flags of the run itself (--run-dir, --fresh, --nproc, ...).
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "commands.hpp"
@@ -36,6 +38,22 @@ CLI::Validator at_least(double min) {
           fmt::format(">= {}", min)};
 }
 
+// Threads beyond a few per core only contend, and libtorch spends minutes creating 100,000 of
+// them without a word (or a reaction to SIGTERM): at most 4 per core, and never above 1024.
+CLI::Validator thread_count() {
+  const unsigned cores = std::max(1U, std::thread::hardware_concurrency());
+  const unsigned most = std::min(1024U, 4 * cores);
+  return {[most, cores](std::string& text) -> std::string {
+            if (auto bad = at_least(0)(text); !bad.empty()) return bad;
+            if (std::stod(text) > most)
+              return fmt::format(
+                  "must be at most {} (4 per core on this machine's {} cores), got {}", most, cores,
+                  text);
+            return {};
+          },
+          fmt::format("0 to {}", most)};
+}
+
 // The flags' range checks, by run.json key: CLI11 reports them before the value is read.
 void add_checks(const Keyed& keyed) {
   const std::map<std::string, CLI::Validator> checks = {
@@ -45,7 +63,7 @@ void add_checks(const Keyed& keyed) {
       {"limit_test", at_least(0)},
       {"epochs", at_least(0)},
       {"batch_size", at_least(1)},
-      {"threads", at_least(0)},
+      {"threads", thread_count()},
       {"max_steps", at_least(0)},
       {"val_every_n_steps", at_least(0)},
       {"accumulate", at_least(1)},

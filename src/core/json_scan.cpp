@@ -18,6 +18,26 @@
 
 namespace vigil::detail {
 
+void check_json_text(std::string_view s) {
+  if (const auto nul = s.find('\0'); nul != std::string_view::npos)
+    throw InputError(fmt::format("at column {}: a NUL byte, which JSON text cannot hold", nul + 1));
+  int depth = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '"') {
+      for (++i; i < s.size() && s[i] != '"'; ++i)
+        if (s[i] == '\\') ++i;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth)
+        throw InputError(
+            fmt::format("at column {}: arrays and objects nest more than {} levels deep", i + 1,
+                        kMaxJsonDepth));
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+}
+
 void skip_json_ws(std::string_view s, std::size_t& i) {
   while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
 }
@@ -248,6 +268,7 @@ void parse_batch_case(std::string_view line, BatchCase& out) {
 }
 
 void read_batch_case(std::string_view line, BatchCase& out) {
+  check_json_text(line);
   if (!scan_batch_case(line, out)) parse_batch_case(line, out);
 }
 

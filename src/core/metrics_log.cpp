@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
+#include "detail/json_scan.hpp"
 #include "detail/text.hpp"
 
 namespace vigil {
@@ -172,6 +173,11 @@ MetricsLog MetricsLog::parse_json_lines(std::string_view text, std::string_view 
   for (std::size_t li = 0; li < lines.size(); ++li) {
     if (trim(lines[li]).empty()) continue;
     nlohmann::json row;
+    try {
+      detail::check_json_text(lines[li]);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("{}:{}: {}", source, li + 1, e.what()));
+    }
     try {
       row = nlohmann::json::parse(lines[li]);
     } catch (const nlohmann::json::parse_error& e) {

@@ -73,3 +73,28 @@ TEST(ReplayBatch, InvalidUtf8InAnErrorIsAnsweredInPlace) {
   EXPECT_FALSE(json::parse(out[1]).contains("error")) << out[1];
   EXPECT_NE(r.err.find("300 of 600 batch cases failed"), std::string::npos) << r.err;
 }
+
+// Nesting is bounded before any parser or serializer recurses on it (100,000 levels crashed the
+// process), in --batch (each line answered in place) and in --log.
+TEST(ReplayBatch, DeepNestingIsRefusedInPlaceAndInALog) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const std::string input = "{\"values\":[1],\"options\":" + deep + "}\n{\"values\":[1,0.9]}\n" +
+                            "{\"values\":[1],\"x\":" + std::string(63, '[') + std::string(63, ']') +
+                            "}\n";
+  const auto r = run_vigil({"replay", "--batch", "-"}, input);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const auto out = lines(r.out);
+  ASSERT_EQ(out.size(), 3u) << r.err;
+  EXPECT_NE(json::parse(out[0])["error"].get<std::string>().find("nest more than 64 levels"),
+            std::string::npos)
+      << out[0];
+  EXPECT_FALSE(json::parse(out[1]).contains("error")) << out[1];
+  EXPECT_FALSE(json::parse(out[2]).contains("error")) << out[2];  // 64 levels: the limit
+  vigil::test::TempDir tmp;
+  vigil::test::write_file(tmp / "log.jsonl", "{\"val_loss\":1}\n{\"x\":" + deep + "}\n");
+  const auto log = run_vigil({"replay", "--log", (tmp / "log.jsonl").string()});
+  EXPECT_NE(log.exit_code, 0);
+  EXPECT_NE(log.err.find("log.jsonl:2: at column 69: arrays and objects nest more than 64"),
+            std::string::npos)
+      << log.err;
+}

@@ -192,19 +192,18 @@ TEST(JsonScan, DeepNestingNeitherRecursesNorMisSplits) {
 
 // nlohmann reads a NUL byte outside a string as the end of its input, so a member value "1\0"
 // passes its check while the whole line does not: lines with NUL bytes go to the full parser.
-TEST(JsonScan, NulBytesGoToTheFullParser) {
+TEST(JsonScan, NulBytesAreRefusedBeforeEitherParser) {
   using namespace std::string_literals;
   const auto value_then_nul = "{\"values\":[1],\"x\":1\0}"s;
   EXPECT_FALSE(vigil::detail::split_json_object(value_then_nul));
   EXPECT_FALSE(scanned("{\"values\":[1],\"options\":{}\0}"s));
   EXPECT_FALSE(scanned("{\"values\":[1],\"name\":\"a\0\"}"s));
   BatchCase c;
-  EXPECT_THROW(vigil::detail::read_batch_case(value_then_nul, c), json::parse_error);
-  // After the object, the full parser stops at the NUL and answers the line, as it always did.
+  EXPECT_THROW(vigil::detail::read_batch_case(value_then_nul, c), vigil::InputError);
+  // nlohmann's lexer ends its input at a NUL: what follows the object must not go unread.
   const auto trailing = "{\"values\":[1,2]}\0junk"s;
   EXPECT_FALSE(scanned(trailing));
-  vigil::detail::read_batch_case(trailing, c);
-  EXPECT_EQ(c.values, (std::vector<double>{1, 2}));
+  EXPECT_THROW(vigil::detail::read_batch_case(trailing, c), vigil::InputError);
 }
 
 // Keys are compared as written, so one that is not plain ASCII goes to the full parser, which
@@ -252,4 +251,19 @@ TEST(JsonScan, MinusZeroReadsAsTheFullParserReadsIt) {
   EXPECT_TRUE(std::signbit(v[2]));
   EXPECT_FALSE(std::signbit(v[3]));
   expect_scanned_as_parsed(R"({"values":[-0,-0.0,-0e0,-0E+0,0],"train_values":[-0]})");
+}
+
+TEST(JsonScan, CheckJsonTextRefusesNulAndDeepNestingOutsideStrings) {
+  using vigil::detail::check_json_text;
+  using vigil::detail::kMaxJsonDepth;
+  EXPECT_NO_THROW(
+      check_json_text(std::string(kMaxJsonDepth, '[') + std::string(kMaxJsonDepth, ']')));
+  EXPECT_THROW(check_json_text(std::string(kMaxJsonDepth + 1, '[')), vigil::InputError);
+  // Brackets inside strings (escaped quotes included) are text, not nesting.
+  EXPECT_NO_THROW(check_json_text("{\"a\":\"" + std::string(1000, '[') + "\\\"[[[\"}"));
+  EXPECT_THROW(check_json_text(std::string("{\"a\":1}\0{}", 10)), vigil::InputError);
+  EXPECT_THROW(check_json_text(std::string("{\"a\":\"\0\"}", 9)), vigil::InputError);
+  // Unbalanced closers cannot drive the depth negative and hide later nesting.
+  EXPECT_THROW(check_json_text(std::string(100, ']') + std::string(kMaxJsonDepth + 1, '{')),
+               vigil::InputError);
 }

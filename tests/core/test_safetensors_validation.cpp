@@ -110,6 +110,16 @@ TEST(SafetensorsValidation, InvalidJson) {
   EXPECT_KIND(craft("{\"\\ud800\":1}"), InvalidJson);  // lone surrogate escape
   EXPECT_KIND(craft(""), InvalidJson);
   EXPECT_KIND(craft("        "), InvalidJson);
+  // The whole header range counts: nothing hides behind a NUL, and no byte-order mark.
+  EXPECT_KIND(craft(std::string("{}\0", 3)), InvalidJson);
+  EXPECT_KIND(craft(std::string("{}   \0  ", 8)), InvalidJson);
+  EXPECT_KIND(
+      craft(std::string("{}\0{\"t\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 56),
+            1),
+      InvalidJson);
+  EXPECT_KIND(craft(std::string("{\"a\0\":1}", 8)), InvalidJson);
+  EXPECT_KIND(craft("\xEF\xBB\xBF{}"), InvalidJson);
+  EXPECT_NO_THROW(SafetensorsFile::from_bytes(as_span(craft("{}    "))));  // trailing spaces
 }
 
 TEST(SafetensorsValidation, NotAnObject) {

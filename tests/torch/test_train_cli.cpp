@@ -256,6 +256,10 @@ TEST(TrainCliFlags, ABadValueIsReportedWithItsKey) {
   // The range checks are CLI11's, as before.
   r = run_vigil(quick_train(tmp / "r", {"--validation-split", "2"}));
   expect_one_line_error(r, "--validation-split");
+  // Thread counts are bounded (4 per core, at most 1024) before libtorch creates any.
+  r = run_vigil(quick_train(tmp / "r", {"--threads", "100000"}));
+  expect_one_line_error(r, "--threads: must be at most");
+  EXPECT_NE(r.err.find("got 100000"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(tmp / "r"));
 }
 

@@ -18,6 +18,14 @@ struct JsonMember {
   std::string_view value;
 };
 
+/// Nesting deeper than this in one line of untrusted JSON is refused: nlohmann's serializer and
+/// comparisons recurse once per level, and no vigil input needs more than a few levels.
+inline constexpr int kMaxJsonDepth = 64;
+
+/// Throws InputError if `s` holds a NUL byte (nlohmann's lexer would end the text there and
+/// ignore what follows) or nests arrays/objects deeper than kMaxJsonDepth outside strings.
+void check_json_text(std::string_view s);
+
 /// Moves `i` past JSON white space (space, tab, LF, CR).
 void skip_json_ws(std::string_view s, std::size_t& i);
 

@@ -319,6 +319,15 @@ std::uint64_t header_length(std::span<const std::byte> file, const std::string& 
 
 // Runs the SAX parser over the header text (already known to be UTF-8).
 void parse_json(std::string_view header, HeaderSax& sax, const std::string& source) {
+  // nlohmann's lexer skips a leading byte-order mark and ends its input at a NUL byte, so that
+  // whatever follows a NUL (another object, tensors included) would go unread: the whole range
+  // is checked here. Neither can appear in JSON text (a NUL inside a string must be escaped).
+  if (header.substr(0, 3) == "\xEF\xBB\xBF")
+    fail(source, FormatErrorKind::InvalidJson,
+         "the header is not valid JSON: it begins with a UTF-8 byte-order mark");
+  if (const auto nul = header.find('\0'); nul != std::string_view::npos)
+    fail(source, FormatErrorKind::InvalidJson,
+         fmt::format("the header is not valid JSON: a NUL byte at header offset {}", nul));
   try {
     nlohmann::json::sax_parse(header.data(), header.data() + header.size(), &sax);
   } catch (const FormatError&) {
