@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "detail/input_file.hpp"
 #include "detail/json_scan.hpp"
 #include "detail/text.hpp"
 #include "option_flags.hpp"
@@ -234,6 +235,7 @@ int run_batch(const ReplayArgs& a, const EarlyStoppingOptions& base) {
   std::ifstream file;
   std::istream* in = &std::cin;
   if (a.batch != "-") {
+    detail::check_input_file(a.batch, "batch file");
     file.open(a.batch);
     if (!file) throw InputError(fmt::format("cannot open batch file '{}'", a.batch));
     in = &file;
@@ -268,7 +270,12 @@ int run_batch(const ReplayArgs& a, const EarlyStoppingOptions& base) {
     std::fwrite(out.data(), 1, out.size(), stdout);
     out.clear();
   };
-  while (std::getline(*in, line)) {
+  for (;;) {
+    try {
+      if (!detail::getline_bounded(*in, line)) break;
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("batch input '{}', line {}: {}", a.batch, lineno + 1, e.what()));
+    }
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     ++cases;

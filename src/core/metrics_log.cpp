@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
+#include "detail/input_file.hpp"
 #include "detail/json_scan.hpp"
 #include "detail/text.hpp"
 
@@ -97,17 +98,16 @@ std::vector<std::string_view> lines_of(std::string_view text) {
 
 MetricsLog MetricsLog::read(const std::filesystem::path& path) {
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
-    throw InputError(fmt::format("metrics log '{}' does not exist", path.string()));
   if (std::filesystem::is_directory(path, ec))
     throw InputError(
         fmt::format("metrics log '{}' is a folder; give the metrics.csv inside it", path.string()));
+  detail::check_input_file(path, "metrics log");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(fmt::format("cannot open metrics log '{}'", path.string()));
-  std::ostringstream buf;
-  buf << in.rdbuf();
+  // A log of a million epochs is a few hundred MB: more is not a metrics log.
+  const std::string text = detail::read_bounded(in, std::size_t{1} << 30,
+                                                fmt::format("metrics log '{}'", path.string()));
   if (in.bad()) throw InputError(fmt::format("cannot read metrics log '{}'", path.string()));
-  const std::string text = buf.str();
   const auto first = text.find_first_not_of(" \t\r\n");
   if (first == std::string::npos)
     throw InputError(fmt::format("metrics log '{}' is empty", path.string()));

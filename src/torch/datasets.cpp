@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "detail/input_file.hpp"
 #include "detail/text.hpp"
 #include "vigil/torch/rng_state.hpp"
 
@@ -372,13 +373,22 @@ CsvDataset load_csv(const fs::path& path, const CsvOptions& options) {
   if (options.target.empty()) throw OptionError("a CSV data set needs a target column name");
   if (options.limit && *options.limit < 1) throw OptionError("limit must be >= 1");
   if (!fs::exists(path)) throw InputError(fmt::format("{}: no such file", path.string()));
+  detail::check_input_file(path, "CSV file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(fmt::format("{}: cannot open for reading", path.string()));
 
   std::string line;
   std::size_t line_no = 0;
+  // A CSV row of a few thousand columns is kilobytes: 16 MiB is no row of a data set.
+  const auto getline = [&] {
+    try {
+      return detail::getline_bounded(in, line, std::size_t{16} << 20);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("{}:{}: {}", path.string(), line_no + 1, e.what()));
+    }
+  };
   auto next_line = [&]() -> bool {
-    while (std::getline(in, line)) {
+    while (getline()) {
       ++line_no;
       if (!line.empty() && line.back() == '\r') line.pop_back();
       if (line_no == 1 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);  // UTF-8 BOM
@@ -446,9 +456,13 @@ CsvDataset load_csv(const fs::path& path, const CsvOptions& options) {
   // Decide the task from the target values.
   std::vector<std::optional<double>> numeric;
   bool all_numeric = true, all_labels = true;
-  for (const auto& t : raw_targets) {
-    numeric.push_back(parse_number(t));
+  for (std::size_t i = 0; i < raw_targets.size(); ++i) {
+    numeric.push_back(parse_number(raw_targets[i]));
     const auto& v = numeric.back();
+    // One "nan" among numbers would otherwise make every distinct value a class of its own.
+    if (v && !std::isfinite(*v) && options.task != Task::Classification)
+      throw InputError(fmt::format("{}:{}: target '{}' is '{}', not a finite number", path.string(),
+                                   target_lines[i], options.target, raw_targets[i]));
     all_numeric = all_numeric && v && std::isfinite(*v);
     all_labels = all_labels && v && *v >= 0 && *v == std::floor(*v) && *v < 1e9;
   }

@@ -219,7 +219,7 @@ TEST(Replay, BadInputs) {
       run_vigil({"replay", "--log", m, "--monitor", "val_acc", "--time-budget", "5"}), "seconds");
   expect_clean_error(run_vigil({"replay", "--values", "1,2", "--time-budget", "5"}), "time budget");
   expect_clean_error(run_vigil({"replay", "--batch", (dir / "absent.jsonl").string()}),
-                     "cannot open");
+                     "absent.jsonl' does not exist");
   expect_clean_error(run_vigil({"replay"}), "--values");
   expect_clean_error(run_vigil({"replay", "--values", "1", "--log", m}), "excludes");
 }

@@ -98,3 +98,13 @@ TEST(ReplayBatch, DeepNestingIsRefusedInPlaceAndInALog) {
             std::string::npos)
       << log.err;
 }
+
+// A device never ends: it is refused by name, for a batch file and a log alike.
+TEST(ReplayBatch, DevicesAreRefusedByName) {
+  auto r = run_vigil({"replay", "--batch", "/dev/zero"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("batch file '/dev/zero' is a device"), std::string::npos) << r.err;
+  r = run_vigil({"replay", "--log", "/dev/zero"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("metrics log '/dev/zero' is a device"), std::string::npos) << r.err;
+}

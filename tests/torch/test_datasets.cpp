@@ -321,6 +321,27 @@ TEST(Csv, ErrorsNameFileLineAndColumn) {
   EXPECT_THROW(vt::parse_task("ranking"), vigil::OptionError);
 }
 
+TEST(Csv, HostileInputIsRefusedByNameNotReadWithoutEnd) {
+  TempDir dir;
+  // One non-finite target among numbers is an error, not 400 classes of their own.
+  std::string rows = "x,y\n";
+  for (int i = 0; i < 400; ++i) rows += std::to_string(i) + "," + std::to_string(i * 0.37) + "\n";
+  rows += "1,nan\n";
+  write_file(dir / "n.csv", rows);
+  EXPECT_CONTAINS(error_of([&] { vt::load_csv(dir / "n.csv", vt::CsvOptions().with_target("y")); }),
+                  "n.csv:402: target 'y' is 'nan', not a finite number");
+  // A device never ends; a folder is not an empty file.
+  EXPECT_CONTAINS(error_of([&] { vt::load_csv("/dev/zero", vt::CsvOptions().with_target("y")); }),
+                  "CSV file '/dev/zero' is a device");
+  EXPECT_CONTAINS(error_of([&] { vt::load_csv(dir.path(), vt::CsvOptions().with_target("y")); }),
+                  "is a folder");
+  // A line without end (here 17 MiB) is refused before it is read whole.
+  write_file(dir / "long.csv", "x,y\n" + std::string(std::size_t{17} << 20, '1'));
+  EXPECT_CONTAINS(
+      error_of([&] { vt::load_csv(dir / "long.csv", vt::CsvOptions().with_target("y")); }),
+      "long.csv:2: a line is longer than 16 MiB");
+}
+
 TEST(Standardizer, FitsAppliesAndRoundTripsThroughJson) {
   auto x = torch::tensor({1.0f, 10.0f, 5.0f, 3.0f, 20.0f, 5.0f}).reshape({2, 3});
   auto s = vt::Standardizer::fit(x);
