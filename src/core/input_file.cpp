@@ -24,10 +24,10 @@ void check_input_file(const fs::path& path, std::string_view what) {
     throw InputError(fmt::format("{} '{}' does not exist", what, path.string()));
   }
   if (fs::is_regular_file(st) || fs::is_fifo(st)) return;
-  const char* kind = fs::is_directory(st)                                   ? "a folder"
+  const char* kind = fs::is_directory(st)                                 ? "a folder"
                      : fs::is_character_file(st) || fs::is_block_file(st) ? "a device"
-                     : fs::is_socket(st)                                    ? "a socket"
-                                                                            : "not a file";
+                     : fs::is_socket(st)                                  ? "a socket"
+                                                                          : "not a file";
   throw InputError(fmt::format("{} '{}' is {}, not a file that can be read to its end", what,
                                path.string(), kind));
 }

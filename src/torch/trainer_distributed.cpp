@@ -73,7 +73,15 @@ DataParallelStep data_parallel_step(ProcessGroup& group, const Model& model, con
   r.loss = sums[0] / static_cast<double>(global);
   r.count = global;
   r.correct = std::llround(sums[1]);
-  if (sums[2] > 0) r.interrupt = reason ? *reason : std::string("interrupted on another rank");
+  if (sums[2] > 0) {
+    // Every rank takes this branch, so the extra collectives are safe: the reason is the one the
+    // lowest rank that saw the interrupt gave ("interrupted by SIGINT"), whichever rank that is,
+    // not "another rank" on the ones the signal reached a moment later.
+    const int n = group.world_size();
+    const double mine = reason ? static_cast<double>(n - group.rank()) : 0.0;
+    const int root = n - static_cast<int>(group.all_reduce_max({mine})[0]);
+    r.interrupt = group.broadcast_string(reason ? *reason : std::string(), root);
+  }
   return r;
 }
 

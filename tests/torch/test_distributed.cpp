@@ -37,7 +37,8 @@ struct Outcome {
 // Trains the MLP for `epochs` with SGD; `group` null = alone. `seed` seeds the initial weights
 // (ranks other than 0 get rank 0's through the broadcast).
 Outcome train(std::shared_ptr<vt::ProcessGroup> group, std::uint64_t seed, int epochs,
-              std::int64_t batch, std::vector<std::shared_ptr<vt::Callback>> callbacks = {}) {
+              std::int64_t batch, std::vector<std::shared_ptr<vt::Callback>> callbacks = {},
+              std::function<std::optional<std::string>()> interrupt = {}) {
   auto net = make_mlp(seed);
   ::torch::optim::SGD opt(net->parameters(), ::torch::optim::SGDOptions(0.1).momentum(0.9));
   vt::Trainer trainer(vt::TrainerOptions{}
@@ -45,6 +46,7 @@ Outcome train(std::shared_ptr<vt::ProcessGroup> group, std::uint64_t seed, int e
                           .with_batch_size(batch)
                           .with_eval_batch_size(7)
                           .with_seed(3)
+                          .with_interrupt(std::move(interrupt))
                           .with_distributed(group));
   for (auto& c : callbacks) trainer.add_callback(c);
   const auto train_data = make_data(101, 1);
@@ -272,6 +274,27 @@ TEST_F(Distributed, AStopRequestedOnOneRankStopsEveryRankAtTheSameEpoch) {
     EXPECT_TRUE(ranks[r].fit.stopped_early) << r;
     EXPECT_EQ(ranks[r].fit.epochs_run, 3) << r;
     EXPECT_EQ(ranks[r].fit.stop_reason, "rank-local rule fired") << r;
+  }
+  expect_equal(ranks[0].weights, ranks[1].weights);
+}
+
+// A signal reaches the ranks one after the other: whichever saw it, every rank reports the
+// reason it gave, never "another rank".
+TEST_F(Distributed, AnInterruptSeenByOneRankIsReportedWithItsReasonOnEveryRank) {
+  std::vector<Outcome> ranks(2);
+  auto errors = run_ranks(2, [&](int r, std::shared_ptr<vt::ProcessGroup> g) {
+    auto polls = std::make_shared<int>(0);
+    auto interrupt = [polls, r]() -> std::optional<std::string> {
+      if (r == 1 && ++*polls == 3) return "interrupted by SIGINT";
+      return std::nullopt;
+    };
+    ranks[r] = train(g, 5, 10, 16, {}, interrupt);
+  });
+  expect_no_errors(errors);
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_TRUE(ranks[r].fit.interrupted) << r;
+    EXPECT_EQ(ranks[r].fit.stop_reason, "interrupted by SIGINT") << r;
+    EXPECT_EQ(ranks[r].fit.global_step, 3) << r;
   }
   expect_equal(ranks[0].weights, ranks[1].weights);
 }
