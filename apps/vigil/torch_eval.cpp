@@ -49,12 +49,26 @@ std::optional<fs::path> find_run_dir(fs::path p) {
 }
 
 // The weights file PATH stands for (vt::resolve_weights_file), errors naming --model.
+// The weights file --model names. Inside a checkpoint folder, the folder is verified first
+// against the sizes and hashes its state.json records, as a resume does: a file swapped in
+// from elsewhere is a valid safetensors file with valid checksums of its own.
 fs::path resolve_model_file(const fs::path& path) {
+  fs::path file;
   try {
-    return vt::resolve_weights_file(path);
+    file = vt::resolve_weights_file(path);
   } catch (const InputError& e) {
     throw InputError(fmt::format("--model {}", e.what()));
   }
+  const fs::path folder = file.parent_path();
+  if (fs::is_regular_file(folder / "state.json")) {
+    try {
+      (void)verify_checkpoint(folder);
+    } catch (const CheckpointError& e) {
+      throw InputError(
+          fmt::format("--model {}: the checkpoint is not intact: {}", path.string(), e.what()));
+    }
+  }
+  return file;
 }
 
 // "3\n0\n..." : the predicted class (argmax of the outputs) of each test example, in order, so

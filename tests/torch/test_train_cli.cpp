@@ -282,6 +282,25 @@ TEST_F(TrainCli, EvalReproducesTheTestAccuracyFromEveryKindOfPath) {
   EXPECT_NE(r.out.find("test accuracy: "), std::string::npos) << r.out;
 }
 
+// A model file swapped in from another checkpoint is a valid file with valid checksums of its
+// own: only the hashes the checkpoint's state.json records show it, and eval checks them.
+TEST_F(TrainCli, EvalRefusesACheckpointWhoseModelWasSwapped) {
+  ASSERT_EQ(first_.exit_code, 0);
+  TempDir tmp;
+  fs::copy(run(), tmp / "run", fs::copy_options::recursive);
+  std::vector<fs::path> folders;
+  for (const auto& e : fs::directory_iterator(tmp / "run" / "checkpoints"))
+    if (fs::exists(e.path() / "state.json")) folders.push_back(e.path());
+  std::sort(folders.begin(), folders.end());
+  ASSERT_GE(folders.size(), 2u);
+  fs::copy_file(folders.front() / "model.safetensors", folders.back() / "model.safetensors",
+                fs::copy_options::overwrite_existing);
+  expect_one_line_error(run_vigil({"eval", "--model", folders.back().string()}),
+                        "the checkpoint is not intact");
+  auto r = run_vigil({"eval", "--model", folders.front().string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 TEST_F(TrainCli, EvalWithoutRunJsonSaysWhatIsMissing) {
   ASSERT_EQ(first_.exit_code, 0);
   TempDir tmp;
