@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <memory>
 #include <optional>
@@ -38,6 +39,22 @@ CLI::Validator at_least(double min) {
           fmt::format(">= {}", min)};
 }
 
+// "must be a finite number > 0": a learning rate of inf trains to NaN on the first step.
+CLI::Validator positive_finite() {
+  return {[](std::string& text) -> std::string {
+            double v = 0;
+            try {
+              v = std::stod(text);
+            } catch (const std::exception&) {
+              return {};  // not a number: the option's own reader says so, naming the key
+            }
+            if (!(v > 0) || !std::isfinite(v))
+              return fmt::format("must be a finite number > 0, got {}", text);
+            return {};
+          },
+          "> 0"};
+}
+
 // Threads beyond a few per core only contend, and libtorch spends minutes creating 100,000 of
 // them without a word (or a reaction to SIGTERM): at most 4 per core, and never above 1024.
 CLI::Validator thread_count() {
@@ -64,6 +81,7 @@ void add_checks(const Keyed& keyed) {
       {"epochs", at_least(0)},
       {"batch_size", at_least(1)},
       {"threads", thread_count()},
+      {"lr", positive_finite()},
       {"max_steps", at_least(0)},
       {"val_every_n_steps", at_least(0)},
       {"accumulate", at_least(1)},

@@ -260,6 +260,8 @@ TEST(TrainCliFlags, ABadValueIsReportedWithItsKey) {
   r = run_vigil(quick_train(tmp / "r", {"--threads", "100000"}));
   expect_one_line_error(r, "--threads: must be at most");
   EXPECT_NE(r.err.find("got 100000"), std::string::npos) << r.err;
+  r = run_vigil(quick_train(tmp / "r", {"--lr", "inf"}));
+  expect_one_line_error(r, "--lr: must be a finite number > 0, got inf");
   EXPECT_FALSE(fs::exists(tmp / "r"));
 }
 
