@@ -172,7 +172,14 @@ int run_log(const ReplayArgs& a, const EarlyStoppingOptions& o) {
   if (log.has_column("seconds")) {
     double total = 0;
     for (std::size_t i = 0; i < log.rows(); ++i) {
-      if (log.has_value(i, "seconds")) total += log.column("seconds")[i];
+      if (log.has_value(i, "seconds")) {
+        const double t = log.column("seconds")[i];
+        if (!(t >= 0) || !std::isfinite(t))
+          throw InputError(fmt::format(
+              "{}: row {} has seconds = {}: an epoch's duration is a finite number >= 0", a.log,
+              i + 1, detail::format_number(t)));
+        total += t;
+      }
       elapsed.push_back(total);
     }
   } else if (o.time_budget_seconds) {

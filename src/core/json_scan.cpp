@@ -6,6 +6,7 @@
 // goes through the full parser, so answers and error messages are the same either way.
 #include "detail/json_scan.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <string>
@@ -253,7 +254,22 @@ void numbers_of(const nlohmann::json& j, const char* key, std::vector<double>& o
 }  // namespace
 
 void parse_batch_case(std::string_view line, BatchCase& out) {
-  auto j = nlohmann::json::parse(line);
+  // The DOM keeps the last of repeated keys: {"values":[1],"values":[2]} would be answered for
+  // one of two cases without a word, so a case key given twice is an error.
+  std::vector<std::string> keys;
+  auto j = nlohmann::json::parse(
+      line, [&keys](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        if (depth == 1 && event == nlohmann::json::parse_event_t::key) {
+          const auto& key = parsed.get_ref<const std::string&>();
+          if (key != "values" && key != "train_values" && key != "elapsed_seconds" &&
+              key != "options" && key != "name")
+            return true;  // ignored keys may repeat, as the scanner lets them
+          if (std::find(keys.begin(), keys.end(), key) != keys.end())
+            throw InputError(fmt::format("the key \"{}\" appears twice in the line", key));
+          keys.push_back(key);
+        }
+        return true;
+      });
   if (!j.is_object()) throw InputError("a batch line must be a JSON object with \"values\"");
   const auto v = j.find("values");
   if (v == j.end() || !v->is_array())

@@ -400,6 +400,13 @@ CsvDataset load_csv(const fs::path& path, const CsvOptions& options) {
     throw InputError(fmt::format("{}: empty file (a header row is needed)", path.string()));
   auto header = split_csv_line(line, options.delimiter, path, line_no);
   for (auto& h : header) h = std::string(trim(h));
+  for (std::size_t i = 0; i < header.size(); ++i)
+    for (std::size_t k = 0; k < i; ++k)
+      if (header[k] == header[i])
+        throw InputError(
+            fmt::format("{}:{}: column '{}' appears twice in the header (columns {} "
+                        "and {}): name every column once",
+                        path.string(), line_no, header[i], k + 1, i + 1));
 
   std::optional<std::size_t> target_col;
   for (std::size_t i = 0; i < header.size(); ++i)

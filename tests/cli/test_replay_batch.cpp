@@ -108,3 +108,12 @@ TEST(ReplayBatch, DevicesAreRefusedByName) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("metrics log '/dev/zero' is a device"), std::string::npos) << r.err;
 }
+
+// A duration below zero is no duration: the time budget would run backwards.
+TEST(ReplayBatch, ANegativeEpochDurationInALogIsRefused) {
+  vigil::test::TempDir tmp;
+  vigil::test::write_file(tmp / "m.csv", "epoch,val_loss,seconds\n0,1.0,2.5\n1,0.9,-3\n");
+  const auto r = run_vigil({"replay", "--log", (tmp / "m.csv").string(), "--time-budget", "100"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("row 2 has seconds = -3"), std::string::npos) << r.err;
+}

@@ -138,6 +138,9 @@ TEST(SafetensorsValidation, InvalidMetadata) {
   EXPECT_KIND(craft(R"({"__metadata__":"x"})"), InvalidMetadata);
   EXPECT_KIND(craft(R"({"__metadata__":{"a":"1","a":"2"}})"), InvalidMetadata);
   EXPECT_KIND(craft(R"({"__metadata__":{},"__metadata__":{}})"), InvalidMetadata);
+  EXPECT_KIND(craft(R"({"__metadata__":{"vigil.format":"2"}})"), InvalidMetadata);
+  EXPECT_NO_THROW(
+      SafetensorsFile::from_bytes(as_span(craft(R"({"__metadata__":{"vigil.format":"1"}})"))));
   // The reference reads a null __metadata__ as "none".
   auto f = SafetensorsFile::from_bytes(as_span(craft(R"({"__metadata__":null})")));
   EXPECT_TRUE(f.metadata().empty());

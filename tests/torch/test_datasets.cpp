@@ -330,6 +330,10 @@ TEST(Csv, HostileInputIsRefusedByNameNotReadWithoutEnd) {
   write_file(dir / "n.csv", rows);
   EXPECT_CONTAINS(error_of([&] { vt::load_csv(dir / "n.csv", vt::CsvOptions().with_target("y")); }),
                   "n.csv:402: target 'y' is 'nan', not a finite number");
+  // Two columns of one name: which one is "x"?
+  write_file(dir / "d.csv", "x,y,x\n1,2,3\n");
+  EXPECT_CONTAINS(error_of([&] { vt::load_csv(dir / "d.csv", vt::CsvOptions().with_target("y")); }),
+                  "d.csv:1: column 'x' appears twice in the header (columns 1 and 3)");
   // A device never ends; a folder is not an empty file.
   EXPECT_CONTAINS(error_of([&] { vt::load_csv("/dev/zero", vt::CsvOptions().with_target("y")); }),
                   "CSV file '/dev/zero' is a device");

@@ -75,6 +75,14 @@ void SafetensorsFile::Impl::parse(const SafetensorsReadOptions& options) {
   data_start = header.data_start;
   tensors = std::move(header.tensors);
   metadata = std::move(header.metadata);
+  // Another format version may mean other checksums or layout: read as version 1 it would be
+  // misread, so it is refused (files of other writers carry no version and are fine).
+  if (const auto v = metadata.find(std::string(kFormatKey));
+      v != metadata.end() && v->second != "1")
+    fail(FormatErrorKind::InvalidMetadata,
+         fmt::format("{} is {}: this file was written in another version of vigil's format; this "
+                     "vigil reads version 1",
+                     kFormatKey, printable(v->second)));
   index.reserve(tensors.size());
   for (std::size_t i = 0; i < tensors.size(); ++i) index.emplace(tensors[i].name, i);
   read_checksums();
