@@ -28,6 +28,22 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// A field that names no metric at an epoch's end is a typo ({epoc}, {val_los}), not a metric
+// missing now and then: saves inside an epoch may lack metrics and render "none", but folders
+// named "none" for a whole run help nobody.
+void check_fields_at_epoch_end(const NameTemplate& tmpl, const SaveRequest& request) {
+  if (request.at != SavePoint::EpochEnd) return;
+  for (const auto& f : tmpl.fields()) {
+    if (f == "epoch" || f == "step" || request.metrics.count(f) > 0) continue;
+    std::string known;
+    for (const auto& [name, value] : request.metrics) known += (known.empty() ? "" : ", ") + name;
+    throw OptionError(fmt::format(
+        "filename template field {{{}}} is neither epoch, step nor one of this epoch's metrics "
+        "({}): check its spelling",
+        f, known.empty() ? "none were logged" : known));
+  }
+}
+
 using detail::errno_text;
 
 std::string read_small(const fs::path& p, std::size_t limit) {
@@ -353,8 +369,9 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
   }
 
   auto cdir = checkpoints_dir(run_dir_);
-  auto base =
-      NameTemplate::parse(options_.filename).render(request.epoch, request.step, request.metrics);
+  const auto tmpl = NameTemplate::parse(options_.filename);
+  check_fields_at_epoch_end(tmpl, request);
+  auto base = tmpl.render(request.epoch, request.step, request.metrics);
   std::string name = base;
   std::error_code ec;
   for (int v = 1; fs::exists(fs::symlink_status(cdir / name, ec)) || name == "manifest.json"; ++v) {

@@ -219,6 +219,28 @@ TEST(Manager, UnrankedAndNaNCheckpoints) {
   EXPECT_EQ(names_on_disk(tmp.path()), (std::set<std::string>{"e1-s20", "e3-s40"}));
 }
 
+// A typo in a field named folders "none" for a whole run: at an epoch's end every field must
+// be epoch, step or a metric; inside an epoch a metric may be missing and renders "none".
+TEST(Manager, AFieldThatNamesNoMetricAtAnEpochEndIsAnError) {
+  TempDir tmp;
+  Training run;
+  CheckpointManager m(tmp.path(), CheckpointManagerOptions{}.with_filename("e{epoch}-{val_los}"));
+  try {
+    (void)m.save(run.request(0, 0.5));
+    ADD_FAILURE() << "saved";
+  } catch (const OptionError& e) {
+    EXPECT_NE(std::string(e.what()).find("field {val_los} is neither epoch, step nor one of this "
+                                         "epoch's metrics (loss, val_loss)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(names_on_disk(tmp.path()).empty());
+  CheckpointManager ok(tmp.path() / "ok",
+                       CheckpointManagerOptions{}.with_filename("e{epoch}-{val_loss:.1f}"));
+  EXPECT_EQ(ok.save(run.request(1, std::nullopt, SavePoint::Step)).checkpoint->name, "e1-none");
+  EXPECT_EQ(ok.save(run.request(2, 0.5)).checkpoint->name, "e2-0.5");
+}
+
 TEST(Manager, NameCollisionsGetAVersionSuffix) {
   TempDir tmp;
   Training run;
