@@ -18,9 +18,26 @@ volatile std::sig_atomic_t g_signal = 0;
 volatile std::sig_atomic_t g_second_exits = 1;
 std::atomic<bool> g_installed{false};
 
+// Fixed texts: a handler may call write(2) but nothing that formats or allocates.
+constexpr char kSecondSigint[] =
+    "vigil: a second SIGINT: exiting at once (the checkpoints already written are intact)\n";
+constexpr char kSecondSigterm[] =
+    "vigil: a second SIGTERM: exiting at once (the checkpoints already written are intact)\n";
+constexpr char kSecondOther[] =
+    "vigil: a second stop signal: exiting at once (the checkpoints already written are intact)\n";
+
 extern "C" void on_stop_signal(int sig) {
   // _exit is async-signal-safe; every checkpoint write is atomic, so leaving mid-write is safe.
-  if (g_signal != 0 && g_second_exits != 0) _exit(128 + sig);
+  if (g_signal != 0 && g_second_exits != 0) {
+    const char* text = sig == SIGINT    ? kSecondSigint
+                       : sig == SIGTERM ? kSecondSigterm
+                                        : kSecondOther;
+    const std::size_t n = sig == SIGINT    ? sizeof kSecondSigint - 1
+                          : sig == SIGTERM ? sizeof kSecondSigterm - 1
+                                           : sizeof kSecondOther - 1;
+    [[maybe_unused]] const auto written = ::write(STDERR_FILENO, text, n);
+    _exit(128 + sig);
+  }
   g_signal = sig;
 }
 
