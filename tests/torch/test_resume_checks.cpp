@@ -264,3 +264,22 @@ TEST(ResumeChecks, AHandWrittenLoopRefusesAndAcceptsTheSameWay) {
   EXPECT_EQ(run(16, {"batch_size"}, 0), 32);  // the 32 examples left, none twice
   EXPECT_EQ(last_state(tmp / "run").at("overrides").size(), 1u);
 }
+
+// Resumed with fewer epochs than the run had already done, the run did not "complete all 2".
+TEST(ResumeChecks, FewerEpochsThanAlreadyRunAreReportedAsSuch) {
+  TempDir tmp;
+  const auto data = make_data(40);
+  auto fit = [&](int epochs) {
+    auto model = make_model();
+    auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
+    Trainer t(TrainerOptions{}.with_threads(1).with_batch_size(10).with_epochs(epochs));
+    t.add_callback(std::make_shared<BackupAndRestore>(
+        std::make_shared<CheckpointManager>(tmp / "run",
+                                            CheckpointManagerOptions{}.with_monitor("")),
+        BackupAndRestoreOptions{}.with_save_every_epoch(true)));
+    return t.fit(Model::of(model), *opt, data, Dataset{});
+  };
+  EXPECT_EQ(fit(3).stop_reason, "it completed all 3 epochs");
+  EXPECT_EQ(fit(2).stop_reason, "it had already run 3 epochs, more than the 2 asked");
+  EXPECT_EQ(fit(3).stop_reason, "it completed all 3 epochs");
+}
