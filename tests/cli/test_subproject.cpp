@@ -2,7 +2,8 @@
 // add_subdirectory or by FetchContent, vigil::core only: the consumer links `vigil::core`, the
 // name the installed package exports, compiles vigil's headers as ordinary headers with -Werror,
 // and runs. Not being the top-level project, vigil defines its library and nothing else there
-// (no tool, tests, benchmarks or examples) and installs nothing into the consumer's prefix.
+// (no tool, tests, benchmarks or examples) and installs nothing into the consumer's prefix. A
+// vigil::torch consumer is configured and generated, not built (libtorch makes that slow).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -34,22 +35,29 @@ std::string parent_launcher() {
   return std::regex_search(text, m, line) ? m[2].str() : "";
 }
 
+// Configures tests/subproject into `build` with vigil brought in by `via`.
+RunResult configure_consumer(const fs::path& build, const std::string& via, bool with_torch) {
+  const fs::path source = vigil::test::source_dir();
+  std::vector<std::string> configure = {
+      "/usr/bin/env",
+      "cmake",
+      "-S",
+      (source / "tests/subproject").string(),
+      "-B",
+      build.string(),
+      "-DVIGIL_SOURCE_DIR=" + source.string(),
+      "-DCONSUMER_VIA=" + via,
+      std::string("-DCONSUMER_WITH_TORCH=") + (with_torch ? "ON" : "OFF")};
+  if (const std::string launcher = parent_launcher(); !launcher.empty())
+    configure.push_back("-DCMAKE_CXX_COMPILER_LAUNCHER=" + launcher);
+  return run_process(configure);
+}
+
 // Configures, builds, runs and installs tests/subproject with vigil brought in by `via`.
 void build_and_run_consumer(const std::string& via) {
   TempDir tmp;
-  const fs::path source = vigil::test::source_dir();
   const fs::path build = tmp / "build";
-  std::vector<std::string> configure = {"/usr/bin/env",
-                                        "cmake",
-                                        "-S",
-                                        (source / "tests/subproject").string(),
-                                        "-B",
-                                        build.string(),
-                                        "-DVIGIL_SOURCE_DIR=" + source.string(),
-                                        "-DCONSUMER_VIA=" + via};
-  if (const std::string launcher = parent_launcher(); !launcher.empty())
-    configure.push_back("-DCMAKE_CXX_COMPILER_LAUNCHER=" + launcher);
-  auto r = run_process(configure);
+  auto r = configure_consumer(build, via, false);
   ASSERT_EQ(r.exit_code, 0) << describe(r);
 
   // vigil defined its library and nothing else: no tool, no tests/bench/examples folders.
@@ -83,4 +91,16 @@ TEST(Subproject, AddSubdirectoryConsumerBuildsAndRuns) {
 
 TEST(Subproject, FetchContentConsumerBuildsAndRuns) {
   build_and_run_consumer("FetchContent");
+}
+
+TEST(Subproject, TorchConsumerConfigures) {
+#ifndef VIGIL_TORCH_CLI
+  GTEST_SKIP() << "built without the libtorch adapter";
+#endif
+  TempDir tmp;
+  // The consumer's targets see libtorch's targets that vigil found in its own folder.
+  const auto r = configure_consumer(tmp / "build", "add_subdirectory", true);
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_EQ(vigil::test::read_file(tmp / "build/vigil-targets.txt"),
+            "targets=vigil_core;vigil_torch\nsubdirs=\n");
 }
