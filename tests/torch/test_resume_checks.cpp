@@ -145,9 +145,9 @@ TEST(ResumeChecks, AnIntendedBatchSizeGoesOnAfterTheExamplesServedAndIsRecorded)
   ASSERT_TRUE(train(tmp / "run",
                     TrainerOptions{}.with_batch_size(10).with_interrupt(interrupt_at_poll(4)), data)
                   .fit.interrupted);
-  const auto r = train(
-      tmp / "run", TrainerOptions{}.with_batch_size(20).with_resume_overrides({"batch_size"}),
-      data);
+  const auto r =
+      train(tmp / "run", TrainerOptions{}.with_batch_size(20).with_resume_overrides({"batch_size"}),
+            data);
   ASSERT_TRUE(r.fit.resumed_from.has_value());
   EXPECT_FALSE(r.fit.interrupted);
   EXPECT_EQ(r.fit.history.size(), 2u);
@@ -156,8 +156,8 @@ TEST(ResumeChecks, AnIntendedBatchSizeGoesOnAfterTheExamplesServedAndIsRecorded)
   ASSERT_EQ(r.fit.warnings.size(), 1u);
   EXPECT_NE(r.fit.warnings[0].find("batch_size = 20 instead of 10"), std::string::npos)
       << r.fit.warnings[0];
-  const auto expected = nlohmann::json::array(
-      {{{"option", "batch_size"}, {"from", 10}, {"to", 20}, {"step", 3}}});
+  const auto expected =
+      nlohmann::json::array({{{"option", "batch_size"}, {"from", 10}, {"to", 20}, {"step", 3}}});
   EXPECT_EQ(r.last_state.at("overrides"), expected);
   EXPECT_EQ(r.last_state.at("run_options").at("batch_size"), 20);
 
