@@ -12,12 +12,8 @@ include(CMakePackageConfigHelpers)
 set(VIGIL_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/vigil
     CACHE STRING "Where vigilConfig.cmake goes, relative to the prefix")
 
-# Consumers need C++20 for the headers.
-target_compile_features(vigil_core PUBLIC cxx_std_20)
-set_target_properties(vigil_core PROPERTIES EXPORT_NAME core)
 set(VIGIL_INSTALL_TARGETS vigil_core)
 if(VIGIL_WITH_TORCH)
-  set_target_properties(vigil_torch PROPERTIES EXPORT_NAME torch)
   list(APPEND VIGIL_INSTALL_TARGETS vigil_torch)
 endif()
 
@@ -31,10 +27,12 @@ if(NOT VIGIL_WITH_TORCH)
 endif()
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/vigil DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   COMPONENT dev FILES_MATCHING PATTERN "*.hpp" ${VIGIL_HEADER_EXCLUDES})
-install(TARGETS vigil RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tool)
-if(VIGIL_WITH_TORCH)
-  # `vigil train` / `vigil eval` exec it from vigil's own folder.
-  install(TARGETS vigil_torch_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tool)
+if(VIGIL_BUILD_TOOL)
+  install(TARGETS vigil RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tool)
+  if(VIGIL_WITH_TORCH)
+    # `vigil train` / `vigil eval` exec it from vigil's own folder.
+    install(TARGETS vigil_torch_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tool)
+  endif()
 endif()
 
 install(EXPORT vigilTargets NAMESPACE vigil:: DESTINATION ${VIGIL_INSTALL_CMAKEDIR}

@@ -7,7 +7,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/setup.sh"
-dir=$(bash "$root/scripts/build.sh" | tail -n 1)
+# The tool only: `vigil` and `vigil-torch`, which runs its train/eval/generate (scripts/test.sh
+# builds the rest).
+dir=$(TARGETS="vigil vigil_torch_cli" bash "$root/scripts/build.sh" | tail -n 1)
 run=$root/runs/fashion-mnist
 case " $* " in *" --model gpt "*) run=$root/runs/gpt-fortunes ;; esac
 "$dir/vigil" train --run-dir "${VIGIL_RUN_DIR:-$run}" --fresh "$@"

@@ -1,6 +1,8 @@
 // `cmake --install` into a temporary prefix, then a project outside the tree builds against it:
 // find_package(vigil) with vigil::core and vigil::torch (tests/consumer), and a core-only program
-// compiled with nothing but `pkg-config --cflags --libs vigil-core`.
+// compiled with nothing but `pkg-config --cflags --libs vigil-core`. Both include the umbrella
+// headers with -Wall -Wextra -Wpedantic -Werror and no precompiled header, vigil's headers taken
+// as ordinary headers: a warning from them fails the test.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -108,7 +110,8 @@ TEST(Install, ConsumersBuildAgainstTheInstalledPackage) {
   r = sh(pkg + " --modversion vigil-core");
   EXPECT_EQ(r.out, "0.1.0\n") << describe(r);
   const fs::path exe = tmp / "pc_consumer";
-  r = sh("c++ -std=c++20 -O1 " + sanitizer_flags() + " -o " + quote(exe.string()) + " " +
+  r = sh("c++ -std=c++20 -O1 -Wall -Wextra -Wpedantic -Werror " + sanitizer_flags() + " -o " +
+         quote(exe.string()) + " " +
          quote((vigil::test::source_dir() / "tests/consumer/core_consumer.cpp").string()) + " $(" +
          pkg + " --cflags --libs vigil-core)");
   ASSERT_EQ(r.exit_code, 0) << describe(r);

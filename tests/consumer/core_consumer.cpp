@@ -1,13 +1,15 @@
-// Uses vigil::core from an installed package: early stopping, then a safetensors round trip.
-// Usage: core_consumer DIR. Prints "stop_epoch=N best_epoch=N" and "roundtrip=ok".
+// Uses vigil::core from an installed package (or a build of vigil inside the consumer's):
+// early stopping, then a safetensors round trip. Usage: core_consumer DIR. Prints
+// "stop_epoch=N best_epoch=N" and "roundtrip=ok". It includes the umbrella header first, so
+// every core header must compile on its own merits, warning-free under the consumer's flags.
+#include "vigil/vigil.hpp"
+
 #include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <span>
 #include <vector>
-
-#include "vigil/early_stopping.hpp"
-#include "vigil/safetensors.hpp"
 
 int main(int argc, char** argv) {
   if (argc != 2) {

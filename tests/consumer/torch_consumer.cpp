@@ -1,12 +1,13 @@
 // Uses vigil::torch from an installed package: saves a libtorch model's state and loads it into
-// a fresh model. Usage: torch_consumer DIR. Prints "tensors=N" and "outputs=equal".
+// a fresh model. Usage: torch_consumer DIR. Prints "tensors=N" and "outputs=equal". It includes
+// the umbrella header first, without a precompiled torch.h, so the installed headers must bring
+// what they use and compile warning-free under the consumer's flags.
+#include "vigil/torch.hpp"
+
 #include <torch/torch.h>
 
 #include <filesystem>
 #include <iostream>
-
-#include "vigil/torch/models.hpp"
-#include "vigil/torch/module_state.hpp"
 
 int main(int argc, char** argv) {
   if (argc != 2) {
