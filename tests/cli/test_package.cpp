@@ -19,6 +19,8 @@ using vigil::test::TempDir;
 
 namespace {
 
+// Only the packaging test below uses these, and it needs vigil-torch.
+#ifdef VIGIL_TORCH_CLI
 std::string describe(const RunResult& r) {
   return "stdout:\n" + r.out + "\nstderr:\n" + r.err;
 }
@@ -74,6 +76,7 @@ std::string package_of(const std::string& ldd_out, const std::string& soname) {
   }
   return "";
 }
+#endif
 
 }  // namespace
 
