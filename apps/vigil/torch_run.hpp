@@ -37,6 +37,10 @@ vigil::torch::TrainerOptions trainer_options(const RunConfig& config);
 /// The checkpoint manager's options for `config` (validated).
 CheckpointManagerOptions checkpoint_options(const RunConfig& config);
 
+/// Before anything changes `run_dir` (if it exists): refuses a run another process holds
+/// (LockError naming it); for `fresh` moves the run aside while holding its lock.
+void prepare_run_dir(const std::filesystem::path& run_dir, bool fresh);
+
 /// Opens the run directory (the manager cleans up incomplete writes), records run.json and
 /// makes the callbacks the report reads.
 MainRun open_run(const std::filesystem::path& run_dir, const RunConfig& config,

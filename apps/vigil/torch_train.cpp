@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -39,15 +38,6 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace vt = vigil::torch;
-
-std::string timestamp() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
-  return buf;
-}
 
 // What the checkpoint callback and early stopping did at an epoch end, appended to the epoch's
 // progress line.
@@ -223,15 +213,6 @@ int run_worker_rank(const RunConfig& config, std::shared_ptr<vt::ProcessGroup> g
     return 128 + (sig != 0 ? sig : SIGINT);
   }
   return 0;
-}
-
-// Moves an existing run directory aside to DIR.old-<timestamp> (--fresh).
-void move_aside(const fs::path& run_dir) {
-  fs::path aside = run_dir.string() + ".old-" + timestamp();
-  for (int i = 1; fs::exists(aside); ++i)
-    aside = run_dir.string() + ".old-" + timestamp() + "-" + std::to_string(i);
-  fs::rename(run_dir, aside);
-  fmt::print("moved the previous run aside to {}\n", aside.string());
 }
 
 // The options of this run: `given` (the command line's), or on resume run.json's with the flags
@@ -548,7 +529,7 @@ int run_train(TrainArgs& a) {
   const bool main_rank = !group || group->is_main();  // the one that owns the run directory
   const fs::path run_dir = a.run_dir;
   const RunConfig& given = a.config;
-  if (a.fresh && main_rank && fs::exists(run_dir)) move_aside(run_dir);
+  if (main_rank) prepare_run_dir(run_dir, a.fresh);
   const bool resuming = main_rank && fs::exists(run_dir / "run.json");
   RunConfig config = resolve_config(a, given, group.get(), resuming);
   if (is_lm(config)) {
