@@ -37,8 +37,9 @@ vigil::torch::TrainerOptions trainer_options(const RunConfig& config);
 /// The checkpoint manager's options for `config` (validated).
 CheckpointManagerOptions checkpoint_options(const RunConfig& config);
 
-/// Before anything changes `run_dir` (if it exists): refuses a run another process holds
-/// (LockError naming it); for `fresh` moves the run aside while holding its lock.
+/// Before anything changes `run_dir` (if it exists): refuses (OptionError) a folder that is
+/// neither empty nor a vigil run, and a run another process holds (LockError naming it); for
+/// `fresh` moves the run aside while holding its lock.
 void prepare_run_dir(const std::filesystem::path& run_dir, bool fresh);
 
 /// Opens the run directory (the manager cleans up incomplete writes), records run.json and

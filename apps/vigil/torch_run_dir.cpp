@@ -1,5 +1,6 @@
-// What `vigil train` may do to its --run-dir before training: a run another process holds is
-// not touched, and --fresh moves a run aside only under its lock.
+// What `vigil train` may do to its --run-dir before training: refuse a folder that is not a run
+// (the user's files would be overwritten), and move a run aside for --fresh only under its lock
+// (a running train keeps its run).
 #include <ctime>
 #include <filesystem>
 #include <string>
@@ -14,6 +15,20 @@ namespace vigil::cli {
 namespace {
 
 namespace fs = std::filesystem;
+
+// A run is what vigil train leaves: run.json, or checkpoints/ (a run stopped before it wrote
+// run.json, or one whose run.json was lost).
+bool is_run(const fs::path& dir) {
+  return fs::exists(fs::symlink_status(dir / "run.json")) ||
+         fs::exists(fs::symlink_status(dir / "checkpoints"));
+}
+
+// Nothing in it but, at most, a lock file a vigil process left.
+bool is_empty_folder(const fs::path& dir) {
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename() != kRunLockFileName) return false;
+  return true;
+}
 
 std::string timestamp() {
   std::time_t t = std::time(nullptr);
@@ -41,6 +56,11 @@ void prepare_run_dir(const fs::path& run_dir, bool fresh) {
   if (!fs::exists(st)) return;
   if (!fs::is_directory(st))
     throw OptionError(fmt::format("--run-dir {} exists and is not a folder", run_dir.string()));
+  if (!is_run(run_dir) && !is_empty_folder(run_dir))
+    throw OptionError(fmt::format(
+        "--run-dir {} is not empty and is not a vigil run (it has no run.json and no "
+        "checkpoints/): training would overwrite its files{}; choose a new or empty folder",
+        run_dir.string(), fresh ? ", and --fresh moves only runs aside" : ""));
   // A running `vigil train` holds the lock: its run is neither moved nor changed (the language
   // model writes its corpus before the checkpoint manager locks the run for the training).
   const RunLock lock = RunLock::acquire(run_dir);

@@ -1,4 +1,5 @@
-// What `vigil train` may do to its --run-dir: --fresh never moves a run another process holds.
+// What `vigil train` may do to its --run-dir: --fresh never moves a run another process holds,
+// and a folder that is not a run is never written into or moved.
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -64,4 +65,28 @@ TEST(RunDirCli, FreshRefusesARunInUse) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("moved the previous run aside to"), std::string::npos) << r.out;
   EXPECT_EQ(entries(tmp.path()).size(), 2u);
+}
+
+// A folder that is neither empty nor a run keeps the user's files: training into it, with or
+// without --fresh, is refused and nothing in it changes or moves.
+TEST(RunDirCli, AFolderThatIsNotARunIsNeverWrittenOrMoved) {
+  TempDir tmp;
+  const auto dir = tmp / "mine";
+  const std::vector<std::string> names = {"last", "metrics.csv", "model.safetensors",
+                                          "result.json"};
+  for (const auto& n : names) write_file(dir / n, "the user's own " + n + "\n");
+  for (const bool fresh : {false, true}) {
+    SCOPED_TRACE(fresh);
+    const auto r = run_vigil(
+        tiny_train(dir, fresh ? std::vector<std::string>{"--fresh"} : std::vector<std::string>{}));
+    expect_one_line_error(r, "is not a vigil run");
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(entries(tmp.path()), std::vector<std::string>{"mine"});
+    EXPECT_EQ(entries(dir), names);
+    for (const auto& n : names) EXPECT_EQ(read_file(dir / n), "the user's own " + n + "\n");
+  }
+  // An empty folder is fine to train into.
+  fs::create_directories(tmp / "empty");
+  const auto r = run_vigil(tiny_train(tmp / "empty"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
