@@ -23,10 +23,16 @@ bool is_run(const fs::path& dir) {
          fs::exists(fs::symlink_status(dir / "checkpoints"));
 }
 
-// Nothing in it but, at most, a lock file a vigil process left.
-bool is_empty_folder(const fs::path& dir) {
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename() != kRunLockFileName) return false;
+// No file in it (empty folders at most) but the lock a vigil process may have left: nothing
+// there can be overwritten. A first start of the language model that was refused (its corpus
+// not text, or too small) leaves such a folder: its empty data/.
+bool holds_no_files(const fs::path& dir) {
+  for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator();
+       ++it) {
+    if (it->is_directory() && !it->is_symlink()) continue;
+    if (it.depth() == 0 && it->path().filename() == kRunLockFileName) continue;
+    return false;
+  }
   return true;
 }
 
@@ -56,7 +62,7 @@ void prepare_run_dir(const fs::path& run_dir, bool fresh) {
   if (!fs::exists(st)) return;
   if (!fs::is_directory(st))
     throw OptionError(fmt::format("--run-dir {} exists and is not a folder", run_dir.string()));
-  if (!is_run(run_dir) && !is_empty_folder(run_dir))
+  if (!is_run(run_dir) && !holds_no_files(run_dir))
     throw OptionError(fmt::format(
         "--run-dir {} is not empty and is not a vigil run (it has no run.json and no "
         "checkpoints/): training would overwrite its files{}; choose a new or empty folder",

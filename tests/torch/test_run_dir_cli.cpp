@@ -85,8 +85,13 @@ TEST(RunDirCli, AFolderThatIsNotARunIsNeverWrittenOrMoved) {
     EXPECT_EQ(entries(dir), names);
     for (const auto& n : names) EXPECT_EQ(read_file(dir / n), "the user's own " + n + "\n");
   }
-  // An empty folder is fine to train into.
-  fs::create_directories(tmp / "empty");
+  // A folder without files is fine to train into, even with empty folders inside (a refused
+  // first start of the language model leaves its data/).
+  fs::create_directories(tmp / "empty/data");
   const auto r = run_vigil(tiny_train(tmp / "empty"));
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  // A file deeper down is the user's too.
+  write_file(tmp / "deep/notes/todo.txt", "mine\n");
+  expect_one_line_error(run_vigil(tiny_train(tmp / "deep")), "is not a vigil run");
+  EXPECT_EQ(read_file(tmp / "deep/notes/todo.txt"), "mine\n");
 }
