@@ -1,13 +1,17 @@
 // What `vigil train` may do to its --run-dir before training: refuse a folder that is not a run
-// (the user's files would be overwritten), and move a run aside for --fresh only under its lock
-// (a running train keeps its run).
+// (the user's files would be overwritten), move a run aside for --fresh only under its lock (a
+// running train keeps its run), and tie checkpoints to their run by the run id.
+#include <cstdint>
 #include <ctime>
 #include <filesystem>
+#include <random>
 #include <string>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "torch_run.hpp"
+#include "vigil/checkpoint_manager.hpp"
 #include "vigil/error.hpp"
 #include "vigil/run_lock.hpp"
 
@@ -54,6 +58,13 @@ void move_aside(const fs::path& run_dir) {
   fmt::print("moved the previous run aside to {}\n", aside.string());
 }
 
+// 64 random bits in hex: enough that two runs never share one by chance.
+std::string new_run_id() {
+  std::random_device rd;
+  const std::uint64_t hi = rd(), lo = rd();
+  return fmt::format("{:016x}", (hi << 32U) | lo);
+}
+
 }  // namespace
 
 void prepare_run_dir(const fs::path& run_dir, bool fresh) {
@@ -71,6 +82,35 @@ void prepare_run_dir(const fs::path& run_dir, bool fresh) {
   // model writes its corpus before the checkpoint manager locks the run for the training).
   const RunLock lock = RunLock::acquire(run_dir);
   if (fresh) move_aside(run_dir);
+}
+
+void assign_run_id(RunConfig& config, const fs::path& run_dir, bool resuming) {
+  if (!resuming) {
+    config.run_id = new_run_id();
+    return;
+  }
+  if (!config.run_id.empty()) return;
+  config.run_id = new_run_id();
+  fmt::print(
+      "note: {} has no run id (an older vigil made it); its checkpoints are adopted, and it is "
+      "run {} from now on\n",
+      run_dir.string(), config.run_id);
+}
+
+void check_run_ids(CheckpointManager& manager, const std::string& run_id) {
+  for (const auto& info : manager.checkpoints()) {
+    const auto state = manager.open(info.name).state();
+    if (!state.is_object() || !state.contains("extra") || !state.at("extra").is_object()) continue;
+    const auto& extra = state.at("extra");
+    // A checkpoint without an id was written before runs had one: it is this run's.
+    if (!extra.contains("run_id") || extra.at("run_id") == run_id) continue;
+    const auto& other = extra.at("run_id");
+    throw InputError(fmt::format(
+        "checkpoint {} belongs to another run (run id {}, this run's is {}): it was copied in "
+        "from elsewhere; move it out of {} to resume, or start a new run with --fresh",
+        info.path.string(), other.is_string() ? other.get<std::string>() : other.dump(), run_id,
+        info.path.parent_path().string()));
+  }
 }
 
 }  // namespace vigil::cli

@@ -97,7 +97,7 @@ vt::TrainerOptions trainer_options(const RunConfig& config) {
       .with_val_every_n_steps(config.val_every_n_steps)
       .with_accumulate(config.accumulate)
       .with_clip_grad_norm(config.clip_grad_norm)
-      .with_extra({{"run", config.to_json()}})
+      .with_extra({{"run", config.to_json()}, {"run_id", config.run_id}})
       .with_interrupt([]() -> std::optional<std::string> {
         const int sig = vt::received_stop_signal();
         if (sig == 0) return std::nullopt;
@@ -301,6 +301,8 @@ MainRun open_run(const fs::path& run_dir, const RunConfig& config,
         run_dir / "backup",
         CheckpointManagerOptions{}.with_monitor("").with_keep_last(1).with_filename(
             "epoch-{epoch:04d}-step-{step}"));
+  check_run_ids(*r.manager, config.run_id);
+  if (r.backup != r.manager) check_run_ids(*r.backup, config.run_id);
   atomic_write_file(run_dir / "run.json", config.to_json().dump(2) + "\n");
   r.restore = std::make_shared<vt::BackupAndRestore>(
       r.backup, vt::BackupAndRestoreOptions{}.with_save_every_epoch(r.backup != r.manager));
@@ -532,6 +534,7 @@ int run_train(TrainArgs& a) {
   if (main_rank) prepare_run_dir(run_dir, a.fresh);
   const bool resuming = main_rank && fs::exists(run_dir / "run.json");
   RunConfig config = resolve_config(a, given, group.get(), resuming);
+  if (main_rank) assign_run_id(config, run_dir, resuming);
   if (is_lm(config)) {
     if (group)
       throw OptionError(

@@ -1,5 +1,6 @@
 // What `vigil train` may do to its --run-dir: --fresh never moves a run another process holds,
-// and a folder that is not a run is never written into or moved.
+// a folder that is not a run is never written into or moved, checkpoints of another run are
+// refused, and runs made before run ids (tests/data/run-without-id) still resume and verify.
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -8,6 +9,8 @@
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "test_support.hpp"
 #include "train_cli_helpers.hpp"
@@ -39,6 +42,16 @@ std::vector<std::string> entries(const fs::path& dir) {
   for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
   std::sort(out.begin(), out.end());
   return out;
+}
+
+nlohmann::json json_of(const fs::path& file) {
+  return nlohmann::json::parse(read_file(file));
+}
+
+// The run id a checkpoint recorded (null if none).
+nlohmann::json checkpoint_run_id(const fs::path& checkpoint) {
+  const auto extra = json_of(checkpoint / "state.json").at("state").at("extra");
+  return extra.contains("run_id") ? extra.at("run_id") : nlohmann::json();
 }
 
 }  // namespace
@@ -94,4 +107,61 @@ TEST(RunDirCli, AFolderThatIsNotARunIsNeverWrittenOrMoved) {
   write_file(tmp / "deep/notes/todo.txt", "mine\n");
   expect_one_line_error(run_vigil(tiny_train(tmp / "deep")), "is not a vigil run");
   EXPECT_EQ(read_file(tmp / "deep/notes/todo.txt"), "mine\n");
+}
+
+// Every run has an id, in run.json and in each checkpoint; a checkpoint copied in from another
+// run is refused on resume, before anything in the run changes.
+TEST(RunDirCli, ACheckpointOfAnotherRunIsRefused) {
+  TempDir tmp;
+  const auto a = tmp / "a", b = tmp / "b";
+  ASSERT_EQ(run_vigil(tiny_train(a)).exit_code, 0);
+  ASSERT_EQ(run_vigil(tiny_train(b)).exit_code, 0);
+  const auto id_a = json_of(a / "run.json").at("run_id");
+  const auto id_b = json_of(b / "run.json").at("run_id");
+  ASSERT_TRUE(id_a.is_string());
+  EXPECT_EQ(id_a.get<std::string>().size(), 16u);
+  EXPECT_NE(id_a, id_b);
+  for (const auto& name : folders(b / "checkpoints"))
+    EXPECT_EQ(checkpoint_run_id(b / "checkpoints" / name), id_b) << name;
+
+  fs::copy(a / "checkpoints/epoch-0001", b / "checkpoints/epoch-0007");
+  const auto run_json = read_file(b / "run.json");
+  const auto r = run_vigil(tiny_train(b, {"--epochs", "3"}));
+  expect_one_line_error(r, "belongs to another run");
+  EXPECT_NE(r.err.find("epoch-0007"), std::string::npos) << r.err;
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(read_file(b / "run.json"), run_json);
+  EXPECT_EQ(folders(b / "checkpoints"),
+            (std::vector<std::string>{"epoch-0000", "epoch-0001", "epoch-0007"}));
+  // run_id is a record, not an option: there is no flag for it.
+  EXPECT_NE(run_vigil(tiny_train(b, {"--run-id", "x"})).exit_code, 0);
+}
+
+// A run written before run ids verifies, and resumes with one note; it then has an id, which the
+// new checkpoints carry, and later resumes say nothing more about it.
+TEST(RunDirCli, ARunWithoutIdResumesWithANote) {
+  TempDir tmp;
+  const auto dir = tmp / "old";
+  fs::copy(source_dir() / "tests/data/run-without-id", dir, fs::copy_options::recursive);
+  ASSERT_FALSE(json_of(dir / "run.json").contains("run_id"));
+  const auto v = run_vigil({"verify", dir.string()});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+
+  auto r = run_vigil({"train", "--run-dir", dir.string(), "--epochs", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("resuming " + dir.string() + " from checkpoint epoch-0001"),
+            std::string::npos)
+      << r.out;
+  const std::string note = "has no run id";
+  EXPECT_NE(r.out.find(note), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(note), r.out.rfind(note)) << r.out;
+  const auto id = json_of(dir / "run.json").at("run_id");
+  ASSERT_TRUE(id.is_string());
+  EXPECT_EQ(checkpoint_run_id(dir / "checkpoints/epoch-0002"), id);
+
+  r = run_vigil({"train", "--run-dir", dir.string(), "--epochs", "4"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out.find(note), std::string::npos) << r.out;
+  EXPECT_EQ(json_of(dir / "run.json").at("run_id"), id);
+  EXPECT_EQ(run_vigil({"verify", dir.string()}).exit_code, 0);
 }
