@@ -18,6 +18,7 @@
 #include "detail/json_scan.hpp"
 #include "detail/text.hpp"
 #include "option_flags.hpp"
+#include "stdout.hpp"
 #include "vigil/early_stopping.hpp"
 #include "vigil/metrics_log.hpp"
 
@@ -274,7 +275,8 @@ int run_batch(const ReplayArgs& a, const EarlyStoppingOptions& base) {
       out += '\n';
     }
     chunk.clear();
-    std::fwrite(out.data(), 1, out.size(), stdout);
+    // A failed write ends the batch at once: its answers would be lost anyway.
+    write_stdout(out);
     out.clear();
   };
   for (;;) {
@@ -291,7 +293,7 @@ int run_batch(const ReplayArgs& a, const EarlyStoppingOptions& base) {
   }
   if (in->bad()) throw InputError(fmt::format("cannot read batch input '{}'", a.batch));
   flush_chunk();
-  std::fflush(stdout);
+  flush_stdout();
   if (failed > 0) {
     fmt::print(stderr, "vigil: error: {} of {} batch cases failed; first: {}\n", failed, cases,
                first_error);

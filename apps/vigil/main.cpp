@@ -8,11 +8,13 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
+#include "stdout.hpp"
 #include "vigil/error.hpp"
 
 #ifdef VIGIL_FORWARD_TORCH_COMMANDS
@@ -69,12 +71,22 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+    // Output that never arrived is a failure, whatever the command decided.
+    vigil::cli::flush_stdout();
   } catch (const CLI::ParseError& e) {
     // --help and --version exit 0; every usage error exits 2, as OptionError does.
     return app.exit(e) == 0 ? 0 : 2;
   } catch (const vigil::OptionError& e) {
     fmt::print(stderr, "vigil: error: {}\n", e.what());
     return 2;
+  } catch (const std::system_error& e) {
+    // fmt::print reports a failed write this way; name the stream that failed.
+    if (std::ferror(stdout) != 0) {
+      fmt::print(stderr, "vigil: error: {}\n", vigil::cli::stdout_error(e.code().value()).what());
+    } else {
+      fmt::print(stderr, "vigil: error: {}\n", e.what());
+    }
+    return 1;
   } catch (const std::exception& e) {
     fmt::print(stderr, "vigil: error: {}\n", e.what());
     return 1;

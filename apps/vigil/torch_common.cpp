@@ -263,6 +263,10 @@ std::vector<RunField> make_run_fields() {
       // Computed from the data, never given: no flag.
       {standardizer_object(), "", kMayChange},
       {init_source_object(), "", kMayChange},
+      // A record, not an option: it is never given, so it is never compared on resume.
+      {member("run_id", &C::run_id,
+              "The run's id, made at its first start; every checkpoint records it"),
+       "", kMayChange},
   };
 }
 

@@ -84,6 +84,9 @@ struct RunConfig {
   nlohmann::json init_source;
   // Set at the first start of a CSV run: the training features' statistics.
   nlohmann::json standardizer;
+  // Set at the first start (or the first resume of a run made before run ids): what ties the
+  // run's checkpoints to it.
+  std::string run_id;
 
   /// Every field of run_fields(), in run.json's shape.
   nlohmann::json to_json() const;

@@ -3,12 +3,12 @@
 #include <fmt/core.h>
 
 #include <cmath>
-#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <optional>
 
 #include "commands.hpp"
+#include "stdout.hpp"
 #include "torch_lm.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/torch/module_state.hpp"
@@ -74,8 +74,8 @@ void run_generate(const GenerateArgs& a) {
   const auto out = vt::generate(*net, prompt, o);
   std::string text = a.prompt;
   for (const auto t : out) text.push_back(static_cast<char>(t));
-  std::fwrite(text.data(), 1, text.size(), stdout);
-  if (text.back() != '\n') std::fputc('\n', stdout);
+  if (text.back() != '\n') text.push_back('\n');
+  write_stdout(text);
 }
 
 }  // namespace

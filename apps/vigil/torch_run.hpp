@@ -37,8 +37,21 @@ vigil::torch::TrainerOptions trainer_options(const RunConfig& config);
 /// The checkpoint manager's options for `config` (validated).
 CheckpointManagerOptions checkpoint_options(const RunConfig& config);
 
-/// Opens the run directory (the manager cleans up incomplete writes), records run.json and
-/// makes the callbacks the report reads.
+/// Before anything changes `run_dir` (if it exists): refuses (OptionError) a folder that is
+/// neither empty nor a vigil run, and a run another process holds (LockError naming it); for
+/// `fresh` moves the run aside while holding its lock.
+void prepare_run_dir(const std::filesystem::path& run_dir, bool fresh);
+
+/// Gives `config` its run id: a new one for a new run; on resume run.json's, or a new one (with
+/// a note) for a run made before run ids.
+void assign_run_id(RunConfig& config, const std::filesystem::path& run_dir, bool resuming);
+
+/// Throws InputError if a checkpoint of `manager` records another run's id. Checkpoints without
+/// one were written before run ids and are adopted.
+void check_run_ids(CheckpointManager& manager, const std::string& run_id);
+
+/// Opens the run directory (the manager cleans up incomplete writes), refuses checkpoints of
+/// another run, records run.json and makes the callbacks the report reads.
 MainRun open_run(const std::filesystem::path& run_dir, const RunConfig& config,
                  const CheckpointManagerOptions& options);
 

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -39,15 +38,6 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace vt = vigil::torch;
-
-std::string timestamp() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
-  return buf;
-}
 
 // What the checkpoint callback and early stopping did at an epoch end, appended to the epoch's
 // progress line.
@@ -107,7 +97,7 @@ vt::TrainerOptions trainer_options(const RunConfig& config) {
       .with_val_every_n_steps(config.val_every_n_steps)
       .with_accumulate(config.accumulate)
       .with_clip_grad_norm(config.clip_grad_norm)
-      .with_extra({{"run", config.to_json()}})
+      .with_extra({{"run", config.to_json()}, {"run_id", config.run_id}})
       .with_interrupt([]() -> std::optional<std::string> {
         const int sig = vt::received_stop_signal();
         if (sig == 0) return std::nullopt;
@@ -225,15 +215,6 @@ int run_worker_rank(const RunConfig& config, std::shared_ptr<vt::ProcessGroup> g
   return 0;
 }
 
-// Moves an existing run directory aside to DIR.old-<timestamp> (--fresh).
-void move_aside(const fs::path& run_dir) {
-  fs::path aside = run_dir.string() + ".old-" + timestamp();
-  for (int i = 1; fs::exists(aside); ++i)
-    aside = run_dir.string() + ".old-" + timestamp() + "-" + std::to_string(i);
-  fs::rename(run_dir, aside);
-  fmt::print("moved the previous run aside to {}\n", aside.string());
-}
-
 // The options of this run: `given` (the command line's), or on resume run.json's with the flags
 // given again over them (merge_for_resume refuses a frozen one that changes).
 RunConfig resolve_config(const TrainArgs& a, const RunConfig& given, vt::ProcessGroup* group,
@@ -320,6 +301,8 @@ MainRun open_run(const fs::path& run_dir, const RunConfig& config,
         run_dir / "backup",
         CheckpointManagerOptions{}.with_monitor("").with_keep_last(1).with_filename(
             "epoch-{epoch:04d}-step-{step}"));
+  check_run_ids(*r.manager, config.run_id);
+  if (r.backup != r.manager) check_run_ids(*r.backup, config.run_id);
   atomic_write_file(run_dir / "run.json", config.to_json().dump(2) + "\n");
   r.restore = std::make_shared<vt::BackupAndRestore>(
       r.backup, vt::BackupAndRestoreOptions{}.with_save_every_epoch(r.backup != r.manager));
@@ -548,9 +531,10 @@ int run_train(TrainArgs& a) {
   const bool main_rank = !group || group->is_main();  // the one that owns the run directory
   const fs::path run_dir = a.run_dir;
   const RunConfig& given = a.config;
-  if (a.fresh && main_rank && fs::exists(run_dir)) move_aside(run_dir);
+  if (main_rank) prepare_run_dir(run_dir, a.fresh);
   const bool resuming = main_rank && fs::exists(run_dir / "run.json");
   RunConfig config = resolve_config(a, given, group.get(), resuming);
+  if (main_rank) assign_run_id(config, run_dir, resuming);
   if (is_lm(config)) {
     if (group)
       throw OptionError(

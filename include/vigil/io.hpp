@@ -83,8 +83,8 @@ inline constexpr std::string_view kTemporaryInfix = ".tmp-";
 /// True for a file name made by temporary_path_for() (leftovers of an interrupted write).
 [[nodiscard]] bool is_temporary_name(std::string_view filename);
 
-/// Replaces `path` with `bytes` atomically and durably: temporary file in the same folder,
-/// write, fsync, rename over `path`, fsync the folder. On failure the old file is untouched.
+/// Replaces `path` (a symlink: its target) atomically and durably: temporary sibling, write, fsync,
+/// rename, fsync the folder; failures keep the old file. A FIFO or char device is written through.
 void atomic_write_file(const std::filesystem::path& path, std::string_view bytes,
                        const std::shared_ptr<FileOps>& ops = FileOps::real());
 

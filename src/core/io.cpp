@@ -37,6 +37,83 @@ void remove_quietly(const std::filesystem::path& path) {
   ::unlink(path.c_str());
 }
 
+// What a write to an existing FIFO or character device goes through: such a file is a channel
+// (a pipe, a terminal, /dev/null), not stored content, so it is written in place; there is
+// nothing to replace atomically and nothing for fsync to make durable (it fails with EINVAL
+// there). Everything else is the caller's `ops`, so injected faults still apply.
+class InPlaceOps final : public FileOps {
+ public:
+  explicit InPlaceOps(std::shared_ptr<FileOps> inner) : inner_(std::move(inner)) {}
+  // DurableFile::create asks for O_CREAT|O_EXCL; the file exists and must be opened as it is.
+  int open(const char* path, int /*flags*/, mode_t /*mode*/) override {
+    return inner_->open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC, 0);
+  }
+  ssize_t write(int fd, const void* data, size_t size) override {
+    return inner_->write(fd, data, size);
+  }
+  ssize_t pwrite(int fd, const void* data, size_t size, off_t offset) override {
+    return inner_->pwrite(fd, data, size, offset);
+  }
+  int fsync(int /*fd*/) override { return 0; }
+  int close(int fd) override { return inner_->close(fd); }
+  int rename(const char* from, const char* to) override { return inner_->rename(from, to); }
+  int mkdir(const char* path, mode_t mode) override { return inner_->mkdir(path, mode); }
+  int link(const char* from, const char* to) override { return inner_->link(from, to); }
+
+ private:
+  std::shared_ptr<FileOps> inner_;
+};
+
+// Where a write to `path` really goes and how.
+struct Destination {
+  std::filesystem::path path;  // `path` with every symbolic link followed
+  bool in_place = false;       // a FIFO or character device: written through, never replaced
+};
+
+// Follows symbolic links (a link's target is what the user means; replacing the link by a
+// regular file would cut it) and refuses what must never be replaced by a rename or written
+// into: folders, block devices, sockets. A path that does not exist (or cannot be examined) is
+// left for the creation of the temporary file to report.
+Destination resolve_destination(const std::filesystem::path& path) {
+  constexpr int kMaxLinks = 40;  // as the kernel's own limit (ELOOP)
+  std::filesystem::path p = path;
+  for (int links = 0;; ++links) {
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0) return {p, false};
+    if (S_ISREG(st.st_mode)) return {p, false};
+    if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) return {p, true};
+    if (S_ISDIR(st.st_mode)) {
+      throw IoError(fmt::format("cannot write {}: it is a folder", path.string()), EISDIR);
+    }
+    if (!S_ISLNK(st.st_mode)) {
+      throw IoError(fmt::format("cannot write {}: it is neither a regular file, a FIFO nor a "
+                                "character device, and it is not replaced",
+                                path.string()),
+                    EINVAL);
+    }
+    if (links >= kMaxLinks) {
+      throw IoError(
+          fmt::format("cannot write {}: too many levels of symbolic links", path.string()), ELOOP);
+    }
+    std::error_code ec;
+    auto target = std::filesystem::read_symlink(p, ec);
+    if (ec) {
+      throw IoError(fmt::format("cannot read the symbolic link {}: {}", p.string(), ec.message()),
+                    ec.value());
+    }
+    p = target.is_absolute() ? target : p.parent_path() / target;
+  }
+}
+
+// Writes `fill`'s content through an existing FIFO or character device.
+void write_in_place(const std::filesystem::path& path,
+                    const std::function<void(DurableFile&)>& fill,
+                    const std::shared_ptr<FileOps>& ops) {
+  auto file = DurableFile::create(path, std::make_shared<InPlaceOps>(ops));
+  fill(file);
+  file.close();
+}
+
 }  // namespace
 
 int FileOps::open(const char* path, int flags, mode_t mode) {
@@ -210,14 +287,21 @@ bool is_temporary_name(std::string_view filename) {
          filename.find(kTemporaryInfix) != std::string_view::npos;
 }
 
-void atomic_write_file_with(const std::filesystem::path& path,
+void atomic_write_file_with(const std::filesystem::path& path_in,
                             const std::function<void(DurableFile&)>& fill,
                             const std::shared_ptr<FileOps>& ops_in) {
   const auto& ops = ops_in ? ops_in : FileOps::real();
-  if (path.filename().empty()) {
+  if (path_in.filename().empty()) {
     throw IoError(
-        fmt::format("cannot write {}: the path names a folder, not a file", path.string()), EISDIR);
+        fmt::format("cannot write {}: the path names a folder, not a file", path_in.string()),
+        EISDIR);
   }
+  const Destination dest = resolve_destination(path_in);
+  if (dest.in_place) {
+    write_in_place(dest.path, fill, ops);
+    return;
+  }
+  const std::filesystem::path& path = dest.path;
   // O_EXCL can collide with a leftover of the same name: try a few fresh names, then give up.
   std::filesystem::path tmp;
   std::optional<DurableFile> file;

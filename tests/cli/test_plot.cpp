@@ -1,5 +1,12 @@
 // `vigil plot RUN_DIR`: the SVG lands in the run folder with the run's best and stop epochs
 // (replayed from run.json) and its checkpoints; bad folders get one clear error line.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -79,6 +86,36 @@ TEST(Plot, OtherMetricAndOutputWithoutRunJson) {
   // No run.json: the best validation accuracy (maximised, by its name) and no stop line.
   EXPECT_EQ(attr_values(svg, "best-epoch", "data-epoch"), std::vector<std::string>{"3"});
   EXPECT_TRUE(attr_values(svg, "stop-epoch", "data-epoch").empty());
+}
+
+// --out replaces only regular files: a symbolic link keeps pointing at its target (which gets
+// the picture), a FIFO is written through and stays a FIFO.
+TEST(Plot, OutFollowsSymlinksAndWritesThroughFifos) {
+  TempDir run;
+  write_file(run / "metrics.csv", kMetrics);
+  write_file(run / "pictures/curve.svg", "old");
+  std::filesystem::create_symlink("pictures/curve.svg", run / "link.svg");
+  auto r = run_vigil({"plot", run.path().string(), "--out", (run / "link.svg").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::is_symlink(run / "link.svg"));
+  EXPECT_NE(read_file(run / "pictures/curve.svg").find("<svg"), std::string::npos);
+
+  const auto fifo = run / "curve.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  // Opened first without blocking, the reader lets `vigil` open the FIFO at once; the picture
+  // (a few KiB) waits in the pipe's buffer.
+  const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(reader, 0) << std::strerror(errno);
+  r = run_vigil({"plot", run.path().string(), "--out", fifo.string()});
+  std::string got(1 << 16, '\0');
+  const ssize_t n = ::read(reader, got.data(), got.size());
+  ::close(reader);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::is_fifo(fifo));
+  ASSERT_GT(n, 0);
+  got.resize(static_cast<std::size_t>(n));
+  EXPECT_NE(got.find("<svg"), std::string::npos);
+  EXPECT_NE(got.find("</svg>"), std::string::npos);
 }
 
 void expect_clean_error(const vigil::test::RunResult& r, const std::string& needle) {

@@ -1,5 +1,10 @@
 // The durable file layer under injected faults: ENOSPC, EIO and short writes through the FileOps
 // seam must surface as IoError with the errno, leave no temporary file and keep the old file.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <cerrno>
@@ -232,6 +237,79 @@ TEST(AtomicWriteFile, SyncsTheFileAndTheFolder) {
   atomic_write_file(dir / "f", "x", ops);
   EXPECT_EQ(ops->calls(Op::Fsync), 2);
   EXPECT_EQ(ops->calls(Op::Rename), 1);
+}
+
+// Atomic replacement is for regular files: a symbolic link keeps pointing at its target, which
+// gets the new content (through a chain of relative links, and a dangling one creates it).
+TEST(AtomicWriteFile, FollowsSymbolicLinksAndReplacesTheTarget) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "real");
+  atomic_write_file(dir / "real/target.svg", "old");
+  std::filesystem::create_symlink("real/target.svg", dir / "hop");
+  std::filesystem::create_symlink("hop", dir / "out.svg");
+  atomic_write_file(dir / "out.svg", "new");
+  EXPECT_TRUE(std::filesystem::is_symlink(dir / "out.svg"));
+  EXPECT_TRUE(std::filesystem::is_symlink(dir / "hop"));
+  EXPECT_EQ(vigil::test::read_file(dir / "real/target.svg"), "new");
+  EXPECT_EQ(names_in(dir / "real"), std::vector<std::string>{"target.svg"});
+
+  std::filesystem::create_symlink("real/created.svg", dir / "dangling");
+  atomic_write_file(dir / "dangling", "made");
+  EXPECT_TRUE(std::filesystem::is_symlink(dir / "dangling"));
+  EXPECT_EQ(vigil::test::read_file(dir / "real/created.svg"), "made");
+
+  std::filesystem::create_symlink("loop", dir / "loop");
+  try {
+    atomic_write_file(dir / "loop", "x");
+    FAIL() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.errno_value(), ELOOP);
+  }
+}
+
+// A FIFO is a channel, not stored content: it is written through and stays a FIFO.
+TEST(AtomicWriteFile, WritesThroughAFifo) {
+  TempDir dir;
+  const auto fifo = dir / "out.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  // A reader opened first (without blocking) lets the writer open at once; the few bytes stay
+  // in the pipe's buffer until read below.
+  const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(reader, 0) << std::strerror(errno);
+  atomic_write_file(fifo, "through the pipe");
+  std::string got(64, '\0');
+  const ssize_t n = ::read(reader, got.data(), got.size());
+  ::close(reader);
+  EXPECT_TRUE(std::filesystem::is_fifo(fifo));
+  ASSERT_GT(n, 0);
+  got.resize(static_cast<std::size_t>(n));
+  EXPECT_EQ(got, "through the pipe");
+  EXPECT_EQ(names_in(dir.path()), std::vector<std::string>{"out.fifo"});
+}
+
+// A character device is written through (its errors are reported) and never replaced; a folder
+// is refused. Device nodes are made in a scratch folder, so this needs root (else skipped).
+TEST(AtomicWriteFile, WritesThroughCharacterDevicesAndNeverReplacesThem) {
+  TempDir dir;
+  const auto null_dev = dir / "null";
+  const auto full_dev = dir / "full";
+  if (::mknod(null_dev.c_str(), S_IFCHR | 0666, ::makedev(1, 3)) != 0 ||
+      ::mknod(full_dev.c_str(), S_IFCHR | 0666, ::makedev(1, 7)) != 0) {
+    GTEST_SKIP() << "cannot make device nodes: " << std::strerror(errno);
+  }
+  EXPECT_NO_THROW(atomic_write_file(null_dev, "discarded"));
+  EXPECT_TRUE(std::filesystem::is_character_file(null_dev));
+  try {
+    atomic_write_file(full_dev, "no room");
+    FAIL() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.errno_value(), ENOSPC);
+  }
+  EXPECT_TRUE(std::filesystem::is_character_file(full_dev));
+  std::filesystem::create_directories(dir / "folder");
+  EXPECT_THROW(atomic_write_file(dir / "folder", "x"), IoError);
+  EXPECT_TRUE(std::filesystem::is_directory(dir / "folder"));
+  EXPECT_EQ(names_in(dir.path()), (std::vector<std::string>{"folder", "full", "null"}));
 }
 
 // A save that fails at the n-th write, for every n a save makes, loses nothing committed; the

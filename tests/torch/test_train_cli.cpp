@@ -132,6 +132,7 @@ TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
                                             "reduce_lr_factor",
                                             "reduce_lr_patience",
                                             "restore_best_weights",
+                                            "run_id",
                                             "save_best_only",
                                             "save_every_n_epochs",
                                             "save_every_n_steps",
@@ -176,8 +177,9 @@ TEST_F(TrainCli, EveryHelpFlagIsARunJsonKeyOrARunFlag) {
         << flag << " is neither a run.json key nor a known flag of the run";
   }
   for (const auto& [key, value] : cfg.items()) {
-    // No flag of their own: an object of flags, and two records computed at the first start.
-    if (key == "early_stopping" || key == "standardizer" || key == "init_source") continue;
+    // No flag of their own: an object of flags, and three records made at the first start.
+    if (key == "early_stopping" || key == "standardizer" || key == "init_source" || key == "run_id")
+      continue;
     std::string flag = "--" + key;
     std::replace(flag.begin(), flag.end(), '_', '-');
     EXPECT_TRUE(flags.count(flag)) << "run.json key " << key << " has no flag " << flag;
