@@ -21,13 +21,6 @@ using namespace vigil::test;
 
 namespace {
 
-void expect_one_line_error(const RunResult& r, const std::string& part) {
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_EQ(r.err.rfind("vigil: error: ", 0), 0u) << r.err;
-  EXPECT_NE(r.err.find(part), std::string::npos) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-}
-
 // A small run, quicker than quick_train's.
 std::vector<std::string> tiny_train(const fs::path& dir, std::vector<std::string> extra = {}) {
   auto args = quick_train(

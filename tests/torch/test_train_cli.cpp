@@ -22,13 +22,6 @@ using namespace vigil::test;
 
 namespace {
 
-void expect_one_line_error(const RunResult& r, const std::string& part) {
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_EQ(r.err.rfind("vigil: error: ", 0), 0u) << r.err;
-  EXPECT_NE(r.err.find(part), std::string::npos) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-}
-
 // The long flags `vigil-torch train --help` lists (from the names column of each option line).
 std::set<std::string> help_flags() {
   const auto r = run_process({VIGIL_TORCH_CLI, "train", "--help"});

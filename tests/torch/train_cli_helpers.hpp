@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -21,6 +22,19 @@
 #include "vigil/safetensors.hpp"
 
 namespace vigil::test {
+
+/// The command failed with exactly one line on stderr, "vigil: error: ..." holding `part`, and
+/// exit code `code` (nullopt: any failure).
+inline void expect_one_line_error(const RunResult& r, const std::string& part,
+                                  std::optional<int> code = std::nullopt) {
+  if (code)
+    EXPECT_EQ(r.exit_code, *code) << r.out << r.err;
+  else
+    EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(r.err.rfind("vigil: error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(part), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
 
 /// Flags for a tiny, bit-reproducible run: a few hundred examples, a small MLP, one thread.
 inline std::vector<std::string> quick_train(const std::filesystem::path& run_dir,
