@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -16,6 +17,29 @@
 #include "commands.hpp"
 #include "stdout.hpp"
 #include "vigil/error.hpp"
+
+namespace vigil::cli {
+namespace {
+
+// libtorch's errors carry a backtrace of a few dozen lines ("frame #0: ..."): the user gets the
+// first line, and a failed allocation says what it means.
+std::string one_line(std::string what) {
+  if (what.find("\nframe #") != std::string::npos ||
+      what.find("Exception raised from") != std::string::npos)
+    what = what.substr(0, what.find('\n'));
+  constexpr std::string_view kAlloc = "you tried to allocate ";
+  if (const auto at = what.find(kAlloc); at != std::string::npos) {
+    const double bytes = std::strtod(what.c_str() + at + kAlloc.size(), nullptr);
+    return fmt::format(
+        "out of memory: a tensor of {:.1f} GiB was asked for, more than this machine can give "
+        "(a model or batch too large for it: choose smaller sizes, e.g. --hidden or --batch-size)",
+        bytes / (1024.0 * 1024.0 * 1024.0));
+  }
+  return what;
+}
+
+}  // namespace
+}  // namespace vigil::cli
 
 #ifdef VIGIL_FORWARD_TORCH_COMMANDS
 namespace {
@@ -88,7 +112,7 @@ int main(int argc, char** argv) {
     }
     return 1;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "vigil: error: {}\n", e.what());
+    fmt::print(stderr, "vigil: error: {}\n", vigil::cli::one_line(e.what()));
     return 1;
   }
   return ctx.exit_code;

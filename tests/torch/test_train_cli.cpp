@@ -258,6 +258,9 @@ TEST(TrainCliFlags, ABadValueIsReportedWithItsKey) {
   r = run_vigil(quick_train(tmp / "r", {"--lr", "inf"}));
   expect_one_line_error(r, "--lr: must be a finite number > 0, got inf");
   EXPECT_FALSE(fs::exists(tmp / "r"));
+  // A model larger than any address space: one line saying so, not libtorch's backtrace.
+  r = run_vigil(quick_train(tmp / "big", {"--hidden", "100000000000"}));
+  expect_one_line_error(r, "out of memory: a tensor of 292");
 }
 
 TEST_F(TrainCli, EvalReproducesTheTestAccuracyFromEveryKindOfPath) {
