@@ -137,10 +137,21 @@ std::string read_pointer(const fs::path& p) {
   return s;
 }
 
+// A folder name the manager could have written: one line of safe characters.
+bool is_checkpoint_name(const std::string& s) {
+  return !s.empty() && s.size() <= 255 && s != "." && s != ".." &&
+         std::all_of(s.begin(), s.end(), [](char c) {
+           const auto u = static_cast<unsigned char>(c);
+           return u > 0x20 && u < 0x7f && c != '/';
+         });
+}
+
 void verify_run(const fs::path& run, bool quick, Report& report) {
   auto cdir = CheckpointManager::checkpoints_dir(run);
   auto best_path = CheckpointManager::best_model_path(run);
   std::error_code ec;
+  if (fs::exists(fs::symlink_status(cdir, ec)) && !fs::is_directory(cdir, ec))
+    report.bad("checkpoints", "is not a folder (vigil keeps its checkpoints in a folder there)");
   for (const auto& dir : {run, cdir, best_path.parent_path()}) {
     if (!fs::is_directory(dir, ec)) continue;
     for (const auto& e : fs::directory_iterator(dir, ec))
@@ -249,9 +260,19 @@ void verify_run(const fs::path& run, bool quick, Report& report) {
   }
 
   auto last = CheckpointManager::last_path(run);
-  if (fs::exists(fs::symlink_status(last, ec))) {
+  const auto last_status = fs::symlink_status(last, ec);
+  if (fs::exists(last_status) && !fs::is_regular_file(last_status)) {
+    // vigil writes `last` as a regular file: a link or a folder there is not its own.
+    report.bad("last", fmt::format("is {}, not the one-line file naming the newest checkpoint",
+                                   fs::is_symlink(last_status)     ? "a symbolic link"
+                                   : fs::is_directory(last_status) ? "a folder"
+                                                                   : "not a regular file"));
+  } else if (fs::exists(last_status)) {
     auto name = read_pointer(last);
-    if (intact.count(name)) {
+    if (!is_checkpoint_name(name)) {
+      report.bad("last", fmt::format("does not hold a checkpoint name (it begins \"{}\")",
+                                     printable(name.substr(0, 40))));
+    } else if (intact.count(name)) {
       report.ok("last", fmt::format("-> {}", name));
       if (name != newest) {
         report.note("last", fmt::format("names {}, but {} is newer (a save was interrupted; fixed "

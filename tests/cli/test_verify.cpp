@@ -98,6 +98,29 @@ TEST_F(Verify, DanglingLast) {
   expect_damaged({"verify", run.string()}, "dangling");
 }
 
+// `last` is vigil's own one-line file: a link to elsewhere (/etc/passwd) or a folder is named as
+// such, and its content is never printed whole.
+TEST_F(Verify, ALastThatIsNotVigilsOwnFileIsDiagnosed) {
+  fs::remove(run / "last");
+  test::write_file(tmp / "secret", "root:x:0:0:root:/root:/bin/bash\nsecond line of it\n");
+  fs::create_symlink(tmp / "secret", run / "last");
+  auto r = run_vigil({"verify", run.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("last: is a symbolic link"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("root:x"), std::string::npos) << r.out;
+  fs::remove(run / "last");
+  test::write_file(run / "last", "root:x:0:0:root:/root:/bin/bash\nsecond line of it\n");
+  r = run_vigil({"verify", run.string()});
+  EXPECT_NE(r.out.find("does not hold a checkpoint name"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("second line"), std::string::npos) << r.out;
+  fs::remove(run / "last");
+  fs::create_directory(run / "last");
+  expect_damaged({"verify", run.string()}, "last: is a folder");
+  fs::remove_all(cdir);
+  test::write_file(cdir, "not a folder");
+  expect_damaged({"verify", run.string()}, "checkpoints: is not a folder");
+}
+
 TEST_F(Verify, DamagedBestAndManifest) {
   flip(run / "best" / "model.safetensors", 1);
   expect_damaged({"verify", run.string()}, "DAMAGED   best/model.safetensors");
