@@ -418,7 +418,11 @@ void print_run_files(const fs::path& run_dir, const MainRun& r) {
   for (const auto& c : r.manager->checkpoints()) names += (names.empty() ? "" : ", ") + c.name;
   fmt::print("checkpoints: {} ({})\n", CheckpointManager::checkpoints_dir(run_dir).string(),
              names.empty() ? "none" : names);
-  fmt::print("metrics: {}\n", (run_dir / "metrics.csv").string());
+  // No epoch ended (--epochs 0, or interrupted in the first one): no metrics.csv to point at.
+  if (fs::exists(run_dir / "metrics.csv"))
+    fmt::print("metrics: {}\n", (run_dir / "metrics.csv").string());
+  else
+    fmt::print("metrics: none yet (no {} has ended)\n", r.period);
 }
 
 nlohmann::json result_json(const vt::FitResult& fit, const MainRun& r, double fit_seconds) {

@@ -3,6 +3,7 @@
 #include "vigil/template.hpp"
 
 #include <cctype>
+#include <string>
 
 #include <fmt/format.h>
 
@@ -73,6 +74,21 @@ NameTemplate NameTemplate::parse(std::string_view text) {
             "'/' and '-'",
             text, name));
       }
+    }
+    // A width or precision of 999999999 made every save format a gigabyte of padding (seconds,
+    // then cut to 128 bytes by sanitize_name): no folder name needs more than 64.
+    for (std::size_t k = 0; k < spec.size();) {
+      if (!std::isdigit(static_cast<unsigned char>(spec[k]))) {
+        ++k;
+        continue;
+      }
+      std::size_t end = k;
+      while (end < spec.size() && std::isdigit(static_cast<unsigned char>(spec[end]))) ++end;
+      if (end - k > 9 || std::stoi(std::string(spec.substr(k, end - k))) > 64)
+        throw OptionError(fmt::format(
+            "filename template \"{}\": {{{}}} asks for a width or precision of {}; at most 64",
+            text, inner, spec.substr(k, end - k)));
+      k = end;
     }
     if (spec.find('{') != std::string_view::npos) {
       throw OptionError(

@@ -61,6 +61,11 @@ TEST(Template, BadTemplatesAreOptionErrors) {
     EXPECT_NE(std::string(e.what()).find("val_loss"), std::string::npos);
   }
   EXPECT_THROW(render("{epoch:.2q}", 0, 0), OptionError);
+  // Widths and precisions are bounded at parse time: 999999999 formatted a gigabyte per save.
+  EXPECT_THROW(NameTemplate::parse("{epoch:999999999d}"), OptionError);
+  EXPECT_THROW(NameTemplate::parse("{epoch:99999999999999999999d}"), OptionError);
+  EXPECT_THROW(NameTemplate::parse("{val_loss:.65f}"), OptionError);
+  EXPECT_EQ(render("{epoch:064d}", 7, 0), std::string(63, '0') + "7");
 }
 
 TEST(Template, FieldsAreListed) {

@@ -263,6 +263,15 @@ TEST(TrainCliFlags, ABadValueIsReportedWithItsKey) {
   expect_one_line_error(r, "out of memory: a tensor of 292");
 }
 
+// With no epoch run there is no metrics.csv, and the report does not point at one.
+TEST(TrainCliFlags, ZeroEpochsReportNoMetricsFile) {
+  TempDir tmp;
+  const auto r = run_vigil(quick_train(tmp / "r", {"--epochs", "0"}));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("metrics: none yet (no epoch has ended)"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(tmp / "r" / "metrics.csv"));
+}
+
 TEST_F(TrainCli, EvalReproducesTheTestAccuracyFromEveryKindOfPath) {
   ASSERT_EQ(first_.exit_code, 0);
   const auto result = nlohmann::json::parse(read_file(run() / "result.json"));
