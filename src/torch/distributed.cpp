@@ -128,7 +128,7 @@ void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works) {
 }
 
 // Every tensor from `root` into the same tensor on the other ranks, all in flight at once.
-void broadcast_in_place(c10d::ProcessGroup& pg, std::vector<at::Tensor>& tensors, int root) {
+void broadcast_in_place(c10d::ProcessGroupGloo& pg, std::vector<at::Tensor>& tensors, int root) {
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   for (auto& t : tensors) {
     if (!t.is_contiguous())

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "detail/compat.hpp"
 #include "optimizer_state/traits.hpp"
 
 namespace vigil::torch {
@@ -41,11 +42,6 @@ std::string supported_names(std::string_view last = {}) {
     out += optimizer_name(kAllKinds[k]);
   }
   return out;
-}
-
-// libtorch keys its state map by the address of the parameter's TensorImpl, printed.
-std::string state_key(const ::torch::Tensor& p) {
-  return c10::guts::to_string(p.unsafeGetTensorImpl());
 }
 
 std::string c10_message(const c10::Error& e) {
@@ -196,7 +192,7 @@ OptimizerState capture(const optim::Optimizer& optimizer,
     jg["params"] = names[g];
     out.json["param_groups"].push_back(std::move(jg));
     for (std::size_t i = 0; i < group.params().size(); ++i) {
-      auto it = state.find(state_key(group.params()[i]));
+      auto it = state.find(compat::optimizer_state_key(group.params()[i]));
       if (it == state.end()) continue;
       const auto fields = read_fields<T>(*it->second);
       const std::string prefix = std::string(kStatePrefix) + names[g][i] + ".";
@@ -346,9 +342,10 @@ void restore(optim::Optimizer& optimizer, const std::vector<std::vector<std::str
       const auto& p = optimizer.param_groups()[g].params()[i];
       auto it = fields.find(names[g][i]);
       if (it == fields.end())
-        state.erase(state_key(p));  // no step taken for it yet: PyTorch has no entry either
+        state.erase(compat::optimizer_state_key(
+            p));  // no step taken for it yet: PyTorch has no entry either
       else
-        state[state_key(p)] = make_param_state<T>(it->second);
+        state[compat::optimizer_state_key(p)] = make_param_state<T>(it->second);
     }
   }
 }

@@ -148,6 +148,12 @@ void NamedTensors::add(std::string name, const ::torch::Tensor& tensor) {
   if (find(name)) throw OptionError(fmt::format("duplicate tensor name '{}'", name));
   to_dtype(tensor.scalar_type());  // refuse unsupported dtypes now, not at write time
   ::torch::Tensor held = tensor.detach();
+  // A tensor on another device is saved from a host copy; the meta device has none to give.
+  if (held.is_meta())
+    throw OptionError(fmt::format(
+        "tensor '{}' is on the meta device, which holds no data; move it to a real device (e.g. "
+        "module->to(torch::kCPU)) before saving it",
+        name));
   if (!held.device().is_cpu() || held.layout() != c10::kStrided)
     held = held.to(::torch::kCPU).to_dense();
   if (!held.is_contiguous()) held = held.contiguous();

@@ -151,9 +151,9 @@ TEST(EarlyStopping, ExposesBestWaitAndImprovement) {
 TEST(EarlyStopping, EpochsMustIncrease) {
   EarlyStopper s(min_options());
   (void)s.update(3, 1.0);
-  EXPECT_THROW(s.update(3, 0.9), InputError);
-  EXPECT_THROW(s.update(1, 0.9), InputError);
-  EXPECT_NO_THROW(s.update(5, 0.9));
+  EXPECT_THROW((void)s.update(3, 0.9), InputError);
+  EXPECT_THROW((void)s.update(1, 0.9), InputError);
+  EXPECT_NO_THROW((void)s.update(5, 0.9));
 }
 
 // ---- Prechelt's criteria, worked by hand ----
@@ -209,10 +209,10 @@ TEST(Rules, ProgressQuotientAtStripEnds) {
 
 TEST(Rules, ProgressQuotientNeedsTheTrainingMetric) {
   EarlyStopper s(min_options().with_rule("pq:0.5"));
-  EXPECT_THROW(s.on_epoch_end(0, {{"val_loss", 1.0}}), InputError);
+  EXPECT_THROW((void)s.on_epoch_end(0, {{"val_loss", 1.0}}), InputError);
   EarlyStopper u(min_options().with_rule("pq:0.5"));
-  EXPECT_THROW(u.update(0, 1.0), InputError);
-  EXPECT_THROW(vigil::replay(std::vector<double>{1.0, 2.0}, min_options().with_rule("pq:1")),
+  EXPECT_THROW((void)u.update(0, 1.0), InputError);
+  EXPECT_THROW((void)vigil::replay(std::vector<double>{1.0, 2.0}, min_options().with_rule("pq:1")),
                InputError);
 }
 
@@ -380,12 +380,12 @@ TEST(Options, JsonRoundTripAndErrors) {
   EXPECT_EQ(over.min_delta, 0.01);
   EXPECT_EQ(over.time_budget_seconds, 10.0);
 
-  EXPECT_THROW(EarlyStoppingOptions::from_json({{"patiense", 2}}), OptionError);
-  EXPECT_THROW(EarlyStoppingOptions::from_json({{"patience", "two"}}), OptionError);
-  EXPECT_THROW(EarlyStoppingOptions::from_json({{"patience", 2.5}}), OptionError);
-  EXPECT_THROW(EarlyStoppingOptions::from_json({{"check_finite", 1}}), OptionError);
-  EXPECT_THROW(EarlyStoppingOptions::from_json({{"combine", "some"}}), OptionError);
-  EXPECT_THROW(EarlyStoppingOptions::from_json(nlohmann::json::array()), OptionError);
+  EXPECT_THROW((void)EarlyStoppingOptions::from_json({{"patiense", 2}}), OptionError);
+  EXPECT_THROW((void)EarlyStoppingOptions::from_json({{"patience", "two"}}), OptionError);
+  EXPECT_THROW((void)EarlyStoppingOptions::from_json({{"patience", 2.5}}), OptionError);
+  EXPECT_THROW((void)EarlyStoppingOptions::from_json({{"check_finite", 1}}), OptionError);
+  EXPECT_THROW((void)EarlyStoppingOptions::from_json({{"combine", "some"}}), OptionError);
+  EXPECT_THROW((void)EarlyStoppingOptions::from_json(nlohmann::json::array()), OptionError);
 }
 
 TEST(Options, RuleSpecs) {
@@ -406,7 +406,7 @@ TEST(Options, RuleSpecs) {
        {"", "gl", "gl:x", "gl:-1", "gl:5:1", "pq:1:0", "up:0", "up:2:x", "robust:2",
         "robust:10:0.5", "robust:10:1", "patience:3", "gl:5,", "often"}) {
     SCOPED_TRACE(bad);
-    EXPECT_THROW(vigil::parse_rules(bad), OptionError);
+    EXPECT_THROW((void)vigil::parse_rules(bad), OptionError);
   }
 }
 
@@ -521,7 +521,7 @@ TEST(Replay, LogsWithEpochColumnAndTime) {
                                epochs, elapsed);
   EXPECT_EQ(r.stop_epoch, 6);
   EXPECT_EQ(r.reason_kind, "time_budget");
-  EXPECT_THROW(vigil::replay(rows, min_options(), std::vector<long>{1}), InputError);
+  EXPECT_THROW((void)vigil::replay(rows, min_options(), std::vector<long>{1}), InputError);
 }
 
 }  // namespace

@@ -22,7 +22,7 @@ namespace vigil::torch {
 DType to_dtype(c10::ScalarType type);
 
 /// The libtorch scalar type of a safetensors dtype. Throws OptionError for U16/U32/U64/F8_*,
-/// which libtorch 1.13 does not have.
+/// which libtorch 1.13 does not have (refused with 2.x too, so files behave the same on both).
 c10::ScalarType to_scalar_type(DType dtype);
 
 /// Zero-copy view of `tensor`'s bytes. It must be a dense, contiguous CPU tensor (throws
@@ -46,7 +46,8 @@ class NamedTensors {
  public:
   NamedTensors() = default;
 
-  /// Adds `tensor` under `name`; throws OptionError for a duplicate name or an undefined tensor.
+  /// Adds `tensor` under `name`; throws OptionError for a duplicate name, an undefined tensor or
+  /// one on the meta device (which has no data to save).
   void add(std::string name, const ::torch::Tensor& tensor);
   /// Appends every entry of `other`, each name prefixed with `prefix`.
   void append(const NamedTensors& other, std::string_view prefix = "");
