@@ -341,9 +341,9 @@ void restore(optim::Optimizer& optimizer, const std::vector<std::vector<std::str
     for (std::size_t i = 0; i < names[g].size(); ++i) {
       const auto& p = optimizer.param_groups()[g].params()[i];
       auto it = fields.find(names[g][i]);
+      // No step taken for a parameter yet: PyTorch has no entry for it either.
       if (it == fields.end())
-        state.erase(compat::optimizer_state_key(
-            p));  // no step taken for it yet: PyTorch has no entry either
+        state.erase(compat::optimizer_state_key(p));
       else
         state[compat::optimizer_state_key(p)] = make_param_state<T>(it->second);
     }

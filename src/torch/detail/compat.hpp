@@ -13,9 +13,8 @@ namespace vigil::torch::compat {
 
 /// The key type of Optimizer::state(): the parameter's TensorImpl address printed as a string in
 /// 1.13, the address itself (void*) in 2.x.
-using OptimizerStateKey =
-    typename std::remove_cvref_t<decltype(std::declval<::torch::optim::Optimizer&>().state())>::
-        key_type;
+using OptimizerStateKey = typename std::remove_cvref_t<
+    decltype(std::declval<::torch::optim::Optimizer&>().state())>::key_type;
 
 /// The key under which libtorch keeps the optimizer state of parameter `p`. (A template only so
 /// that the branch for the other version's key type is discarded, not compiled.)
