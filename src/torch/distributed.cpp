@@ -10,6 +10,7 @@
 #include <exception>
 #include <optional>
 
+#include "detail/compat.hpp"
 #include "vigil/torch/module_state.hpp"
 
 namespace vigil::torch {
@@ -154,6 +155,7 @@ ProcessGroup::ProcessGroup(DistributedOptions options)
     so.numWorkers = static_cast<std::size_t>(o.world_size);
     so.waitWorkers = true;
     so.timeout = o.timeout;
+    compat::use_classic_tcp_store(so);
     impl_->store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
 
     auto gloo = c10d::ProcessGroupGloo::Options::create(o.timeout);

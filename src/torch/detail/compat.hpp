@@ -3,7 +3,6 @@
 #pragma once
 
 #include <torch/torch.h>
-#include <torch/version.h>
 
 #include <sstream>
 #include <string>
@@ -28,6 +27,14 @@ Key optimizer_state_key(const ::torch::Tensor& p) {
   } else {
     return p.unsafeGetTensorImpl();
   }
+}
+
+/// Asks c10d's TCPStore for its classic socket backend. libtorch 2.4+ defaults to a libuv one,
+/// which Debian's 2.6 is built without (every rendezvous then fails); 1.13 has only the classic
+/// one, and no such option.
+template <typename TCPStoreOptions>
+void use_classic_tcp_store(TCPStoreOptions& options) {
+  if constexpr (requires { options.useLibUV; }) options.useLibUV = false;
 }
 
 }  // namespace vigil::torch::compat
