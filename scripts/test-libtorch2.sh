@@ -118,6 +118,8 @@ no_mounts_under "$cache/tmp"
 rm -rf --one-file-system "$cache/tmp"
 mkdir -p "$cache/tmp"
 chmod 1777 "$cache/tmp"
+# The root is a mount point of its own, as `ip netns` (which some tests run) expects of /.
+mount_into "$rootfs" --bind "$rootfs"
 mount_into "$rootfs/proc" -t proc proc
 mount_into "$rootfs/dev" --rbind /dev
 mount_into "$rootfs/sys" -t sysfs -o ro sysfs
@@ -142,7 +144,8 @@ unshare --net -- chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:
   set -euo pipefail
   ip link set lo up
   cmake -S /src/vigil -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DVIGIL_WERROR=ON \
-    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache >/build/configure.log
+    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache \
+    >/build/configure.log 2>&1 || { tail -n 30 /build/configure.log; exit 1; }
   echo "test-libtorch2: building (log: build-libtorch2/build.log)"
   # -k 0: every failing file is reported, not just the first one.
   if ! cmake --build /build -j"$JOBS" -- -k 0 >/build/build.log 2>&1; then
