@@ -234,10 +234,8 @@ bool MetricsLog::has_column(std::string_view name) const {
 std::span<const double> MetricsLog::column(std::string_view name) const {
   const auto i = index_of(name);
   if (i == names_.size()) {
-    std::string list;
-    for (const auto& n : names_) list += (list.empty() ? "" : ", ") + n;
     throw InputError(fmt::format("metrics log '{}' has no column '{}' (columns: {})", source_, name,
-                                 list.empty() ? "none" : list));
+                                 detail::name_list(names_, 20)));
   }
   return values_[i];
 }

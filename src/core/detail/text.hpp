@@ -5,8 +5,10 @@
 #include <cmath>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace vigil::detail {
 
@@ -23,6 +25,16 @@ inline std::string format_number(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
   return fmt::format("{}", v);
+}
+
+/// The names joined by ", ", or the first `shown` of them and how many there are in all: a
+/// message listing what exists stays one readable line when there are thousands.
+inline std::string name_list(const std::vector<std::string>& names, std::size_t shown = 8) {
+  if (names.empty()) return "none";
+  if (names.size() <= shown) return fmt::format("{}", fmt::join(names, ", "));
+  const std::vector<std::string> head(names.begin(),
+                                      names.begin() + static_cast<std::ptrdiff_t>(shown));
+  return fmt::format("{}, ... ({} in all)", fmt::join(head, ", "), names.size());
 }
 
 /// "1 epoch", "3 epochs".
