@@ -27,6 +27,14 @@ inline std::string format_number(double v) {
   return fmt::format("{}", v);
 }
 
+/// A value for people to read: 6 significant digits, which tell the learning curves of training
+/// apart, where the 17 of format_number() bury them (JSON and CSV keep every digit).
+inline std::string human_number(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  return fmt::format("{:.6g}", v);
+}
+
 /// The names joined by ", ", or the first `shown` of them and how many there are in all: a
 /// message listing what exists stays one readable line when there are thousands.
 inline std::string name_list(const std::vector<std::string>& names, std::size_t shown = 8) {
