@@ -140,6 +140,10 @@ MetricsLog MetricsLog::parse_csv(std::string_view text, std::string_view source)
     if (std::find(log.names_.begin(), log.names_.end(), n) != log.names_.end())
       throw InputError(fmt::format("{}:{}: column '{}' appears twice in the header", source,
                                    header_line + 1, n));
+    // Column names reach JSON answers and plots: text that JSON cannot hold is refused here.
+    if (!detail::is_utf8(n))
+      throw InputError(fmt::format("{}:{}: column {} of the header is not UTF-8 text", source,
+                                   header_line + 1, log.names_.size() + 1));
     log.names_.push_back(std::move(n));
   }
   const std::size_t ncols = log.names_.size();

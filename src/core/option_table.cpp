@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "detail/text.hpp"
 #include "vigil/monitor.hpp"
 
 namespace vigil::detail {
@@ -87,6 +88,12 @@ bool option_bool(std::string_view key, const nlohmann::json& v) {
 
 std::string option_string(std::string_view key, const nlohmann::json& v) {
   if (!v.is_string()) bad_type(key, "a string", v);
+  // Options are written back out as JSON (run.json, answers, checkpoints): refusing text JSON
+  // cannot hold here names the option, where a later write would fail with a bare type_error.
+  if (!detail::is_utf8(v.get_ref<const std::string&>()))
+    throw OptionError(
+        fmt::format("option '{}' must be UTF-8 text, not {}", key,
+                    v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
   return v.get<std::string>();
 }
 

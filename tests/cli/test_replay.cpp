@@ -215,6 +215,13 @@ TEST(Replay, BadInputs) {
   expect_clean_error(run_vigil({"replay", "--values", "1,2", "--patience", "-1"}),
                      "patience must be 0 or more");
   expect_clean_error(run_vigil({"replay", "--values", "1,2", "--patience", "many"}), "patience");
+  // Text JSON cannot hold is refused by name, not met later by a bare json type_error.
+  expect_clean_error(
+      run_vigil({"replay", "--values", "1,2", "--monitor", "val_loss\xff", "--json"}),
+      "option 'monitor' must be UTF-8 text");
+  write_file(dir / "u.csv", "epoch,val_loss\xff\n0,1\n");
+  expect_clean_error(run_vigil({"replay", "--log", (dir / "u.csv").string(), "--mode", "min"}),
+                     "u.csv:1: column 2 of the header is not UTF-8 text");
   // Out of range is said as such, with the range, not "not a whole number".
   expect_clean_error(run_vigil({"replay", "--values", "1,2", "--patience", "1e20"}),
                      "option 'patience' must be a whole number from -2147483648 to 2147483647, "

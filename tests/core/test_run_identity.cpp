@@ -43,7 +43,8 @@ TEST(RunIdentity, ACheckpointOfAnotherRunIsRefusedOneWithoutAnIdIsAdopted) {
     EXPECT_TRUE(manifest_of(tmp / "old")["run_id"].is_null());
   }
   {
-    CheckpointManager other(tmp / "other", CheckpointManagerOptions{}.with_run_id("fedcba9876543210"));
+    CheckpointManager other(tmp / "other",
+                            CheckpointManagerOptions{}.with_run_id("fedcba9876543210"));
     (void)other.save(request(w, 0, 0.3));
   }
   // Reopened under its own id, the run resumes; an id-less checkpoint copied in is adopted.
@@ -51,8 +52,8 @@ TEST(RunIdentity, ACheckpointOfAnotherRunIsRefusedOneWithoutAnIdIsAdopted) {
            fs::copy_options::recursive);
   EXPECT_EQ(CheckpointManager(tmp / "run", ours).checkpoints().size(), 2U);
   // One of another run is refused by name, before anything in the run changes.
-  fs::copy(tmp / "other" / "checkpoints" / "epoch-0000",
-           tmp / "run" / "checkpoints" / "epoch-0009", fs::copy_options::recursive);
+  fs::copy(tmp / "other" / "checkpoints" / "epoch-0000", tmp / "run" / "checkpoints" / "epoch-0009",
+           fs::copy_options::recursive);
   const auto before = test::read_file(CheckpointManager::manifest_path(tmp / "run"));
   try {
     CheckpointManager refused(tmp / "run", ours);
@@ -81,8 +82,8 @@ TEST(RunIdentity, TheManifestRecordsWhatBestHolds) {
   ASSERT_EQ(file.file, "model.safetensors");
   EXPECT_EQ(copy["bytes"], file.bytes);
   EXPECT_EQ(copy["xxh3"], fmt::format("{:016x}", file.xxh3));
-  EXPECT_EQ(copy["xxh3"], fmt::format("{:016x}", xxh3_file(CheckpointManager::best_model_path(
-                                                     tmp.path()))));
+  EXPECT_EQ(copy["xxh3"],
+            fmt::format("{:016x}", xxh3_file(CheckpointManager::best_model_path(tmp.path()))));
 }
 
 }  // namespace
