@@ -111,7 +111,7 @@ void print_human(const std::string& title, const std::vector<double>& values,
     if (best_row && i == *best_row) mark += "  <- best";
     if (r.stopped && i + 1 == run) mark += "  <- stop";
     if (i >= run) mark += "  (not run)";
-    fmt::print("{:>7}  {:>12}{}\n", epochs[i], detail::format_number(values[i]), mark);
+    fmt::print("{:>7}  {:>12}{}\n", epochs[i], detail::human_number(values[i]), mark);
   }
   if (n > 0) {
     fmt::print("\n  {}\n", sparkline(values));

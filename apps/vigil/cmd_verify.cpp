@@ -146,6 +146,104 @@ bool is_checkpoint_name(const std::string& s) {
          });
 }
 
+// What a run's manifest says about best/ and the run's identity.
+struct ManifestFacts {
+  std::optional<std::string> best;              // the best checkpoint's name
+  std::string best_file = "model.safetensors";  // the file of it best/ copies
+  std::optional<std::string> best_copy;         // the hash (hex) of what best/ holds, when recorded
+  std::string run_id;
+};
+
+const CheckpointFileInfo* file_of(const CheckpointInfo& info, const std::string& file) {
+  auto it = std::find_if(info.files.begin(), info.files.end(),
+                         [&](const CheckpointFileInfo& x) { return x.file == file; });
+  return it == info.files.end() ? nullptr : &*it;
+}
+
+// best/model.safetensors: intact, and the copy the manifest records, or (after a save was
+// interrupted) a copy of another checkpoint of this run; anything else was not written here.
+void verify_best(const fs::path& best_path, const std::map<std::string, CheckpointInfo>& intact,
+                 const ManifestFacts& m, bool quick, Report& report) {
+  const std::string label = "best/model.safetensors";
+  std::error_code ec;
+  const auto dir_status = fs::symlink_status(best_path.parent_path(), ec);
+  if (fs::exists(dir_status) && !fs::is_directory(dir_status)) {
+    report.bad("best", "is not a folder (vigil keeps the best model in best/model.safetensors)");
+    return;
+  }
+  const CheckpointInfo* best = nullptr;
+  if (m.best && intact.count(*m.best)) best = &intact.at(*m.best);
+  const CheckpointFileInfo* best_file = best ? file_of(*best, m.best_file) : nullptr;
+  const auto status = fs::symlink_status(best_path, ec);
+  if (!fs::exists(status)) {
+    if (m.best_copy || best_file)
+      report.bad(label, fmt::format("missing, though the manifest names {}'s {} as the best",
+                                    *m.best, m.best_file));
+    return;
+  }
+  if (!fs::is_regular_file(status)) {
+    report.bad(label, fmt::format("is {}, not the copy of the best model vigil writes",
+                                  fs::is_symlink(status)     ? "a symbolic link"
+                                  : fs::is_directory(status) ? "a folder"
+                                                             : "not a regular file"));
+    return;
+  }
+  verify_file(best_path, label, quick, report);
+  // Without a record to compare with (a data-parallel run writes best/ from memory) the file's
+  // own checksums are all there is.
+  if (quick || (!m.best_copy && !best_file)) return;
+  std::uint64_t hash = 0;
+  try {
+    hash = xxh3_file(best_path);
+  } catch (const Error&) {
+    return;  // already reported by verify_file
+  }
+  if (m.best_copy && fmt::format("{:016x}", hash) == *m.best_copy) {
+    if (best_file && best_file->xxh3 != hash)
+      report.note(label, fmt::format("holds an earlier best, not {}'s {} (copying it failed; "
+                                     "retried at the next save or open)",
+                                     *m.best, m.best_file));
+    return;
+  }
+  if (!m.best_copy && best_file && best_file->xxh3 == hash) return;
+  for (const auto& [name, info] : intact)
+    if (const auto* f = file_of(info, m.best_file); f != nullptr && f->xxh3 == hash) {
+      report.note(label, fmt::format("is a copy of {}'s {}, not of the manifest's best {} (a "
+                                     "save was interrupted after updating best/; fixed on the "
+                                     "next open)",
+                                     name, m.best_file, m.best.value_or("(none)")));
+      return;
+    }
+  report.bad(label,
+             "matches neither the manifest's record nor any checkpoint of this run: it was not "
+             "written by this run (replaced, or copied in from elsewhere)");
+}
+
+// Every checkpoint that records a run id must record this run's (run.json's, else the
+// manifest's).
+void verify_run_ids(const fs::path& run, const std::map<std::string, CheckpointInfo>& intact,
+                    const ManifestFacts& m, Report& report) {
+  std::string run_id = m.run_id;
+  std::error_code ec;
+  if (fs::is_regular_file(run / "run.json", ec)) {
+    try {
+      std::ifstream in(run / "run.json", std::ios::binary);
+      const auto j = nlohmann::json::parse(in);
+      if (j.is_object() && j.contains("run_id") && j["run_id"].is_string())
+        run_id = j["run_id"].get<std::string>();
+    } catch (const std::exception& e) {
+      report.bad("run.json", fmt::format("unreadable: {}", e.what()));
+    }
+  }
+  if (run_id.empty()) return;
+  for (const auto& [name, info] : intact)
+    if (!info.run_id.empty() && info.run_id != run_id)
+      report.bad("checkpoints/" + name,
+                 fmt::format("belongs to another run (run id {}, this run's is {}): copied in "
+                             "from elsewhere, it would not be resumed",
+                             info.run_id, run_id));
+}
+
 void verify_run(const fs::path& run, bool quick, Report& report) {
   auto cdir = CheckpointManager::checkpoints_dir(run);
   auto best_path = CheckpointManager::best_model_path(run);
@@ -187,19 +285,21 @@ void verify_run(const fs::path& run, bool quick, Report& report) {
   // The manifest: its checkpoints are written before it, so after a crash it may lag behind
   // the folders (a note); it must never contradict what a folder records (damage).
   auto manifest_path = CheckpointManager::manifest_path(run);
-  std::optional<std::string> manifest_best;
-  // The file of the best checkpoint best/ copies: model.safetensors, or as the manifest says
-  // (ema.safetensors when validation ran on averaged weights).
-  std::string best_file = "model.safetensors";
+  ManifestFacts facts;
   if (fs::exists(manifest_path, ec)) {
     try {
       std::ifstream in(manifest_path, std::ios::binary);
       auto j = nlohmann::json::parse(in);
       if (!j.is_object() || j.value("format", "") != "vigil-manifest/1")
         throw Error("not a vigil manifest");
-      if (j.contains("best") && j["best"].is_string()) manifest_best = j["best"].get<std::string>();
+      if (j.contains("best") && j["best"].is_string()) facts.best = j["best"].get<std::string>();
+      // ema.safetensors when validation ran on averaged weights.
       if (j.contains("best_file") && j["best_file"].is_string())
-        best_file = j["best_file"].get<std::string>();
+        facts.best_file = j["best_file"].get<std::string>();
+      if (j.contains("best_copy") && j["best_copy"].is_object())
+        facts.best_copy = j["best_copy"].value("xxh3", std::string());
+      if (j.contains("run_id") && j["run_id"].is_string())
+        facts.run_id = j["run_id"].get<std::string>();
       std::set<std::string> listed;
       int contradictions = 0;
       for (const auto& c : j.at("checkpoints")) {
@@ -240,24 +340,8 @@ void verify_run(const fs::path& run, bool quick, Report& report) {
     report.note("checkpoints/manifest.json", "missing (rewritten on the next open)");
   }
 
-  if (fs::exists(fs::symlink_status(best_path, ec))) {
-    verify_file(best_path, "best/model.safetensors", quick, report);
-    if (manifest_best && intact.count(*manifest_best) && !quick) {
-      const auto& info = intact.at(*manifest_best);
-      auto f = std::find_if(info.files.begin(), info.files.end(),
-                            [&](const CheckpointFileInfo& x) { return x.file == best_file; });
-      try {
-        if (f != info.files.end() && xxh3_file(best_path) != f->xxh3) {
-          report.note("best/model.safetensors",
-                      fmt::format("differs from {}'s {} (a save was interrupted after "
-                                  "updating best/; fixed on the next open)",
-                                  *manifest_best, best_file));
-        }
-      } catch (const Error&) {
-        // Already reported by verify_file.
-      }
-    }
-  }
+  verify_best(best_path, intact, facts, quick, report);
+  verify_run_ids(run, intact, facts, report);
 
   auto last = CheckpointManager::last_path(run);
   const auto last_status = fs::symlink_status(last, ec);

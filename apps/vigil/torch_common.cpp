@@ -372,7 +372,8 @@ RunData load_run_data(RunConfig& c, bool need_train) {
     // The test rows are held out first, with their own seed, so that
     // --limit-train and the validation split never change which rows are
     // tested.
-    auto tt = vt::train_validation_split(csv.data, c.test_split, seed ^ 0x7e57'0000'0000'7e57ULL);
+    auto tt =
+        vt::train_validation_split(csv.data, c.test_split, seed ^ 0x7e57'0000'0000'7e57ULL, "test");
     vt::Dataset pool = c.limit_train > 0 ? tt.train.head(c.limit_train) : tt.train;
     auto tv = vt::train_validation_split(pool, c.validation_split, seed);
     vt::Standardizer st;

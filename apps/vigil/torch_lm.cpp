@@ -223,7 +223,7 @@ LmEval evaluate_lm(vt::GptImpl& model, const vt::TokenWindowOptions& test) {
   return out;
 }
 
-int run_lm_train(const TrainArgs& a, RunConfig& config, bool resuming) {
+int run_lm_train(const TrainArgs& a, RunConfig& config, bool resuming, RunLock lock) {
   const fs::path run_dir = a.run_dir;
   const LmData data = load_lm_data(config, run_dir, /*build=*/!resuming);
   const auto bytes = [](const std::vector<vt::TokenSegment>& segments) {
@@ -239,7 +239,7 @@ int run_lm_train(const TrainArgs& a, RunConfig& config, bool resuming) {
   apply_init_from(config, *net, run_dir, resuming);
   fmt::print("model: {}: {} parameters\n", model_summary(config), net->num_parameters());
   auto optimizer = build_optimizer(config, vt::unique_parameters(*net));
-  const MainRun r = open_run(run_dir, config, checkpoint_options(config));
+  const MainRun r = open_run(run_dir, config, checkpoint_options(config), std::move(lock));
   vt::Trainer trainer(trainer_options(config).with_model_metadata(model_metadata(net)));
   add_main_callbacks(trainer, r, config, nullptr, a);
   announce_start(run_dir, resuming, r);

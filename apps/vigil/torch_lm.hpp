@@ -9,6 +9,7 @@
 
 #include "torch_common.hpp"
 #include "torch_train.hpp"
+#include "vigil/run_lock.hpp"
 #include "vigil/torch/gpt.hpp"
 #include "vigil/torch/text_corpus.hpp"
 #include "vigil/torch/token_windows.hpp"
@@ -63,6 +64,6 @@ LmEval evaluate_lm(vigil::torch::GptImpl& model, const vigil::torch::TokenWindow
 
 /// Trains the language model `config` describes (resolved: defaults applied, or run.json's on
 /// resume); returns the exit code.
-int run_lm_train(const TrainArgs& a, RunConfig& config, bool resuming);
+int run_lm_train(const TrainArgs& a, RunConfig& config, bool resuming, RunLock lock);
 
 }  // namespace vigil::cli

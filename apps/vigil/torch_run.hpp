@@ -39,21 +39,19 @@ CheckpointManagerOptions checkpoint_options(const RunConfig& config);
 
 /// Before anything changes `run_dir` (if it exists): refuses (OptionError) a folder that is
 /// neither empty nor a vigil run, and a run another process holds (LockError naming it); for
-/// `fresh` moves the run aside while holding its lock.
-void prepare_run_dir(const std::filesystem::path& run_dir, bool fresh);
+/// `fresh` moves the run aside while holding its lock. Returns the run's lock, held until the
+/// checkpoint manager takes it over (empty when `run_dir` does not exist yet).
+[[nodiscard]] RunLock prepare_run_dir(const std::filesystem::path& run_dir, bool fresh);
 
 /// Gives `config` its run id: a new one for a new run; on resume run.json's, or a new one (with
 /// a note) for a run made before run ids.
 void assign_run_id(RunConfig& config, const std::filesystem::path& run_dir, bool resuming);
 
-/// Throws InputError if a checkpoint of `manager` records another run's id. Checkpoints without
-/// one were written before run ids and are adopted.
-void check_run_ids(CheckpointManager& manager, const std::string& run_id);
-
-/// Opens the run directory (the manager cleans up incomplete writes), refuses checkpoints of
-/// another run, records run.json and makes the callbacks the report reads.
+/// Opens the run directory under `lock` (taken here when empty; the manager cleans up
+/// incomplete writes and refuses checkpoints of another run), records run.json and makes the
+/// callbacks the report reads.
 MainRun open_run(const std::filesystem::path& run_dir, const RunConfig& config,
-                 const CheckpointManagerOptions& options);
+                 const CheckpointManagerOptions& options, RunLock lock);
 
 /// Adds rank 0's callbacks: restore, EMA, early stopping, lr changes, checkpoints, logs,
 /// progress and the test hooks. `group` is null when training alone.

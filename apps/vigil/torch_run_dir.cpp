@@ -67,10 +67,10 @@ std::string new_run_id() {
 
 }  // namespace
 
-void prepare_run_dir(const fs::path& run_dir, bool fresh) {
+RunLock prepare_run_dir(const fs::path& run_dir, bool fresh) {
   std::error_code ec;
   const auto st = fs::status(run_dir, ec);
-  if (!fs::exists(st)) return;
+  if (!fs::exists(st)) return {};
   if (!fs::is_directory(st))
     throw OptionError(fmt::format("--run-dir {} exists and is not a folder", run_dir.string()));
   if (!is_run(run_dir) && !holds_no_files(run_dir))
@@ -80,8 +80,10 @@ void prepare_run_dir(const fs::path& run_dir, bool fresh) {
         run_dir.string(), fresh ? ", and --fresh moves only runs aside" : ""));
   // A running `vigil train` holds the lock: its run is neither moved nor changed (the language
   // model writes its corpus before the checkpoint manager locks the run for the training).
-  const RunLock lock = RunLock::acquire(run_dir);
-  if (fresh) move_aside(run_dir);
+  RunLock lock = RunLock::acquire(run_dir);
+  if (!fresh) return lock;
+  move_aside(run_dir);
+  return {};  // the lock moved with the run; the new run is locked when it is made
 }
 
 void assign_run_id(RunConfig& config, const fs::path& run_dir, bool resuming) {
@@ -95,22 +97,6 @@ void assign_run_id(RunConfig& config, const fs::path& run_dir, bool resuming) {
       "note: {} has no run id (an older vigil made it); its checkpoints are adopted, and it is "
       "run {} from now on\n",
       run_dir.string(), config.run_id);
-}
-
-void check_run_ids(CheckpointManager& manager, const std::string& run_id) {
-  for (const auto& info : manager.checkpoints()) {
-    const auto state = manager.open(info.name).state();
-    if (!state.is_object() || !state.contains("extra") || !state.at("extra").is_object()) continue;
-    const auto& extra = state.at("extra");
-    // A checkpoint without an id was written before runs had one: it is this run's.
-    if (!extra.contains("run_id") || extra.at("run_id") == run_id) continue;
-    const auto& other = extra.at("run_id");
-    throw InputError(fmt::format(
-        "checkpoint {} belongs to another run (run id {}, this run's is {}): it was copied in "
-        "from elsewhere; move it out of {} to resume, or start a new run with --fresh",
-        info.path.string(), other.is_string() ? other.get<std::string>() : other.dump(), run_id,
-        info.path.parent_path().string()));
-  }
 }
 
 }  // namespace vigil::cli

@@ -97,7 +97,7 @@ vt::TrainerOptions trainer_options(const RunConfig& config) {
       .with_val_every_n_steps(config.val_every_n_steps)
       .with_accumulate(config.accumulate)
       .with_clip_grad_norm(config.clip_grad_norm)
-      .with_extra({{"run", config.to_json()}, {"run_id", config.run_id}})
+      .with_extra({{"run", config.to_json()}})
       .with_interrupt([]() -> std::optional<std::string> {
         const int sig = vt::received_stop_signal();
         if (sig == 0) return std::nullopt;
@@ -280,16 +280,18 @@ CheckpointManagerOptions checkpoint_options(const RunConfig& config) {
   if (config.save_top_k != 0) o.with_save_top_k(config.save_top_k);
   if (config.keep_last != 0) o.with_keep_last(config.keep_last);
   if (config.ema_validate) o.with_best_stem("ema");  // best/ is what was validated
+  o.with_run_id(config.run_id);
   o.validate();
   return o;
 }
 
 // Opens the run directory (the manager cleans up incomplete writes) and records run.json.
 MainRun open_run(const fs::path& run_dir, const RunConfig& config,
-                 const CheckpointManagerOptions& options) {
+                 const CheckpointManagerOptions& options, RunLock lock) {
   MainRun r;
   if (config.val_every_n_steps > 0) r.period = "validation";
-  r.manager = std::make_shared<CheckpointManager>(run_dir, options);
+  r.manager = lock.held() ? std::make_shared<CheckpointManager>(run_dir, options, std::move(lock))
+                          : std::make_shared<CheckpointManager>(run_dir, options);
   for (const auto& [name, problem] : r.manager->open_report().skipped)
     fmt::print(stderr, "vigil: warning: skipping damaged checkpoint {}: {}\n", name, problem);
   // With save_best_only the shared manager would skip the interrupt checkpoint
@@ -298,11 +300,11 @@ MainRun open_run(const fs::path& run_dir, const RunConfig& config,
   r.backup = r.manager;
   if (config.save_best_only)
     r.backup = std::make_shared<CheckpointManager>(
-        run_dir / "backup",
-        CheckpointManagerOptions{}.with_monitor("").with_keep_last(1).with_filename(
-            "epoch-{epoch:04d}-step-{step}"));
-  check_run_ids(*r.manager, config.run_id);
-  if (r.backup != r.manager) check_run_ids(*r.backup, config.run_id);
+        run_dir / "backup", CheckpointManagerOptions{}
+                                .with_monitor("")
+                                .with_keep_last(1)
+                                .with_filename("epoch-{epoch:04d}-step-{step}")
+                                .with_run_id(config.run_id));
   atomic_write_file(run_dir / "run.json", config.to_json().dump(2) + "\n");
   r.restore = std::make_shared<vt::BackupAndRestore>(
       r.backup, vt::BackupAndRestoreOptions{}.with_save_every_epoch(r.backup != r.manager));
@@ -478,9 +480,9 @@ void finish_run(const fs::path& run_dir, ::torch::nn::Sequential& net, const Run
 int run_main_rank(const TrainArgs& a, const RunConfig& config,
                   const std::shared_ptr<vt::ProcessGroup>& group, ::torch::nn::Sequential& net,
                   ::torch::optim::Optimizer& optimizer, const RunData& data,
-                  const CheckpointManagerOptions& options, bool resuming) {
+                  const CheckpointManagerOptions& options, bool resuming, RunLock lock) {
   const fs::path run_dir = a.run_dir;
-  const MainRun r = open_run(run_dir, config, options);
+  const MainRun r = open_run(run_dir, config, options, std::move(lock));
   vt::Trainer trainer(trainer_options(config).with_distributed(group).with_model_metadata(
       {{"vigil.model", data.spec.to_json().dump()}}));
   add_main_callbacks(trainer, r, config, group, a);
@@ -535,7 +537,8 @@ int run_train(TrainArgs& a) {
   const bool main_rank = !group || group->is_main();  // the one that owns the run directory
   const fs::path run_dir = a.run_dir;
   const RunConfig& given = a.config;
-  if (main_rank) prepare_run_dir(run_dir, a.fresh);
+  // Held from here on, so that no other process gets into the run before the manager opens it.
+  RunLock lock = main_rank ? prepare_run_dir(run_dir, a.fresh) : RunLock{};
   const bool resuming = main_rank && fs::exists(run_dir / "run.json");
   RunConfig config = resolve_config(a, given, group.get(), resuming);
   if (main_rank) assign_run_id(config, run_dir, resuming);
@@ -544,7 +547,7 @@ int run_train(TrainArgs& a) {
       throw OptionError(
           "--model gpt trains in one process: drop --nproc (data-parallel training "
           "of the language model is not supported yet)");
-    return run_lm_train(a, config, resuming);
+    return run_lm_train(a, config, resuming, std::move(lock));
   }
 
   RunData data = load_data(config);
@@ -556,7 +559,7 @@ int run_train(TrainArgs& a) {
   const auto options = checkpoint_options(config);
   // Only rank 0 owns the run directory; the other ranks take its restore point and decisions.
   if (!main_rank) return run_worker_rank(config, group, net, *optimizer, data, a);
-  return run_main_rank(a, config, group, net, *optimizer, data, options, resuming);
+  return run_main_rank(a, config, group, net, *optimizer, data, options, resuming, std::move(lock));
 }
 
 }  // namespace vigil::cli

@@ -54,6 +54,8 @@ struct CheckpointContent {
   nlohmann::json state = nlohmann::json::object();
   /// Orders the checkpoints of a run (the manager counts up); newer = larger.
   std::uint64_t sequence = 0;
+  /// The run the checkpoint belongs to (default empty: none); written as "run_id" when set.
+  std::string run_id;
   /// Optional (default empty). Called with the temporary folder once `files` are written and
   /// before state.json: writes more tensor files there (e.g. other processes' shards, each
   /// fsynced by its writer) and returns them to be listed and verified like the others. Files it
@@ -79,6 +81,7 @@ struct CheckpointInfo {
   std::uint64_t sequence = 0;
   Logs metrics;
   std::vector<CheckpointFileInfo> files;  ///< sorted by file name
+  std::string run_id;  ///< the run it belongs to; empty when it records none (an older vigil)
   /// Sum of the tensor files' sizes.
   std::uint64_t total_bytes() const;
   /// True if there is a "<stem>.safetensors" file.

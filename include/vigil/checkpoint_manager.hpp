@@ -79,6 +79,11 @@ struct CheckpointManagerOptions {
   /// "ema" keeps the averaged weights when validation ran on them (ModelEma with validate): they
   /// have the model's tensor names. Recorded in the manifest as "best_file". Not in JSON.
   std::string best_stem = std::string(kModelStem);
+  /// The run's identity (default empty: none). When set, every checkpoint records it and
+  /// opening the run throws InputError if a kept checkpoint records another one: a checkpoint
+  /// copied in from another run is never resumed. Checkpoints that record none (written before
+  /// runs had ids) are adopted. Recorded in the manifest as "run_id". Not in JSON.
+  std::string run_id;
   /// The file layer (tests inject faults through it) (default FileOps::real()). Not in JSON.
   std::shared_ptr<FileOps> ops = FileOps::real();
   /// A policy of the caller's own, added to the union of the rules above; setting it turns
@@ -105,6 +110,7 @@ struct CheckpointManagerOptions {
   VIGIL_SETTER(async_coalesce)
   VIGIL_SETTER(verify_on_open)
   VIGIL_SETTER(best_stem)
+  VIGIL_SETTER(run_id)
   VIGIL_SETTER(ops)
   VIGIL_SETTER(retention)
 
@@ -176,6 +182,10 @@ class CheckpointManager {
   /// Creates DIR if needed, takes the run lock (LockError if another process holds it), removes
   /// leftovers of interrupted writes, and lists and verifies the checkpoints on disk.
   explicit CheckpointManager(std::filesystem::path run_dir, CheckpointManagerOptions options = {});
+  /// The same, taking over `lock`, which the caller already holds on `run_dir`: nothing else
+  /// can get into the run between the caller's own changes (moving a run aside, writing its
+  /// data) and the manager's opening. Throws OptionError if `lock` is not held on `run_dir`.
+  CheckpointManager(std::filesystem::path run_dir, CheckpointManagerOptions options, RunLock lock);
   /// Waits for the save in flight; an error of it is logged to stderr (never thrown).
   ~CheckpointManager();
   CheckpointManager(const CheckpointManager&) = delete;
@@ -258,8 +268,9 @@ class CheckpointManager {
   std::vector<CheckpointInfo> entries_;  // oldest first
   std::optional<std::string> best_name_;
   std::optional<double> best_value_;
-  bool best_published_ = true;        // false while best/ lags behind best_name_ (a failed copy)
-  std::vector<SaveResult> finished_;  // results collected by save()/drain() for wait()
+  bool best_published_ = true;  // false while best/ lags behind best_name_ (a failed copy)
+  std::optional<CheckpointFileInfo> best_copy_;  // what best/ holds, as far as this manager knows
+  std::vector<SaveResult> finished_;             // results collected by save()/drain() for wait()
   std::uint64_t next_sequence_ = 1;
   std::chrono::steady_clock::time_point last_save_time_;
   std::unique_ptr<AsyncSaver> saver_;

@@ -137,7 +137,9 @@ OptionField<Options> option_field(std::string key, T Options::*member, std::stri
     o.*member = Codec::set(k, j);
   };
   if constexpr (std::is_same_v<T, std::string>) {
-    f.set_text = [member](Options& o, std::string_view text) { o.*member = std::string(text); };
+    f.set_text = [member, k = f.key](Options& o, std::string_view text) {
+      o.*member = detail::option_string(k, nlohmann::json(std::string(text)));  // UTF-8 checked
+    };
   }
   if constexpr (std::is_same_v<T, bool>) f.kind = FlagKind::Switch;
   return f;

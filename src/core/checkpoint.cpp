@@ -208,6 +208,7 @@ Loaded load_checkpoint_unchecked(const std::filesystem::path& dir,
     info.files.push_back(fi);
   }
   out.state = j.contains("state") ? j["state"] : nlohmann::json::object();
+  if (j.contains("run_id")) info.run_id = get_field<std::string>(j, "run_id", file);
 
   for (const auto& fi : info.files) {
     auto path = dir / fi.file;
@@ -321,6 +322,7 @@ CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const Checkpoi
   j["metrics"] = nlohmann::json::object();
   for (const auto& [k, v] : content.metrics) j["metrics"][k] = number_to_json(v);
   j["state"] = content.state;
+  if (!content.run_id.empty()) j["run_id"] = content.run_id;
   j["files"] = nlohmann::json::object();
 
   auto tmp = temporary_path_for(dir);
@@ -337,6 +339,7 @@ CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const Checkpoi
   info.at = content.at;
   info.sequence = content.sequence;
   info.metrics = content.metrics;
+  info.run_id = content.run_id;
   try {
     for (const auto& [stem, tensors] : content.files) {
       const auto meta = content.metadata.find(stem);

@@ -182,14 +182,16 @@ void repair_last(const fs::path& last_file, const std::vector<CheckpointInfo>& e
 }
 
 // Publishes the best checkpoint's file `stem` (the model, or its average) as `best_path` unless an
-// identical copy is there (by size, and by hash when `verify`). Returns false when the checkpoint
-// has no such file.
-bool repair_best_copy(const fs::path& best_path, const CheckpointInfo& best,
-                      const std::string& stem, bool verify, const std::shared_ptr<FileOps>& ops) {
+// identical copy is there (by size, and by hash when `verify`). Returns the record of the file
+// best/ now holds, or nothing when the checkpoint has no such file.
+std::optional<CheckpointFileInfo> repair_best_copy(const fs::path& best_path,
+                                                   const CheckpointInfo& best,
+                                                   const std::string& stem, bool verify,
+                                                   const std::shared_ptr<FileOps>& ops) {
   const std::string file = stem + std::string(kTensorFileSuffix);
   auto it = std::find_if(best.files.begin(), best.files.end(),
                          [&](const CheckpointFileInfo& f) { return f.file == file; });
-  if (it == best.files.end()) return false;
+  if (it == best.files.end()) return std::nullopt;
   std::error_code ec;
   bool current = false;
   auto size = fs::file_size(best_path, ec);
@@ -205,7 +207,19 @@ bool repair_best_copy(const fs::path& best_path, const CheckpointInfo& best,
     fs::create_directories(best_path.parent_path(), ec);
     publish_file(best.path / it->file, best_path, ops);
   }
-  return true;
+  return *it;
+}
+
+// Opening a run whose folder holds a checkpoint of another run would resume someone else's
+// training under this run's name.
+void refuse_other_runs(const std::vector<CheckpointInfo>& entries, const std::string& run_id) {
+  if (run_id.empty()) return;
+  for (const auto& e : entries)
+    if (!e.run_id.empty() && e.run_id != run_id)
+      throw InputError(fmt::format(
+          "checkpoint {} belongs to another run (run id {}, this run's is {}): it was copied in "
+          "from elsewhere; move it out of {} to resume this run",
+          e.path.string(), e.run_id, run_id, e.path.parent_path().string()));
 }
 
 nlohmann::json optional_int_json(const std::optional<int>& v) {
@@ -237,6 +251,20 @@ CheckpointManager::CheckpointManager(fs::path run_dir, CheckpointManagerOptions 
   last_save_time_ = std::chrono::steady_clock::now();
 }
 
+CheckpointManager::CheckpointManager(fs::path run_dir, CheckpointManagerOptions options,
+                                     RunLock lock)
+    : run_dir_(std::move(run_dir)), options_(std::move(options)), lock_(std::move(lock)) {
+  std::error_code ec;
+  if (!lock_.held() || !fs::equivalent(lock_.path(), run_dir_ / kRunLockFileName, ec))
+    throw OptionError(fmt::format("CheckpointManager was given a lock that is not held on {}",
+                                  run_dir_.string()));
+  options_.validate();
+  if (!options_.ops) options_.ops = FileOps::real();
+  if (!options_.monitor.empty()) mode_ = resolve_mode(options_.monitor, options_.mode);
+  load();
+  last_save_time_ = std::chrono::steady_clock::now();
+}
+
 CheckpointManager::~CheckpointManager() {
   // AsyncSaver's destructor waits for the flight and logs its error; it must finish before the
   // state it writes into goes away.
@@ -259,6 +287,7 @@ void CheckpointManager::load() {
   }
   remove_leftovers(run_dir_, {run_dir_, cdir, best_model_path(run_dir_).parent_path()}, report_);
   entries_ = list_intact(cdir, options_.verify_on_open, report_);
+  refuse_other_runs(entries_, options_.run_id);
   for (const auto& e : entries_) next_sequence_ = std::max(next_sequence_, e.sequence + 1);
   // Replaying Keras' strict-improvement rule over the kept checkpoints gives the same best as the
   // uninterrupted run had: the best one is never deleted, and all others were not better.
@@ -275,9 +304,9 @@ void CheckpointManager::load() {
   if (best_name_) {
     const auto& b = *std::find_if(entries_.begin(), entries_.end(),
                                   [&](const CheckpointInfo& e) { return e.name == *best_name_; });
-    if (repair_best_copy(best_model_path(run_dir_), b, options_.best_stem, options_.verify_on_open,
-                         options_.ops))
-      best_published_ = true;
+    best_copy_ = repair_best_copy(best_model_path(run_dir_), b, options_.best_stem,
+                                  options_.verify_on_open, options_.ops);
+    if (best_copy_) best_published_ = true;
   }
   write_manifest();
 }
@@ -361,10 +390,12 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
     result.reason =
         !value ? fmt::format("not saved: {} is not among the metrics and save_best_only is set",
                              options_.monitor)
-        : best_value_ ? fmt::format("not saved: {} = {} did not improve on the best {}",
-                                    options_.monitor, *value, *best_value_)
-                      : fmt::format("not saved: {} = {} did not beat initial_value_threshold {}",
-                                    options_.monitor, *value, *options_.initial_value_threshold);
+        : best_value_
+            ? fmt::format("not saved: {} = {} did not improve on the best {}", options_.monitor,
+                          detail::human_number(*value), detail::human_number(*best_value_))
+            : fmt::format("not saved: {} = {} did not beat initial_value_threshold {}",
+                          options_.monitor, detail::human_number(*value),
+                          detail::human_number(*options_.initial_value_threshold));
     return result;
   }
 
@@ -386,6 +417,7 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
   content.metadata = request.metadata;
   content.state = request.state;
   content.sequence = next_sequence_;
+  content.run_id = options_.run_id;
   content.extra_files = request.extra_files;
   auto info =
       write_checkpoint(cdir / name, content, CheckpointWriteOptions{}.with_ops(options_.ops));
@@ -407,8 +439,10 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
     if (it != entries_.end() && it->has_file(options_.best_stem)) {
       auto bp = best_model_path(run_dir_);
       fs::create_directories(bp.parent_path(), ec);
-      publish_file(it->path / (options_.best_stem + std::string(kTensorFileSuffix)), bp,
-                   options_.ops);
+      const std::string file = options_.best_stem + std::string(kTensorFileSuffix);
+      publish_file(it->path / file, bp, options_.ops);
+      best_copy_ = *std::find_if(it->files.begin(), it->files.end(),
+                                 [&](const CheckpointFileInfo& f) { return f.file == file; });
     }
     best_published_ = true;
   }
@@ -477,6 +511,12 @@ nlohmann::json CheckpointManager::manifest_json() const {
   j["best"] = best_name_ ? nlohmann::json(*best_name_) : nlohmann::json(nullptr);
   j["best_value"] = best_value_ ? number_to_json(*best_value_) : nlohmann::json(nullptr);
   j["best_file"] = options_.best_stem + std::string(kTensorFileSuffix);
+  // What best/ holds (null until it holds a copy): verify tells a stale or foreign best/ apart
+  // from one a save was interrupted in updating.
+  j["best_copy"] = best_copy_ ? nlohmann::json{{"bytes", best_copy_->bytes},
+                                               {"xxh3", fmt::format("{:016x}", best_copy_->xxh3)}}
+                              : nlohmann::json(nullptr);
+  j["run_id"] = options_.run_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(options_.run_id);
   j["last"] = entries_.empty() ? nlohmann::json(nullptr) : nlohmann::json(entries_.back().name);
   j["next_sequence"] = next_sequence_;
   j["policy"] = {{"save_top_k", optional_int_json(options_.save_top_k)},

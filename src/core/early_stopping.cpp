@@ -15,7 +15,7 @@
 namespace vigil {
 namespace {
 
-using detail::format_number;
+using detail::human_number;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 // Version 2 writes each rule's own keys only; version 1 wrote every rule's keys in each.
@@ -98,7 +98,7 @@ struct EarlyStopper::Impl {
   double orient(double v) const { return mode == Mode::Min ? v : -v; }
 
   std::string best_part() const {
-    return best_epoch ? fmt::format("; best {} at {} {}", format_number(best), period, *best_epoch)
+    return best_epoch ? fmt::format("; best {} at {} {}", human_number(best), period, *best_epoch)
                       : "";
   }
 
@@ -139,16 +139,16 @@ struct EarlyStopper::Impl {
     if (options.stopping_threshold &&
         (min ? value < *options.stopping_threshold : value > *options.stopping_threshold)) {
       kind = stop_reason::stopping_threshold;
-      return fmt::format("{} = {} at {} {} is {} the stopping threshold {}", m,
-                         format_number(value), period, epoch, min ? "below" : "above",
-                         format_number(*options.stopping_threshold));
+      return fmt::format("{} = {} at {} {} is {} the stopping threshold {}", m, human_number(value),
+                         period, epoch, min ? "below" : "above",
+                         human_number(*options.stopping_threshold));
     }
     if (options.divergence_threshold &&
         (min ? value > *options.divergence_threshold : value < *options.divergence_threshold)) {
       kind = stop_reason::divergence_threshold;
       return fmt::format("{} = {} at {} {} is {} the divergence threshold {}", m,
-                         format_number(value), period, epoch, min ? "above" : "below",
-                         format_number(*options.divergence_threshold));
+                         human_number(value), period, epoch, min ? "above" : "below",
+                         human_number(*options.divergence_threshold));
     }
     return {};
   }
@@ -199,7 +199,7 @@ struct EarlyStopper::Impl {
       d.stop = true;
       d.reason_kind = stop_reason::time_budget;
       d.reason = fmt::format("time budget of {} s used up ({:.1f} s elapsed after {} {})",
-                             format_number(*options.time_budget_seconds), elapsed, period, epoch);
+                             human_number(*options.time_budget_seconds), elapsed, period, epoch);
     }
   }
 
@@ -220,7 +220,7 @@ struct EarlyStopper::Impl {
       d.stop = true;
       d.reason_kind = stop_reason::non_finite;
       d.reason = fmt::format("{} is {} at {} {}; stopping because check_finite is on{}",
-                             options.monitor, format_number(value), period, epoch, best_part());
+                             options.monitor, human_number(value), period, epoch, best_part());
     } else if (d.monitored) {
       track_best(epoch, value);
       d.reason = threshold_reason(epoch, value, d.reason_kind);

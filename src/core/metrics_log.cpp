@@ -140,6 +140,10 @@ MetricsLog MetricsLog::parse_csv(std::string_view text, std::string_view source)
     if (std::find(log.names_.begin(), log.names_.end(), n) != log.names_.end())
       throw InputError(fmt::format("{}:{}: column '{}' appears twice in the header", source,
                                    header_line + 1, n));
+    // Column names reach JSON answers and plots: text that JSON cannot hold is refused here.
+    if (!detail::is_utf8(n))
+      throw InputError(fmt::format("{}:{}: column {} of the header is not UTF-8 text", source,
+                                   header_line + 1, log.names_.size() + 1));
     log.names_.push_back(std::move(n));
   }
   const std::size_t ncols = log.names_.size();
@@ -234,10 +238,8 @@ bool MetricsLog::has_column(std::string_view name) const {
 std::span<const double> MetricsLog::column(std::string_view name) const {
   const auto i = index_of(name);
   if (i == names_.size()) {
-    std::string list;
-    for (const auto& n : names_) list += (list.empty() ? "" : ", ") + n;
     throw InputError(fmt::format("metrics log '{}' has no column '{}' (columns: {})", source_, name,
-                                 list.empty() ? "none" : list));
+                                 detail::name_list(names_, 20)));
   }
   return values_[i];
 }

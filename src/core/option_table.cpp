@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "detail/text.hpp"
 #include "vigil/monitor.hpp"
 
 namespace vigil::detail {
@@ -31,25 +32,46 @@ std::optional<double> option_optional_number(std::string_view key, const nlohman
   return option_number(key, v);
 }
 
-long option_integer(std::string_view key, const nlohmann::json& v) {
+namespace {
+
+// A whole number in [lo, hi]; a float counts when it is whole and exact (|d| <= 2^53). Out of
+// range, the message gives the range rather than calling 1e20 "not a whole number".
+long whole_number_within(std::string_view key, const nlohmann::json& v, long lo, long hi) {
+  const auto out_of_range = [&] {
+    throw OptionError(fmt::format("option '{}' must be a whole number from {} to {}, not {}", key,
+                                  lo, hi, v.dump()));
+  };
+  if (v.is_number_unsigned()) {
+    if (v.get<std::uint64_t>() > static_cast<std::uint64_t>(hi)) out_of_range();
+    return static_cast<long>(v.get<std::uint64_t>());
+  }
   if (v.is_number_integer()) {
-    if (v.is_number_unsigned() &&
-        v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<long>::max()))
-      bad_type(key, "a whole number in range", v);
-    return v.get<long>();
+    const long l = v.get<long>();
+    if (l < lo || l > hi) out_of_range();
+    return l;
   }
   if (v.is_number_float()) {
     const double d = v.get<double>();
-    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e15) return static_cast<long>(d);
+    if (std::isfinite(d) && d == std::floor(d)) {
+      constexpr double kExact = 9007199254740992.0;  // 2^53: every whole double below is exact
+      if (d < static_cast<double>(lo) || d > static_cast<double>(hi)) out_of_range();
+      if (std::fabs(d) > kExact) bad_type(key, "a whole number written in digits", v);
+      return static_cast<long>(d);
+    }
   }
   bad_type(key, "a whole number", v);
 }
 
+}  // namespace
+
+long option_integer(std::string_view key, const nlohmann::json& v) {
+  return whole_number_within(key, v, std::numeric_limits<long>::min(),
+                             std::numeric_limits<long>::max());
+}
+
 int option_int(std::string_view key, const nlohmann::json& v) {
-  const long l = option_integer(key, v);
-  if (l < std::numeric_limits<int>::min() || l > std::numeric_limits<int>::max())
-    bad_type(key, "a whole number in range", v);
-  return static_cast<int>(l);
+  return static_cast<int>(whole_number_within(key, v, std::numeric_limits<int>::min(),
+                                              std::numeric_limits<int>::max()));
 }
 
 std::uint64_t option_unsigned(std::string_view key, const nlohmann::json& v) {
@@ -66,6 +88,12 @@ bool option_bool(std::string_view key, const nlohmann::json& v) {
 
 std::string option_string(std::string_view key, const nlohmann::json& v) {
   if (!v.is_string()) bad_type(key, "a string", v);
+  // Options are written back out as JSON (run.json, answers, checkpoints): refusing text JSON
+  // cannot hold here names the option, where a later write would fail with a bare type_error.
+  if (!detail::is_utf8(v.get_ref<const std::string&>()))
+    throw OptionError(
+        fmt::format("option '{}' must be UTF-8 text, not {}", key,
+                    v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
   return v.get<std::string>();
 }
 

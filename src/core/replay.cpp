@@ -9,7 +9,7 @@
 namespace vigil {
 namespace {
 
-using detail::format_number;
+using detail::human_number;
 using detail::plural;
 
 nlohmann::json opt_json(const std::optional<long>& v) {
@@ -34,7 +34,7 @@ ReplayResult finish(const EarlyStopper& s, long epochs_run) {
   } else {
     r.reason =
         fmt::format("did not stop within {}; best {} = {} at epoch {}", plural(epochs_run, "epoch"),
-                    s.options().monitor, format_number(*r.best_value), *r.best_epoch);
+                    s.options().monitor, human_number(*r.best_value), *r.best_epoch);
   }
   return r;
 }

@@ -141,11 +141,18 @@ IdxArray read_idx(const fs::path& path, int expected_rank, std::optional<std::in
   const std::uint64_t expected = header + items;
   // gzip's ISIZE is the length modulo 2^32.
   const std::uint64_t compare = info.gzip ? (expected & 0xffffffffu) : expected;
+  // A truncated gzip file ends in arbitrary bytes where ISIZE belongs, so its size is only
+  // reported as what the trailer reads, never as what the file holds.
+  if (compare != info.length && info.gzip)
+    throw InputError(fmt::format(
+        "{}: header says [{}] = {} bytes of data after the {}-byte header, but the gzip "
+        "trailer's size field reads {} bytes in all (the file is truncated or corrupt)",
+        path.string(), fmt::join(out.dims, ", "), items, header, info.length));
   if (compare != info.length)
     throw InputError(fmt::format(
-        "{}: header says [{}] = {} bytes of data, but the {}file holds {} bytes after the "
+        "{}: header says [{}] = {} bytes of data, but the file holds {} bytes after the "
         "{}-byte header (truncated or corrupt)",
-        path.string(), fmt::join(out.dims, ", "), items, info.gzip ? "uncompressed " : "",
+        path.string(), fmt::join(out.dims, ", "), items,
         info.length >= header ? info.length - header : 0, header));
 
   const std::uint64_t per_item = items / static_cast<std::uint64_t>(out.dims[0]);
@@ -157,12 +164,21 @@ IdxArray read_idx(const fs::path& path, int expected_rank, std::optional<std::in
   if (got != want)
     throw InputError(fmt::format("{}: data ends after {} of {} bytes (truncated file)",
                                  path.string(), got, want));
-  if (!limit || *limit >= out.total) {
-    // Reading on to the end makes zlib check the gzip CRC and catches trailing garbage.
-    std::uint8_t extra;
-    if (gz_read(f.get(), path, &extra, 1) != 0)
+  // Reading on to the end, also past a --limit, makes zlib check the gzip CRC (a flipped bit
+  // inside the used prefix is caught) and catches data missing or trailing after the items.
+  const std::uint64_t rest = per_item * static_cast<std::uint64_t>(out.total - out.dims[0]);
+  std::vector<std::uint8_t> skip(std::size_t{1} << 16);
+  std::uint64_t skipped = 0;
+  for (;;) {
+    const auto n = gz_read(f.get(), path, skip.data(), skip.size());
+    if (n == 0) break;
+    skipped += n;
+    if (skipped > rest)
       throw InputError(fmt::format("{}: unexpected bytes after the data", path.string()));
   }
+  if (skipped != rest)
+    throw InputError(fmt::format("{}: data ends after {} of {} bytes (truncated file)",
+                                 path.string(), want + skipped, want + rest));
   return out;
 }
 
@@ -223,18 +239,17 @@ Dataset load_fashion_mnist(Split split, const FashionMnistOptions& options) {
 // ---- splitting ----
 
 TrainValidation train_validation_split(const Dataset& data, double validation_fraction,
-                                       std::uint64_t seed) {
+                                       std::uint64_t seed, std::string_view held_out) {
   if (!(validation_fraction >= 0.0 && validation_fraction < 1.0))
     throw OptionError(
-        fmt::format("validation fraction must be in [0, 1), got {}", validation_fraction));
+        fmt::format("{} fraction must be in [0, 1), got {}", held_out, validation_fraction));
   const std::int64_t n = data.size();
   auto n_val =
       static_cast<std::int64_t>(std::llround(validation_fraction * static_cast<double>(n)));
   if (validation_fraction > 0 && n_val == 0 && n > 0) n_val = 1;
   if (n_val >= n && n > 0)
-    throw OptionError(
-        fmt::format("a validation fraction of {} leaves no training examples out of {}",
-                    validation_fraction, n));
+    throw OptionError(fmt::format("a {} fraction of {} leaves no training examples out of {}",
+                                  held_out, validation_fraction, n));
   ShuffleRng rng(seed);
   auto perm = rng.permutation(n);
   std::vector<std::int64_t> val(perm.begin(), perm.begin() + n_val);
@@ -372,7 +387,6 @@ std::optional<double> parse_number(std::string_view s) {
 CsvDataset load_csv(const fs::path& path, const CsvOptions& options) {
   if (options.target.empty()) throw OptionError("a CSV data set needs a target column name");
   if (options.limit && *options.limit < 1) throw OptionError("limit must be >= 1");
-  if (!fs::exists(path)) throw InputError(fmt::format("{}: no such file", path.string()));
   detail::check_input_file(path, "CSV file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(fmt::format("{}: cannot open for reading", path.string()));
@@ -413,12 +427,12 @@ CsvDataset load_csv(const fs::path& path, const CsvOptions& options) {
     if (header[i] == options.target) target_col = i;
   if (!target_col)
     throw InputError(fmt::format("{}: no column '{}' (columns: {})", path.string(), options.target,
-                                 fmt::join(header, ", ")));
+                                 vigil::detail::name_list(header, 20)));
   std::set<std::string> drop(options.drop.begin(), options.drop.end());
   for (const auto& d : drop)
     if (std::find(header.begin(), header.end(), d) == header.end())
       throw OptionError(fmt::format("{}: cannot drop column '{}': no such column (columns: {})",
-                                    path.string(), d, fmt::join(header, ", ")));
+                                    path.string(), d, vigil::detail::name_list(header, 20)));
   std::vector<std::size_t> feature_cols;
   CsvDataset out;
   out.target = options.target;

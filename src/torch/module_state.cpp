@@ -10,6 +10,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "detail/text.hpp"
+
 namespace vigil::torch {
 
 namespace {
@@ -46,13 +48,6 @@ void visit_tied(const ::torch::nn::Module& module, bool buffers, Fn&& fn) {
 
 std::string shape_text(const std::vector<std::uint64_t>& shape) {
   return fmt::format("[{}]", fmt::join(shape, ", "));
-}
-
-std::string list_text(const std::vector<std::string>& names) {
-  constexpr std::size_t kShown = 8;  // keep the one-line message readable for big models
-  if (names.size() <= kShown) return fmt::format("{}", fmt::join(names, ", "));
-  std::vector<std::string> head(names.begin(), names.begin() + kShown);
-  return fmt::format("{}, ... ({} in all)", fmt::join(head, ", "), names.size());
 }
 
 }  // namespace
@@ -117,11 +112,13 @@ void throw_if_refused(LoadStateResult& result, const LoadStateOptions& options) 
   std::vector<std::string> problems;
   problems.reserve(3);
   if (options.strict && !result.missing_keys.empty())
-    problems.push_back(fmt::format("missing keys: {}", list_text(result.missing_keys)));
+    problems.push_back(
+        fmt::format("missing keys: {}", vigil::detail::name_list(result.missing_keys)));
   if (options.strict && !result.unexpected_keys.empty())
-    problems.push_back(fmt::format("unexpected keys: {}", list_text(result.unexpected_keys)));
+    problems.push_back(
+        fmt::format("unexpected keys: {}", vigil::detail::name_list(result.unexpected_keys)));
   if (!options.ignore_mismatched && !result.mismatched.empty())
-    problems.push_back(fmt::format("mismatched: {}", list_text(result.mismatched)));
+    problems.push_back(fmt::format("mismatched: {}", vigil::detail::name_list(result.mismatched)));
   if (problems.empty()) return;
   std::string hint = options.strict ? " (strict=false ignores missing and unexpected keys)" : "";
   throw StateDictError(

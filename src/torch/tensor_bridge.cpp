@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "detail/text.hpp"
+
 namespace vigil::torch {
 
 // safetensors stores little-endian bytes; CPU tensors are viewed as they lie in memory.
@@ -175,8 +177,7 @@ const ::torch::Tensor* NamedTensors::find(std::string_view name) const {
 const ::torch::Tensor& NamedTensors::at(std::string_view name) const {
   if (const auto* t = find(name)) return *t;
   throw InputError(
-      fmt::format("no tensor named '{}' (have: {})", name,
-                  names_.empty() ? "none" : fmt::format("{}", fmt::join(names_, ", "))));
+      fmt::format("no tensor named '{}' (have: {})", name, vigil::detail::name_list(names_, 20)));
 }
 
 std::vector<TensorView> NamedTensors::views() const {

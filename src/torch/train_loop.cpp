@@ -3,6 +3,8 @@
 
 #include <fmt/core.h>
 
+#include "epochs_reason.hpp"
+
 namespace vigil::torch {
 
 TrainLoopState::TrainLoopState(CallbackList& callbacks, std::shared_ptr<::torch::nn::Module> model,
@@ -112,10 +114,7 @@ void TrainLoopState::end_epoch(const Logs& logs) {
 
 void TrainLoopState::end() {
   if (!ctx_.stop_training)
-    ctx_.stop_reason = ctx_.epoch > ctx_.epochs
-                           ? fmt::format("it had already run {} epochs, more than the {} asked",
-                                         ctx_.epoch, ctx_.epochs)
-                           : fmt::format("it completed all {} epochs", ctx_.epochs);
+    ctx_.stop_reason = detail::completed_epochs_reason(ctx_.epoch, ctx_.epochs);
   const Logs last = ctx_.history.empty() ? Logs{} : ctx_.history.back().logs;
   callbacks_.on_train_end(ctx_, last);
 }

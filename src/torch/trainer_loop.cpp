@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "epochs_reason.hpp"
 #include "trainer_distributed.hpp"
 #include "vigil/torch/module_state.hpp"
 #include "vigil/torch/optimizer_state.hpp"
@@ -196,13 +197,6 @@ bool Loop::run_period(const detail::ValidateFn& validate) {
   return true;
 }
 
-// Resumed with fewer epochs than the run had already done, it did not "complete all 2 epochs".
-std::string completed_epochs_reason(int done, int asked) {
-  if (done > asked)
-    return fmt::format("it had already run {} epochs, more than the {} asked", done, asked);
-  return fmt::format("it completed all {} epochs", asked);
-}
-
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b;
 }
@@ -287,7 +281,7 @@ FitResult Trainer::run(const std::shared_ptr<::torch::nn::Module>& module,
   if (!ctx.stop_training) {
     ctx.stop_reason = reached_max_steps && options_.max_steps > 0
                           ? fmt::format("it reached max_steps ({} steps)", ctx.max_steps)
-                          : completed_epochs_reason(ctx.epoch, options_.epochs);
+                          : detail::completed_epochs_reason(ctx.epoch, options_.epochs);
   }
   const Logs last = ctx.history.empty() ? Logs{} : ctx.history.back().logs;
   callbacks_.on_train_end(ctx, last);

@@ -74,6 +74,14 @@ TEST(Replay, HumanOutputMarksBestAndStop) {
   EXPECT_NE(r.out.find("0.7  (not run)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("▁"), std::string::npos) << r.out;  // the sparkline
   EXPECT_NE(r.out.find("stopped after epoch 3 (patience)"), std::string::npos) << r.out;
+  // People read 6 significant digits; --json keeps every one.
+  const auto p = run_vigil({"replay", "--values", "0.30272871752580005,0.4", "--patience", "1"});
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_NE(p.out.find("best 0.302729 at epoch 0"), std::string::npos) << p.out;
+  EXPECT_EQ(p.out.find("0.3027287175"), std::string::npos) << p.out;
+  const auto j =
+      run_vigil({"replay", "--values", "0.30272871752580005,0.4", "--patience", "1", "--json"});
+  EXPECT_EQ(json::parse(j.out).at("best_value"), 0.30272871752580005);
 }
 
 TEST(Replay, LogFromTheExample) {
@@ -207,6 +215,19 @@ TEST(Replay, BadInputs) {
   expect_clean_error(run_vigil({"replay", "--values", "1,2", "--patience", "-1"}),
                      "patience must be 0 or more");
   expect_clean_error(run_vigil({"replay", "--values", "1,2", "--patience", "many"}), "patience");
+  // Text JSON cannot hold is refused by name, not met later by a bare json type_error.
+  expect_clean_error(
+      run_vigil({"replay", "--values", "1,2", "--monitor", "val_loss\xff", "--json"}),
+      "option 'monitor' must be UTF-8 text");
+  write_file(dir / "u.csv", "epoch,val_loss\xff\n0,1\n");
+  expect_clean_error(run_vigil({"replay", "--log", (dir / "u.csv").string(), "--mode", "min"}),
+                     "u.csv:1: column 2 of the header is not UTF-8 text");
+  // Out of range is said as such, with the range, not "not a whole number".
+  expect_clean_error(run_vigil({"replay", "--values", "1,2", "--patience", "1e20"}),
+                     "option 'patience' must be a whole number from -2147483648 to 2147483647, "
+                     "not 1e+20");
+  expect_clean_error(run_vigil({"replay", "--values", "1,2", "--patience", "2.5"}),
+                     "option 'patience' must be a whole number, not 2.5");
   expect_clean_error(run_vigil({"replay", "--values", "1,2", "--combine", "most"}), "combine");
   expect_clean_error(run_vigil({"replay", "--values", "1,2", "--monitor", "widgets"}),
                      "set mode to min or max");

@@ -130,6 +130,62 @@ TEST_F(Verify, DamagedBestAndManifest) {
   expect_damaged({"verify", (other / "run").string()}, "DAMAGED   checkpoints/manifest.json");
 }
 
+TEST_F(Verify, ABestNotWrittenByThisRunMissingOrMisplacedIsDamaged) {
+  const auto best = run / "best" / "model.safetensors";
+  // A copy of another checkpoint of this run: a save was interrupted after updating best/.
+  fs::remove(best);
+  fs::copy_file(cdir / "epoch-0001" / "model.safetensors", best);
+  auto r = run_vigil({"verify", run.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("note      best/model.safetensors: is a copy of epoch-0001's "
+                       "model.safetensors, not of the manifest's best epoch-0002"),
+            std::string::npos)
+      << r.out;
+  // Intact, but from elsewhere: another run's model.
+  TempDir elsewhere;
+  {
+    CheckpointManager other(elsewhere / "run");
+    std::vector<float> w(64, 42.0F);
+    SaveRequest q;
+    q.metrics["val_loss"] = 0.1;
+    q.files["model"] = {TensorView{"w", DType::F32, {8, 8}, std::as_bytes(std::span(w))}};
+    ASSERT_TRUE(other.save(q).is_best);
+  }
+  fs::remove(best);
+  fs::copy_file(elsewhere / "run" / "best" / "model.safetensors", best);
+  expect_damaged({"verify", run.string()},
+                 "DAMAGED   best/model.safetensors: matches neither the manifest's record nor any "
+                 "checkpoint of this run");
+  fs::remove(best);
+  expect_damaged({"verify", run.string()},
+                 "DAMAGED   best/model.safetensors: missing, though the manifest names "
+                 "epoch-0002's model.safetensors as the best");
+  fs::create_directory(best);
+  expect_damaged({"verify", run.string()}, "DAMAGED   best/model.safetensors: is a folder");
+  fs::remove_all(run / "best");
+  test::write_file(run / "best", "not a folder");
+  expect_damaged({"verify", run.string()}, "DAMAGED   best: is not a folder");
+}
+
+TEST_F(Verify, ACheckpointOfAnotherRunIsDamaged) {
+  TempDir other;
+  std::vector<float> w(64, 1.0F);
+  const auto save_one = [&](const fs::path& dir, const std::string& id) {
+    CheckpointManager m(dir, CheckpointManagerOptions{}.with_run_id(id));
+    SaveRequest q;
+    q.metrics["val_loss"] = 0.1;
+    q.files["model"] = {TensorView{"w", DType::F32, {8, 8}, std::as_bytes(std::span(w))}};
+    (void)m.save(q);
+  };
+  save_one(other / "ours", "00000000000000aa");
+  save_one(other / "theirs", "00000000000000bb");
+  fs::copy(other / "theirs" / "checkpoints" / "epoch-0000",
+           other / "ours" / "checkpoints" / "epoch-0005", fs::copy_options::recursive);
+  expect_damaged({"verify", (other / "ours").string()},
+                 "DAMAGED   checkpoints/epoch-0005: belongs to another run (run id "
+                 "00000000000000bb, this run's is 00000000000000aa)");
+}
+
 TEST_F(Verify, CheckpointFolderAndSingleFile) {
   auto folder = (cdir / "epoch-0002").string();
   auto r = run_vigil({"verify", folder});

@@ -76,5 +76,22 @@ TEST(RunLock, ASecondManagerOnTheSameRunDirectoryIsRefused) {
   EXPECT_THROW(CheckpointManager second(tmp.path()), LockError);
 }
 
+TEST(RunLock, AManagerTakesOverALockItsCallerHolds) {
+  TempDir tmp;
+  auto lock = RunLock::acquire(tmp.path());
+  {
+    CheckpointManager manager(tmp.path(), CheckpointManagerOptions{}, std::move(lock));
+    EXPECT_FALSE(lock.held());  // NOLINT(bugprone-use-after-move): moved-from is empty
+    EXPECT_THROW(RunLock::acquire(tmp.path()), LockError);
+  }
+  EXPECT_NO_THROW(RunLock::acquire(tmp.path()));  // released with the manager
+  // A lock of another folder, or none, is refused rather than leaving the run unlocked.
+  TempDir other;
+  EXPECT_THROW(CheckpointManager(tmp.path(), CheckpointManagerOptions{}, RunLock{}), OptionError);
+  EXPECT_THROW(
+      CheckpointManager(tmp.path(), CheckpointManagerOptions{}, RunLock::acquire(other.path())),
+      OptionError);
+}
+
 }  // namespace
 }  // namespace vigil

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "test_support.hpp"
 #include "vigil/torch/datasets.hpp"
 #include "vigil/torch/rng_state.hpp"
@@ -204,6 +206,35 @@ TEST(FashionMnist, DamagedGzipStreamIsAnError) {
   EXPECT_CONTAINS(msg, "train-images-idx3-ubyte.gz");
 }
 
+TEST(FashionMnist, ALimitedReadStillChecksTheWholeGzipMember) {
+  TempDir dir;
+  write_fake_mnist(dir.path(), 50, true);
+  const auto opts = vt::FashionMnistOptions().with_root(dir.path()).with_limit(5);
+  ASSERT_EQ(vt::load_fashion_mnist(vt::Split::Train, opts).size(), 5);
+  // The CRC-32 in the trailer no longer matches: the first 5 images read fine, the member is bad.
+  auto path = dir / "train-images-idx3-ubyte.gz";
+  auto bytes = vigil::test::read_file(path);
+  bytes[bytes.size() - 8] ^= 0x01;
+  write_file(path, bytes);
+  auto msg = error_of([&] { vt::load_fashion_mnist(vt::Split::Train, opts); });
+  EXPECT_CONTAINS(msg, "train-images-idx3-ubyte.gz");
+  EXPECT_CONTAINS(msg, "cannot decompress");
+}
+
+TEST(FashionMnist, ATruncatedGzipIsNotGivenTheSizeItsLastBytesSpell) {
+  TempDir dir;
+  write_fake_mnist(dir.path(), 50, true);
+  auto path = dir / "train-images-idx3-ubyte.gz";
+  auto bytes = vigil::test::read_file(path);
+  write_file(path, bytes.substr(0, bytes.size() / 2));
+  auto msg = error_of([&] {
+    vt::load_fashion_mnist(vt::Split::Train, vt::FashionMnistOptions().with_root(dir.path()));
+  });
+  EXPECT_CONTAINS(msg, "train-images-idx3-ubyte.gz");
+  EXPECT_CONTAINS(msg, "truncated or corrupt");
+  EXPECT_EQ(msg.find("file holds"), std::string::npos) << msg;
+}
+
 TEST(FashionMnist, BadLimitIsAnOptionError) {
   TempDir dir;
   write_fake_mnist(dir.path(), 3, false);
@@ -234,6 +265,12 @@ TEST(Split, SeededDisjointAndComplete) {
   EXPECT_THROW(vt::train_validation_split(d, -0.1, 1), vigil::OptionError);
   EXPECT_EQ(vt::train_validation_split(d, 0.0, 1).validation.size(), 0);
   EXPECT_EQ(vt::train_validation_split(d, 0.001, 1).validation.size(), 1);
+  // The held-out part is named as the caller calls it.
+  const auto three = d.head(3);
+  EXPECT_CONTAINS(error_of([&] { vt::train_validation_split(three, 0.9, 1); }),
+                  "a validation fraction of 0.9 leaves no training examples out of 3");
+  EXPECT_CONTAINS(error_of([&] { vt::train_validation_split(three, 0.9, 1, "test"); }),
+                  "a test fraction of 0.9 leaves no training examples out of 3");
 }
 
 // ---- CSV ----
@@ -292,7 +329,7 @@ TEST(Csv, ErrorsNameFileLineAndColumn) {
   write_file(dir / "t.csv", "a,b,target\n1,2,3\n4,oops,6\n");
   EXPECT_CONTAINS(
       error_of([&] { vt::load_csv(dir / "missing.csv", vt::CsvOptions().with_target("t")); }),
-      "missing.csv: no such file");
+      "missing.csv' does not exist");
   auto col = error_of([&] { vt::load_csv(dir / "t.csv", vt::CsvOptions().with_target("price")); });
   EXPECT_CONTAINS(col, "no column 'price'");
   EXPECT_CONTAINS(col, "columns: a, b, target");
@@ -339,6 +376,21 @@ TEST(Csv, HostileInputIsRefusedByNameNotReadWithoutEnd) {
                   "CSV file '/dev/zero' is a device");
   EXPECT_CONTAINS(error_of([&] { vt::load_csv(dir.path(), vt::CsvOptions().with_target("y")); }),
                   "is a folder");
+  // A loop of symbolic links is named as one.
+  fs::create_symlink(dir / "loop2", dir / "loop1");
+  fs::create_symlink(dir / "loop1", dir / "loop2");
+  EXPECT_CONTAINS(error_of([&] { vt::load_csv(dir / "loop1", vt::CsvOptions().with_target("y")); }),
+                  "is a symbolic link that leads nowhere (or in a loop)");
+  // Thousands of columns are not all listed in a one-line message.
+  std::string wide;
+  for (int i = 0; i < 5000; ++i) wide += fmt::format("c{},", i);
+  wide += "y\n1\n";
+  write_file(dir / "wide.csv", wide);
+  auto listed =
+      error_of([&] { vt::load_csv(dir / "wide.csv", vt::CsvOptions().with_target("nope")); });
+  EXPECT_CONTAINS(listed, "no column 'nope' (columns: c0, c1,");
+  EXPECT_CONTAINS(listed, "... (5001 in all)");
+  EXPECT_LT(listed.size(), 400U) << listed;
   // A line without end (here 17 MiB) is refused before it is read whole.
   write_file(dir / "long.csv", "x,y\n" + std::string(std::size_t{17} << 20, '1'));
   EXPECT_CONTAINS(

@@ -43,8 +43,8 @@ nlohmann::json json_of(const fs::path& file) {
 
 // The run id a checkpoint recorded (null if none).
 nlohmann::json checkpoint_run_id(const fs::path& checkpoint) {
-  const auto extra = json_of(checkpoint / "state.json").at("state").at("extra");
-  return extra.contains("run_id") ? extra.at("run_id") : nlohmann::json();
+  const auto state = json_of(checkpoint / "state.json");
+  return state.contains("run_id") ? state.at("run_id") : nlohmann::json();
 }
 
 }  // namespace
@@ -124,6 +124,11 @@ TEST(RunDirCli, ACheckpointOfAnotherRunIsRefused) {
   EXPECT_NE(r.err.find("epoch-0007"), std::string::npos) << r.err;
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(read_file(b / "run.json"), run_json);
+  const auto v = run_vigil({"verify", b.string()});
+  EXPECT_EQ(v.exit_code, 1) << v.out;
+  EXPECT_NE(v.out.find("DAMAGED   checkpoints/epoch-0007: belongs to another run"),
+            std::string::npos)
+      << v.out;
   EXPECT_EQ(folders(b / "checkpoints"),
             (std::vector<std::string>{"epoch-0000", "epoch-0001", "epoch-0007"}));
   // run_id is a record, not an option: there is no flag for it.

@@ -86,9 +86,11 @@ struct TrainValidation {
 };
 /// Holds out round(fraction * N) examples (at least 1 when fraction > 0) as validation, chosen
 /// by a permutation from ShuffleRng(seed): the same seed gives the same split everywhere.
-/// Throws OptionError unless 0 <= fraction < 1.
+/// Throws OptionError unless 0 <= fraction < 1. `held_out` names the held-out part in messages
+/// (default "validation"; "test" when the same split holds out a test set).
 TrainValidation train_validation_split(const Dataset& data, double validation_fraction,
-                                       std::uint64_t seed);
+                                       std::uint64_t seed,
+                                       std::string_view held_out = "validation");
 
 // ---- CSV tables ----
 

@@ -19,8 +19,8 @@ class GeneralizationLossRule final : public StoppingCriterion {
   }
   std::string explain(const RuleContext& c) const override {
     return fmt::format("generalization loss GL = {:.4g}% exceeds {} at {} {} ({} = {})", gl_,
-                       format_number(alpha_), c.period, c.epoch, c.options.monitor,
-                       format_number(c.value));
+                       human_number(alpha_), c.period, c.epoch, c.options.monitor,
+                       human_number(c.value));
   }
   std::unique_ptr<StoppingCriterion> clone() const override {
     return std::make_unique<GeneralizationLossRule>(*this);

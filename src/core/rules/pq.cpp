@@ -39,7 +39,7 @@ class ProgressQuotientRule final : public StoppingCriterion {
     return fmt::format(
         "progress quotient PQ = GL / P{} = {:.4g} exceeds {} at the end of the strip ending at "
         "{} {} (training progress P = {:.4g})",
-        strip_, quotient_, format_number(alpha_), c.period, c.epoch, progress_);
+        strip_, quotient_, human_number(alpha_), c.period, c.epoch, progress_);
   }
 
   nlohmann::json state() const override {

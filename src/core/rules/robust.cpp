@@ -33,7 +33,7 @@ class RobustRule final : public StoppingCriterion {
 
   std::string explain(const RuleContext& c) const override {
     return fmt::format("{} shows no confident decrease (probability {}) over the last {}",
-                       c.options.monitor, format_number(probability_),
+                       c.options.monitor, human_number(probability_),
                        plural(static_cast<long>(count_), c.period));
   }
 
