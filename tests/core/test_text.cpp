@@ -39,14 +39,14 @@ TEST(Text, Utf8IsCheckedAsJsonNeedsIt) {
   EXPECT_TRUE(is_utf8("\xF0\x9F\x98\x80"));  // an emoji
   EXPECT_TRUE(is_utf8("\xF4\x8F\xBF\xBF"));  // U+10FFFF, the last code point
   EXPECT_FALSE(is_utf8("val\xFF"));
-  EXPECT_FALSE(is_utf8("\xC3"));                  // cut short
-  EXPECT_FALSE(is_utf8("\xE2\x82"));              // cut short
-  EXPECT_FALSE(is_utf8("\xC0\xAF"));              // overlong '/'
-  EXPECT_FALSE(is_utf8("\xE0\x80\xAF"));          // overlong
-  EXPECT_FALSE(is_utf8("\xED\xA0\x80"));          // a surrogate
-  EXPECT_FALSE(is_utf8("\xF4\x90\x80\x80"));      // past U+10FFFF
-  EXPECT_FALSE(is_utf8("\x80"));                  // a continuation byte alone
-  EXPECT_FALSE(is_utf8("\xC3\x28"));              // a bad continuation
+  EXPECT_FALSE(is_utf8("\xC3"));              // cut short
+  EXPECT_FALSE(is_utf8("\xE2\x82"));          // cut short
+  EXPECT_FALSE(is_utf8("\xC0\xAF"));          // overlong '/'
+  EXPECT_FALSE(is_utf8("\xE0\x80\xAF"));      // overlong
+  EXPECT_FALSE(is_utf8("\xED\xA0\x80"));      // a surrogate
+  EXPECT_FALSE(is_utf8("\xF4\x90\x80\x80"));  // past U+10FFFF
+  EXPECT_FALSE(is_utf8("\x80"));              // a continuation byte alone
+  EXPECT_FALSE(is_utf8("\xC3\x28"));          // a bad continuation
 }
 
 }  // namespace
