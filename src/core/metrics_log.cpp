@@ -15,6 +15,7 @@
 #include "detail/input_file.hpp"
 #include "detail/json_scan.hpp"
 #include "detail/text.hpp"
+#include "safetensors/format.hpp"
 
 namespace vigil {
 namespace {

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "detail/text.hpp"
+#include "safetensors/format.hpp"
 
 namespace vigil::detail {
 namespace {
