@@ -6,7 +6,7 @@ pkgs=(build-essential cmake ninja-build pkg-config git
       nlohmann-json3-dev libcli11-dev libfmt-dev libzstd-dev libxxhash-dev zlib1g-dev
       libgtest-dev libgmock-dev googletest libbenchmark-dev
       clang libclang-rt-14-dev clang-format
-      dataset-fashion-mnist fortunes python3-torch
+      dataset-fashion-mnist fortunes python3-torch python3-optuna
       doxygen jq dpkg-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cmd_replay_evaluate.hpp"
 #include "commands.hpp"
 #include "detail/input_file.hpp"
 #include "detail/json_scan.hpp"
@@ -21,6 +23,7 @@
 #include "stdout.hpp"
 #include "vigil/early_stopping.hpp"
 #include "vigil/metrics_log.hpp"
+#include "vigil/reference_runs.hpp"
 
 namespace vigil::cli {
 namespace {
@@ -30,6 +33,10 @@ struct ReplayArgs {
   std::string log;
   std::string batch;
   bool json = false;
+  /// --reference-runs: the earlier runs of the median and percentile rules.
+  std::string reference_runs;
+  /// --evaluate and its settings.
+  EvaluateArgs evaluate;
   /// Written by the early-stopping flags; with --batch, the defaults of every line.
   EarlyStoppingOptions options;
 };
@@ -209,7 +216,14 @@ std::string answer(const detail::BatchCase& c, const EarlyStoppingOptions& base)
       c.options ? EarlyStoppingOptions::from_json(*c.options, base) : base;
   if (o.time_budget_seconds && c.elapsed_seconds.empty())
     throw InputError("a time budget needs \"elapsed_seconds\" (cumulative, one per value)");
-  auto out = replay(c.values, o, c.train_values, c.elapsed_seconds).to_json();
+  EarlyStoppingOptions with_reference;
+  const EarlyStoppingOptions* used = &o;
+  if (!c.reference.empty()) {
+    with_reference = o;
+    with_reference.reference = c.reference;
+    used = &with_reference;
+  }
+  auto out = replay(c.values, *used, c.train_values, c.elapsed_seconds).to_json();
   if (c.name) out["name"] = *c.name;
   return out.dump();
 }
@@ -317,17 +331,48 @@ void add_replay_command(CLI::App& app, Context& ctx) {
   auto* batch = cmd->add_option("--batch", args->batch,
                                 "JSON lines of {\"values\": [...], \"options\": {...}}, or - for "
                                 "stdin; prints one JSON result per line");
-  values->excludes(log)->excludes(batch);
-  log->excludes(batch);
+  auto* evaluate = cmd->add_option("--evaluate", args->evaluate.dir,
+                                   "Score stopping rules on every metrics.csv below this folder "
+                                   "(epochs trained against test metric given up)");
+  values->excludes(log)->excludes(batch)->excludes(evaluate);
+  log->excludes(batch)->excludes(evaluate);
+  batch->excludes(evaluate);
+  auto* test_monitor = cmd->add_option("--test-monitor", args->evaluate.test_monitor,
+                                       "--evaluate: the test metric regret is measured on")
+                           ->capture_default_str();
+  auto* test_mode = cmd->add_option("--test-mode", args->evaluate.test_mode,
+                                    "--evaluate: min, max or auto (from the test metric's name)")
+                        ->capture_default_str();
+  auto* rules_file = cmd->add_option("--rules", args->evaluate.rules_file,
+                                     "--evaluate: JSON lines of options to score (each as in "
+                                     "--batch, with an optional \"label\") instead of the "
+                                     "default set");
+  auto* plot = cmd->add_option("--plot", args->evaluate.plot,
+                               "--evaluate: draw the trade-off (epochs fraction against regret) "
+                               "as SVG into this file");
+  for (auto* o : {test_monitor, test_mode, rules_file, plot}) o->needs(evaluate);
+  auto* reference = cmd->add_option("--reference-runs", args->reference_runs,
+                                    "median/percentile rules: a glob of earlier runs' metrics.csv "
+                                    "(or their folders) to compare with");
+  reference->excludes(batch)->excludes(evaluate);
   add_option_flags(cmd, early_stopping_option_fields(), args->options, "Early stopping",
                    KeyPrefix{}, nullptr);
   cmd->add_flag("--json", args->json, "Print one JSON object instead of a table");
-  cmd->callback([args, &ctx, values, log, batch] {
-    if (!values->count() && !log->count() && !batch->count())
-      throw OptionError("replay needs a history: --values LIST, --log FILE or --batch FILE");
-    const EarlyStoppingOptions& options = args->options;
+  cmd->callback([args, &ctx, values, log, batch, evaluate] {
+    if (!values->count() && !log->count() && !batch->count() && !evaluate->count())
+      throw OptionError(
+          "replay needs a history: --values LIST, --log FILE, --batch FILE or --evaluate DIR");
+    EarlyStoppingOptions& options = args->options;
+    if (!args->reference_runs.empty()) {
+      // The log replayed is never its own reference.
+      const auto own = log->count() ? std::filesystem::path(args->log) : std::filesystem::path();
+      options.reference = find_reference_runs(args->reference_runs, options.monitor, own).curves();
+    }
     options.validate();
-    if (values->count()) {
+    if (evaluate->count()) {
+      args->evaluate.json = args->json;
+      ctx.exit_code = run_evaluate(args->evaluate, options);
+    } else if (values->count()) {
       ctx.exit_code = run_values(*args, options);
     } else if (log->count()) {
       ctx.exit_code = run_log(*args, options);

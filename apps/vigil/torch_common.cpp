@@ -130,6 +130,15 @@ OptionField<RunConfig> standardizer_object() {
   return f;
 }
 
+OptionField<RunConfig> reference_curves_object() {
+  OptionField<RunConfig> f;
+  f.key = "reference_curves";
+  f.help = "median/percentile: the reference runs read at the first start (paths, XXH3, values)";
+  f.get = [](const RunConfig& c) { return c.reference_curves; };
+  f.set = [](RunConfig& c, const nlohmann::json& v) { c.reference_curves = v; };
+  return f;
+}
+
 OptionField<RunConfig> init_source_object() {
   OptionField<RunConfig> f;
   f.key = "init_source";
@@ -239,6 +248,10 @@ std::vector<RunField> make_run_fields() {
       // are frozen (kFrozenEarlyStopping).
       {early_stopping_object(), "", kMayChange},
       {restore, kStop, kMayChange},
+      {member("reference_runs", &C::reference_runs,
+              "--rule median|percentile: a glob of earlier runs' metrics.csv (or run folders) to "
+              "compare with; read at the first start, the same curves on resume"),
+       kStop, kFrozen},
 
       {member("save_top_k", &C::save_top_k,
               "Keep the k best checkpoints by --monitor (-1 = all, 0 = no such rule)"),
@@ -263,6 +276,7 @@ std::vector<RunField> make_run_fields() {
       // Computed from the data, never given: no flag.
       {standardizer_object(), "", kMayChange},
       {init_source_object(), "", kMayChange},
+      {reference_curves_object(), "", kMayChange},
       // A record, not an option: it is never given, so it is never compared on resume.
       {member("run_id", &C::run_id,
               "The run's id, made at its first start; every checkpoint records it"),

@@ -63,6 +63,10 @@ struct RunConfig {
   // Early stopping (the core options) and restore_best_weights.
   EarlyStoppingOptions early_stopping = EarlyStoppingOptions{}.with_patience(3);
   bool restore_best_weights = true;
+  // The median/percentile rules' earlier runs: the glob given, and (set at the first start) the
+  // curves read from what it matched, which a resume reuses.
+  std::string reference_runs;
+  nlohmann::json reference_curves;
   // Checkpoints.
   int save_top_k = 1;
   int keep_last = 2;

@@ -84,6 +84,12 @@ std::unique_ptr<::torch::optim::Optimizer> build_optimizer(const RunConfig& conf
 void apply_init_from(RunConfig& config, ::torch::nn::Module& net,
                      const std::filesystem::path& run_dir, bool resuming);
 
+/// --reference-runs: for the median and percentile rules, the curves of the earlier runs the
+/// glob matches (the run's own folder left out), read at the first start and recorded in
+/// run.json, or on resume the recorded ones. OptionError for a glob without such a rule or such
+/// a rule without a glob; InputError when nothing matches.
+void apply_reference_runs(RunConfig& config, const std::filesystem::path& run_dir, bool resuming);
+
 /// result.json's fields that do not depend on the model kind.
 nlohmann::json result_json(const vigil::torch::FitResult& fit, const MainRun& r,
                            double fit_seconds);

@@ -541,7 +541,10 @@ int run_train(TrainArgs& a) {
   RunLock lock = main_rank ? prepare_run_dir(run_dir, a.fresh) : RunLock{};
   const bool resuming = main_rank && fs::exists(run_dir / "run.json");
   RunConfig config = resolve_config(a, given, group.get(), resuming);
-  if (main_rank) assign_run_id(config, run_dir, resuming);
+  if (main_rank) {
+    assign_run_id(config, run_dir, resuming);
+    apply_reference_runs(config, run_dir, resuming);
+  }
   if (is_lm(config)) {
     if (group)
       throw OptionError(

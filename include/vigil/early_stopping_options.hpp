@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -61,6 +62,22 @@ struct EarlyStoppingOptions {
   /// The training metric of rules that need one (Prechelt's PQ), same direction as `monitor`
   /// (default "loss").
   std::string train_monitor = "loss";
+  /// The percentile rule's P, from 0 to 100 (Optuna's PercentilePruner); the median rule is 50
+  /// (default: none).
+  std::optional<double> percentile;
+  /// median/percentile: with fewer reference runs than this, never stop (default 5).
+  int n_startup_trials = 5;
+  /// median/percentile: no stop before this step (0-based epoch index) (default 0).
+  int n_warmup_steps = 0;
+  /// median/percentile: judge only at steps n_warmup_steps + k * interval_steps (default 1).
+  int interval_steps = 1;
+  /// median/percentile: with fewer reference values at a step than this, no decision there
+  /// (default 1).
+  int n_min_trials = 1;
+  /// median/percentile: the monitored values of completed earlier runs, one list per run, index =
+  /// step; NaN allowed, a run shorter than a step has no value there. Not written to JSON: a run
+  /// records where its reference came from (default: none).
+  std::vector<std::vector<double>> reference;
   /// The registry that rule specs (with_rule, the JSON key "rule") are resolved through; not
   /// written to JSON (default: null, the built-in rules).
   std::shared_ptr<const RuleRegistry> registry;
@@ -90,6 +107,12 @@ struct EarlyStoppingOptions {
   VIGIL_SETTER(max_epochs)
   VIGIL_SETTER(time_budget_seconds)
   VIGIL_SETTER(train_monitor)
+  VIGIL_SETTER(percentile)
+  VIGIL_SETTER(n_startup_trials)
+  VIGIL_SETTER(n_warmup_steps)
+  VIGIL_SETTER(interval_steps)
+  VIGIL_SETTER(n_min_trials)
+  VIGIL_SETTER(reference)
   /// Resolve later rule specs through `v` (e.g. RuleRegistry::builtin() plus your rules).
   EarlyStoppingOptions& with_registry(RuleRegistry v) {
     registry = std::make_shared<const RuleRegistry>(std::move(v));

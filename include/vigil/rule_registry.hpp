@@ -57,7 +57,7 @@ class RuleRegistry {
  public:
   /// An empty registry.
   RuleRegistry() = default;
-  /// patience, gl, pq, up and robust (see vigil/stopping_rules.hpp).
+  /// patience, gl, pq, up, robust, median and percentile (see vigil/stopping_rules.hpp).
   [[nodiscard]] static const RuleRegistry& builtin();
 
   /// Registers a rule. `name` is what specs start with and the reason_kind of its stops;

@@ -1,5 +1,6 @@
 // The interface of a stopping rule: it watches the monitored epochs one by one and says when to
-// stop. The built-in rules (patience, Prechelt's GL/PQ/UP, dlib-style robust) implement it, and so
+// stop. The built-in rules (patience, Prechelt's GL/PQ/UP, dlib-style robust, Optuna's
+// median/percentile against earlier runs) implement it, and so
 // can a user's own rule (register it in a RuleRegistry to use it from a spec string).
 #pragma once
 
@@ -63,6 +64,10 @@ class StoppingCriterion {
   [[nodiscard]] virtual std::string spec() const = 0;
   /// The rule reads context.train_value, so the training metric must be fed every epoch.
   [[nodiscard]] virtual bool needs_train_metric() const { return false; }
+
+  /// Throws OptionError when `options` lack what the rule reads from them (called by
+  /// EarlyStoppingOptions::validate; default: nothing to check).
+  virtual void validate(const EarlyStoppingOptions& options) const { (void)options; }
 
   /// Takes one monitored epoch into the rule's memory; true when the rule says stop.
   [[nodiscard]] virtual bool observe(const RuleContext& context) = 0;

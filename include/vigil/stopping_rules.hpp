@@ -1,5 +1,6 @@
 // vigil's built-in stopping rules (Keras' patience, Prechelt's GL/PQ/UP, a dlib-style noise-robust
-// rule), made by value or from specs like "patience,gl:5", and dlib's "steps without decrease".
+// rule, Optuna's median/percentile pruners), made by value or from specs like "patience,gl:5", and
+// dlib's "steps without decrease".
 #pragma once
 
 #include <cstddef>
@@ -30,6 +31,13 @@ namespace vigil::rules {
 /// `probability` (in (0.5, 1), dlib's default 0.51), with and without the top 10% of values.
 /// Spec "robust:STEPS[:PROB]".
 [[nodiscard]] std::shared_ptr<const StoppingCriterion> robust(int steps, double probability = 0.51);
+/// Optuna MedianPruner: after each judged step, stop once the best value so far is worse than
+/// the median of the reference runs' values at that step (EarlyStoppingOptions::reference and
+/// its counts n_startup_trials, n_warmup_steps, interval_steps, n_min_trials). Spec "median".
+[[nodiscard]] std::shared_ptr<const StoppingCriterion> median();
+/// Optuna PercentilePruner: as median() at EarlyStoppingOptions::percentile (for max mode the
+/// (100 - P)th percentile, as Optuna). Spec "percentile".
+[[nodiscard]] std::shared_ptr<const StoppingCriterion> percentile();
 
 }  // namespace vigil::rules
 
@@ -43,6 +51,10 @@ namespace vigil {
 
 /// The canonical comma-separated spec of `rules`, e.g. "patience,gl:5".
 [[nodiscard]] std::string rules_to_string(const RuleList& rules);
+
+/// numpy.nanpercentile(values, percentile) with its default linear interpolation: NaN values
+/// are ignored; NaN when none is left. `percentile` is from 0 to 100.
+[[nodiscard]] double nan_percentile(std::span<const double> values, double percentile);
 
 /// dlib's count_steps_without_decrease: scanning `values` from the newest backwards, the largest
 /// number of recent values over which a least-squares slope is not decreasing with probability

@@ -96,6 +96,17 @@ std::vector<Field> make_fields() {
   t.back().aliases = {"time_budget"};
   t.push_back(
       field("train_monitor", &O::train_monitor, "Training metric of rules that need one (pq)"));
+  t.push_back(field("percentile", &O::percentile,
+                    "The percentile rule's P (0-100): stop when worse than that percentile of the "
+                    "reference runs"));
+  t.push_back(field("n_startup_trials", &O::n_startup_trials,
+                    "median/percentile: never stop with fewer reference runs than this"));
+  t.push_back(field("n_warmup_steps", &O::n_warmup_steps,
+                    "median/percentile: no stop before this epoch (validation) index"));
+  t.push_back(field("interval_steps", &O::interval_steps,
+                    "median/percentile: judge every this many epochs (validations) after warm-up"));
+  t.push_back(field("n_min_trials", &O::n_min_trials,
+                    "median/percentile: no decision with fewer reference values at a step"));
   return t;
 }
 
@@ -125,6 +136,18 @@ void EarlyStoppingOptions::validate() const {
   if (time_budget_seconds && !(*time_budget_seconds > 0))
     throw OptionError(fmt::format("time budget must be a positive number of seconds, not {}",
                                   detail::format_number(*time_budget_seconds)));
+  if (percentile && !(*percentile >= 0 && *percentile <= 100))
+    throw OptionError(fmt::format("percentile must be from 0 to 100, not {}",
+                                  detail::format_number(*percentile)));
+  if (n_startup_trials < 0)
+    throw OptionError(fmt::format("n_startup_trials must be 0 or more, not {}", n_startup_trials));
+  if (n_warmup_steps < 0)
+    throw OptionError(fmt::format("n_warmup_steps must be 0 or more, not {}", n_warmup_steps));
+  if (interval_steps < 1)
+    throw OptionError(fmt::format("interval_steps must be at least 1, not {}", interval_steps));
+  if (n_min_trials < 1)
+    throw OptionError(fmt::format("n_min_trials must be at least 1, not {}", n_min_trials));
+  for (const auto& r : rules) r->validate(*this);
   for (const auto& r : rules)
     if (r->needs_train_metric() && train_monitor.empty())
       throw OptionError(

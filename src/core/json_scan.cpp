@@ -220,6 +220,8 @@ bool scan_batch_case(std::string_view line, BatchCase& out) {
                                : m.key == "options"         ? &options
                                : m.key == "name"            ? &name
                                                             : nullptr;
+    // Reference curves are left to the full parser: they are rare and nest one level deeper.
+    if (m.key == "reference") return false;
     if (known == nullptr) {
       if (!nlohmann::json::accept(m.value)) return false;  // ignored, but it must be JSON
       continue;
@@ -233,6 +235,7 @@ bool scan_batch_case(std::string_view line, BatchCase& out) {
   if (train != nullptr && !read_number_array(train->value, out.train_values)) return false;
   out.elapsed_seconds.clear();
   if (elapsed != nullptr && !read_number_array(elapsed->value, out.elapsed_seconds)) return false;
+  out.reference.clear();
   out.options.reset();
   if (options != nullptr && !(out.options = parse_member(*options))) return false;
   out.name.reset();
@@ -262,7 +265,7 @@ void parse_batch_case(std::string_view line, BatchCase& out) {
         if (depth == 1 && event == nlohmann::json::parse_event_t::key) {
           const auto& key = parsed.get_ref<const std::string&>();
           if (key != "values" && key != "train_values" && key != "elapsed_seconds" &&
-              key != "options" && key != "name")
+              key != "options" && key != "name" && key != "reference")
             return true;  // ignored keys may repeat, as the scanner lets them
           if (std::find(keys.begin(), keys.end(), key) != keys.end())
             throw InputError(fmt::format("the key \"{}\" appears twice in the line", key));
@@ -277,6 +280,19 @@ void parse_batch_case(std::string_view line, BatchCase& out) {
   numbers_of(j, "values", out.values);
   numbers_of(j, "train_values", out.train_values);
   numbers_of(j, "elapsed_seconds", out.elapsed_seconds);
+  out.reference.clear();
+  if (const auto r = j.find("reference"); r != j.end()) {
+    if (!r->is_array())
+      throw InputError("\"reference\" must be an array of runs, each an array of numbers");
+    for (const auto& run : *r) {
+      if (!run.is_array())
+        throw InputError(
+            fmt::format("\"reference\" run {} must be an array of numbers (one per step), not {}",
+                        out.reference.size() + 1, run.type_name()));
+      auto& values = out.reference.emplace_back();
+      for (const auto& x : run) values.push_back(number_from_json(x));
+    }
+  }
   out.options.reset();
   if (const auto o = j.find("options"); o != j.end()) out.options = std::move(*o);
   out.name.reset();

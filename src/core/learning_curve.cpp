@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "detail/text.hpp"
+
 namespace vigil {
 namespace {
 
@@ -16,32 +18,6 @@ constexpr const char* kColors[] = {"#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "
 constexpr const char* kBestColor = "#2ca02c";
 constexpr const char* kStopColor = "#d62728";
 constexpr const char* kCheckpointColor = "#555555";
-
-std::string xml_escape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&apos;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
 
 // 1, 2 or 5 times a power of ten, at least `raw`: tick spacing people read easily.
 double nice_step(double raw) {
@@ -119,7 +95,7 @@ std::string render_learning_curve(const std::vector<long>& epochs,
       "<rect class=\"background\" x=\"0\" y=\"0\" width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n"
       "<text class=\"title\" x=\"{2:.1f}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{3}"
       "</text>\n",
-      options.width, options.height, W / 2, xml_escape(title));
+      options.width, options.height, W / 2, detail::xml_escape(title));
 
   // Grid and y ticks.
   s += "<g class=\"y-axis\">\n";
@@ -129,12 +105,12 @@ std::string render_learning_curve(const std::vector<long>& epochs,
         "<line x1=\"{:.2f}\" y1=\"{:.2f}\" x2=\"{:.2f}\" y2=\"{:.2f}\" stroke=\"#e5e5e5\"/>\n"
         "<text x=\"{:.2f}\" y=\"{:.2f}\" text-anchor=\"end\">{}</text>\n",
         x0, y, x1, y, x0 - 6, y + 4,
-        xml_escape(fmt::format("{:.4g}", std::fabs(v) < step * 1e-9 ? 0.0 : v)));
+        detail::xml_escape(fmt::format("{:.4g}", std::fabs(v) < step * 1e-9 ? 0.0 : v)));
   }
   s += fmt::format(
       "<text class=\"axis-label\" transform=\"translate(16 {:.2f}) rotate(-90)\" "
       "text-anchor=\"middle\">{}</text>\n</g>\n",
-      (y0 + y1) / 2, xml_escape(y_label));
+      (y0 + y1) / 2, detail::xml_escape(y_label));
 
   // X ticks at whole epochs, about ten of them.
   const long xstep = std::max(1L, static_cast<long>(nice_step((emax - emin) / 10.0)));
@@ -196,7 +172,7 @@ std::string render_learning_curve(const std::vector<long>& epochs,
     s += fmt::format(
         "<polyline class=\"curve\" data-name=\"{}\" points=\"{}\" fill=\"none\" stroke=\"{}\" "
         "stroke-width=\"2\" stroke-linejoin=\"round\"/>\n",
-        xml_escape(curves[c].name), points, color);
+        detail::xml_escape(curves[c].name), points, color);
     for (std::size_t i = 0; i < epochs.size(); ++i) {
       const double v = curves[c].values[i];
       if (!std::isinf(v)) continue;
@@ -252,8 +228,8 @@ std::string render_learning_curve(const std::vector<long>& epochs,
           lx + 8, y - 4, lx + 32, y - 4, e.color,
           e.dash.empty() ? "" : fmt::format(" stroke-dasharray=\"{}\"", e.dash));
     }
-    s +=
-        fmt::format("<text x=\"{:.2f}\" y=\"{:.2f}\">{}</text>\n", lx + 38, y, xml_escape(e.label));
+    s += fmt::format("<text x=\"{:.2f}\" y=\"{:.2f}\">{}</text>\n", lx + 38, y,
+                     detail::xml_escape(e.label));
   }
   s += "</g>\n</svg>\n";
   return s;

@@ -79,6 +79,8 @@ const RuleRegistry& RuleRegistry::builtin() {
     r.add("pq", "pq:ALPHA[:STRIP]", detail::make_pq_rule);
     r.add("up", "up:S[:STRIP]", detail::make_up_rule);
     r.add("robust", "robust:STEPS[:PROB]", detail::make_robust_rule);
+    r.add("median", "median", detail::make_median_rule);
+    r.add("percentile", "percentile", detail::make_percentile_rule);
     return r;
   }();
   return registry;

@@ -74,6 +74,12 @@ std::shared_ptr<const StoppingCriterion> rules::up(int successive, int strip) {
 std::shared_ptr<const StoppingCriterion> rules::robust(int steps, double probability) {
   return RuleRegistry::builtin().make(fmt::format("robust:{}:{}", steps, probability));
 }
+std::shared_ptr<const StoppingCriterion> rules::median() {
+  return RuleRegistry::builtin().make("median");
+}
+std::shared_ptr<const StoppingCriterion> rules::percentile() {
+  return RuleRegistry::builtin().make("percentile");
+}
 
 RuleList parse_rules(std::string_view spec, const RuleRegistry& registry) {
   return registry.parse(spec);

@@ -13,27 +13,11 @@
 namespace {
 
 using nlohmann::json;
+using vigil::test::expect_clean_error;
+using vigil::test::lines;
 using vigil::test::run_vigil;
 using vigil::test::TempDir;
 using vigil::test::write_file;
-
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
-}
-
-// A usage or input error: non-zero exit (not a crash), nothing on stdout, one line on stderr.
-void expect_clean_error(const vigil::test::RunResult& r, const std::string& needle) {
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_LT(r.exit_code, 128) << "killed by a signal";
-  EXPECT_EQ(r.out, "");
-  const auto err = lines(r.err);
-  ASSERT_EQ(err.size(), 1u) << r.err;
-  EXPECT_EQ(err[0].rfind("vigil: error: ", 0), 0u) << err[0];
-  EXPECT_NE(err[0].find(needle), std::string::npos) << err[0];
-}
 
 TEST(Replay, ValuesJson) {
   const auto r =

@@ -34,6 +34,13 @@ RunResult run_process(const std::vector<std::string>& argv, const std::string& s
 /// Runs the built `vigil` tool with the given arguments.
 RunResult run_vigil(const std::vector<std::string>& args, const std::string& stdin_text = "");
 
+/// The lines of `text` (without their '\n').
+std::vector<std::string> lines(const std::string& text);
+
+/// Asserts a usage or input error of the CLI: non-zero exit (not a crash), nothing on stdout,
+/// one line on stderr starting "vigil: error: " and containing `needle`.
+void expect_clean_error(const RunResult& r, const std::string& needle);
+
 /// The shared/ folder beside the clone (conformance cases live there).
 std::filesystem::path shared_dir();
 

@@ -47,11 +47,13 @@ std::size_t json_number_length(std::string_view s);
 bool read_number_array(std::string_view s, std::vector<double>& out);
 
 /// One `vigil replay --batch` case: {"values": [...], "options": {...}} with optional
-/// "train_values", "elapsed_seconds" and "name"; other members are ignored.
+/// "train_values", "elapsed_seconds", "reference" (the median/percentile rules' earlier runs: an
+/// array of value arrays) and "name"; other members are ignored.
 struct BatchCase {
   std::vector<double> values;
   std::vector<double> train_values;
   std::vector<double> elapsed_seconds;
+  std::vector<std::vector<double>> reference;
   std::optional<nlohmann::json> options;
   std::optional<nlohmann::json> name;
 };

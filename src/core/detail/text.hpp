@@ -45,6 +45,33 @@ inline std::string name_list(const std::vector<std::string>& names, std::size_t 
   return fmt::format("{}, ... ({} in all)", fmt::join(head, ", "), names.size());
 }
 
+/// `s` with the five XML special characters as entities, for SVG text and attributes.
+inline std::string xml_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
 /// "1 epoch", "3 epochs".
 inline std::string plural(long n, std::string_view word) {
   return fmt::format("{} {}{}", n, word, n == 1 ? "" : "s");

@@ -16,6 +16,8 @@ std::unique_ptr<StoppingCriterion> make_gl_rule(const RuleSpec& spec);
 std::unique_ptr<StoppingCriterion> make_pq_rule(const RuleSpec& spec);
 std::unique_ptr<StoppingCriterion> make_up_rule(const RuleSpec& spec);
 std::unique_ptr<StoppingCriterion> make_robust_rule(const RuleSpec& spec);
+std::unique_ptr<StoppingCriterion> make_median_rule(const RuleSpec& spec);
+std::unique_ptr<StoppingCriterion> make_percentile_rule(const RuleSpec& spec);
 
 /// Relative worsening of an oriented value against an oriented best, scaled: Prechelt's
 /// 100 * (E / E_opt - 1) for positive errors with scale 100.
