@@ -24,7 +24,9 @@ namespace {
 std::vector<std::string> glob_paths(const std::string& pattern) {
   glob_t g{};
   const std::unique_ptr<glob_t, void (*)(glob_t*)> owner(&g, globfree);
-  const int rc = ::glob(pattern.c_str(), GLOB_ERR, nullptr, &g);
+  // Without GLOB_ERR: a folder of the pattern that does not exist (or cannot be read) matches
+  // nothing, as in a shell.
+  const int rc = ::glob(pattern.c_str(), 0, nullptr, &g);
   if (rc == GLOB_NOMATCH) return {};
   if (rc != 0)
     throw InputError(fmt::format("cannot search for reference runs '{}': {}", pattern,

@@ -18,6 +18,7 @@
 
 namespace {
 
+using vigil::test::expect_clean_error;
 using vigil::test::read_file;
 using vigil::test::run_vigil;
 using vigil::test::TempDir;
@@ -116,17 +117,6 @@ TEST(Plot, OutFollowsSymlinksAndWritesThroughFifos) {
   got.resize(static_cast<std::size_t>(n));
   EXPECT_NE(got.find("<svg"), std::string::npos);
   EXPECT_NE(got.find("</svg>"), std::string::npos);
-}
-
-void expect_clean_error(const vigil::test::RunResult& r, const std::string& needle) {
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_LT(r.exit_code, 128);
-  std::istringstream err(r.err);
-  std::string first, second;
-  std::getline(err, first);
-  EXPECT_FALSE(std::getline(err, second)) << r.err;
-  EXPECT_EQ(first.rfind("vigil: error: ", 0), 0u) << first;
-  EXPECT_NE(first.find(needle), std::string::npos) << first;
 }
 
 TEST(Plot, BadRunFolders) {

@@ -15,12 +15,7 @@ using nlohmann::json;
 using vigil::test::run_vigil;
 using namespace std::string_literals;
 
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
-}
+using vigil::test::lines;
 
 }  // namespace
 

@@ -185,7 +185,7 @@ TEST(CustomRule, OneClassAndOneRegistration) {
   } catch (const OptionError& e) {
     EXPECT_STREQ(e.what(),
                  "unknown rule 'above:2:2': use patience, gl:ALPHA, pq:ALPHA[:STRIP], "
-                 "up:S[:STRIP] or robust:STEPS[:PROB]");
+                 "up:S[:STRIP], robust:STEPS[:PROB], median or percentile");
   }
   try {
     (void)registry.parse("nope");
@@ -248,7 +248,12 @@ TEST(OptionsTable, EveryKeyRoundTripsThroughJson) {
                     {"combine", "all"},
                     {"max_epochs", 40},
                     {"time_budget_seconds", 60.5},
-                    {"train_monitor", "train_loss"}};
+                    {"train_monitor", "train_loss"},
+                    {"percentile", 25.0},
+                    {"n_startup_trials", 2},
+                    {"n_warmup_steps", 3},
+                    {"interval_steps", 4},
+                    {"n_min_trials", 5}};
   const json defaults = EarlyStoppingOptions{}.to_json();
   ASSERT_EQ(values.size(), fields().size());
   for (const auto& f : fields()) {
@@ -280,7 +285,8 @@ TEST(OptionsTable, UnknownKeyListsExactlyTheTablesKeys) {
   EXPECT_EQ(keys,
             "monitor, mode, patience, min_delta, baseline, start_from_epoch, check_finite, "
             "stopping_threshold, divergence_threshold, strict, rule, combine, max_epochs, "
-            "time_budget_seconds, train_monitor");
+            "time_budget_seconds, train_monitor, percentile, n_startup_trials, n_warmup_steps, "
+            "interval_steps, n_min_trials");
   for (const auto& f : fields()) EXPECT_FALSE(f.help.empty()) << f.key;
 }
 
@@ -307,7 +313,9 @@ TEST(OptionsTable, EveryEarlyStoppingFlagOfReplayResolvesToAField) {
   const auto help = vigil::test::run_process({VIGIL_CLI, "replay", "--help"});
   ASSERT_EQ(help.exit_code, 0) << help.err;
   // The flags of replay itself (what to replay and how to print it), not early-stopping options.
-  const std::set<std::string> own{"--help", "--values", "--log", "--batch", "--json"};
+  const std::set<std::string> own{"--help",  "--values",   "--log",           "--batch",
+                                  "--json",  "--evaluate", "--test-monitor",  "--test-mode",
+                                  "--rules", "--plot",     "--reference-runs"};
   const auto known = table_flags();
   const std::regex flag("(^|[\\s,])(--[a-z][a-z0-9-]*)");
   std::set<std::string> seen;

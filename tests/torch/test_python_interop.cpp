@@ -31,12 +31,7 @@ fs::path script() {
   return vigil::test::source_dir() / "scripts/load_in_python.py";
 }
 
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
+using vigil::test::lines;
 
 // "test accuracy: 0.8120 ..." -> "0.8120".
 std::string accuracy_in(const std::string& out) {

@@ -124,6 +124,8 @@ TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
                                             "preset",
                                             "reduce_lr_factor",
                                             "reduce_lr_patience",
+                                            "reference_curves",
+                                            "reference_runs",
                                             "restore_best_weights",
                                             "run_id",
                                             "save_best_only",
@@ -170,8 +172,9 @@ TEST_F(TrainCli, EveryHelpFlagIsARunJsonKeyOrARunFlag) {
         << flag << " is neither a run.json key nor a known flag of the run";
   }
   for (const auto& [key, value] : cfg.items()) {
-    // No flag of their own: an object of flags, and three records made at the first start.
-    if (key == "early_stopping" || key == "standardizer" || key == "init_source" || key == "run_id")
+    // No flag of their own: an object of flags, and four records made at the first start.
+    if (key == "early_stopping" || key == "standardizer" || key == "init_source" ||
+        key == "run_id" || key == "reference_curves")
       continue;
     std::string flag = "--" + key;
     std::replace(flag.begin(), flag.end(), '_', '-');
