@@ -21,8 +21,8 @@
 # Usage: scripts/make-curves.sh [--plan]
 #   VIGIL=path/to/vigil (default build/vigil), JOBS=2 (trainings at once, 1 libtorch thread each),
 #   OUT=data/curves. Run it niced on a shared machine: nice -n 10 scripts/make-curves.sh
-# Time: about 35 minutes for the 108 runs with JOBS=2 on a 2-core machine (see
-# data/curves/README.md for the measured run).
+# Time: 26 minutes for the 108 runs with JOBS=2 on a 2-core machine shared with other jobs (load
+# average about 7.6 during the run); details in data/curves/README.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
