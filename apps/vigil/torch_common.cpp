@@ -170,6 +170,12 @@ std::vector<RunField> make_run_fields() {
        kData, kFrozen},
       {member("limit_test", &C::limit_test, "Use only the first N test examples (0 = all)"), kData,
        kMayChange},
+      {member("eval_test_every_epoch", &C::eval_test_every_epoch,
+              "Also evaluate the test set after every validation and log test_loss (and "
+              "test_accuracy or test_perplexity) in metrics.csv: a record for judging stopping "
+              "rules afterwards, NOT for model selection (--monitor test_* is refused); training, "
+              "stopping, checkpoints and result.json are unchanged"),
+       kData, kFrozen},
 
       {member("model", &C::model,
               "mlp, cnn, or gpt (a byte-level transformer language model on --data text:PATH)"),

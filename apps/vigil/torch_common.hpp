@@ -31,6 +31,9 @@ struct RunConfig {
   double test_split = 0.2;        ///< csv: fraction held out as the test set
   std::int64_t limit_train = 0;   ///< use only the first N training examples (0 = all)
   std::int64_t limit_test = 0;    ///< use only the first N test examples (0 = all)
+  /// Also evaluate the test set at every validation and log it (test_loss, ...) in metrics.csv:
+  /// curves for judging stopping rules, never read by training, stopping or checkpoints.
+  bool eval_test_every_epoch = false;
   // Model.
   std::string model = "mlp";
   std::vector<std::int64_t> hidden{256, 256};

@@ -241,7 +241,10 @@ int run_lm_train(const TrainArgs& a, RunConfig& config, bool resuming, RunLock l
   auto optimizer = build_optimizer(config, vt::unique_parameters(*net));
   const MainRun r = open_run(run_dir, config, checkpoint_options(config), std::move(lock));
   vt::Trainer trainer(trainer_options(config).with_model_metadata(model_metadata(net)));
-  add_main_callbacks(trainer, r, config, nullptr, a);
+  add_main_callbacks(trainer, r, config, nullptr, a, [&net, &data] {
+    const LmEval test = evaluate_lm(*net, data.test);
+    return Logs{{"loss", test.loss}, {"perplexity", test.perplexity}};
+  });
   announce_start(run_dir, resuming, r);
 
   vt::TokenWindowSource train(data.train);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -53,11 +54,24 @@ void assign_run_id(RunConfig& config, const std::filesystem::path& run_dir, bool
 MainRun open_run(const std::filesystem::path& run_dir, const RunConfig& config,
                  const CheckpointManagerOptions& options, RunLock lock);
 
-/// Adds rank 0's callbacks: restore, EMA, early stopping, lr changes, checkpoints, logs,
-/// progress and the test hooks. `group` is null when training alone.
+/// The test set's metrics ("loss", and "accuracy" or "perplexity") of the model as it is now.
+using TestEvaluator = std::function<Logs()>;
+
+/// Refuses (OptionError) what --eval-test-every-epoch cannot go with: a --monitor on the test set.
+void check_eval_test(const RunConfig& config);
+
+/// --eval-test-every-epoch: after every period, `evaluate` on the weights validation measured,
+/// written into that period's history record as "test_<metric>" (so metrics.csv and every
+/// checkpoint's history have it) but not into the logs the other callbacks decide on. It must
+/// come before every callback that reads or saves the history.
+std::shared_ptr<vigil::torch::Callback> make_test_curve(TestEvaluator evaluate);
+
+/// Adds rank 0's callbacks: the test curve (when config.eval_test_every_epoch, from `test`),
+/// restore, EMA, early stopping, lr changes, checkpoints, logs, progress and the test hooks.
+/// `group` is null when training alone.
 void add_main_callbacks(vigil::torch::Trainer& trainer, const MainRun& r, const RunConfig& config,
                         const std::shared_ptr<vigil::torch::ProcessGroup>& group,
-                        const TrainArgs& a);
+                        const TrainArgs& a, const TestEvaluator& test);
 
 /// Says whether the run starts over or resumes, and from which checkpoint.
 void announce_start(const std::filesystem::path& run_dir, bool resuming, const MainRun& r);

@@ -222,9 +222,16 @@ RunConfig resolve_config(const TrainArgs& a, const RunConfig& given, vt::Process
   RunConfig config = given;
   if (resuming) {
     const fs::path run_dir = a.run_dir;
-    const auto merged = merge_for_resume(read_json_file(run_dir / "run.json"), given.to_json(),
-                                         explicit_keys(a), run_dir);
+    const auto recorded = read_json_file(run_dir / "run.json");
+    const auto merged = merge_for_resume(recorded, given.to_json(), explicit_keys(a), run_dir);
     config = RunConfig::from_json(merged);
+    // The test curve is measured on one test set from its first row to its last.
+    if (config.eval_test_every_epoch && recorded.contains("limit_test") &&
+        recorded.at("limit_test") != merged.at("limit_test"))
+      throw OptionError(fmt::format(
+          "--limit-test cannot change when resuming {} with --eval-test-every-epoch (the run "
+          "was started with --limit-test {}, now {}): its test curve would change test sets",
+          run_dir.string(), recorded.at("limit_test").dump(), merged.at("limit_test").dump()));
   } else {
     apply_lm_defaults(config, explicit_keys(a));
   }
@@ -236,6 +243,7 @@ RunConfig resolve_config(const TrainArgs& a, const RunConfig& given, vt::Process
     config = RunConfig::from_json(
         nlohmann::json::parse(group->broadcast_string(config.to_json().dump())));
   config.early_stopping.validate();
+  check_eval_test(config);
   if (is_lm(config)) check_lm(config);
   (void)make_lr_schedule(config);  // refuses bad values before any work
   check_ema(config);
@@ -319,8 +327,11 @@ MainRun open_run(const fs::path& run_dir, const RunConfig& config,
 }
 
 void add_main_callbacks(vt::Trainer& trainer, const MainRun& r, const RunConfig& config,
-                        const std::shared_ptr<vt::ProcessGroup>& group, const TrainArgs& a) {
+                        const std::shared_ptr<vt::ProcessGroup>& group, const TrainArgs& a,
+                        const TestEvaluator& test) {
   const fs::path run_dir = a.run_dir;
+  // First: the history every later callback reads or saves has the test columns.
+  if (config.eval_test_every_epoch) trainer.add_callback(make_test_curve(test));
   trainer.add_callback(r.restore);
   trainer.add_callback(std::make_shared<ResumeWarnings>());
   if (r.ema) trainer.add_callback(r.ema);
@@ -485,7 +496,10 @@ int run_main_rank(const TrainArgs& a, const RunConfig& config,
   const MainRun r = open_run(run_dir, config, options, std::move(lock));
   vt::Trainer trainer(trainer_options(config).with_distributed(group).with_model_metadata(
       {{"vigil.model", data.spec.to_json().dump()}}));
-  add_main_callbacks(trainer, r, config, group, a);
+  // Data-parallel ranks hold the same weights, so rank 0 alone tests them, on the whole test set
+  // (the others wait for it at the next step).
+  add_main_callbacks(trainer, r, config, group, a,
+                     [&net, &data] { return vt::evaluate(vt::Model::of(net), data.test); });
   announce_start(run_dir, resuming, r);
 
   vt::FitResult fit;

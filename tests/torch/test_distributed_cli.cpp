@@ -167,6 +167,28 @@ TEST(DistributedCli, EmaIsWrittenWholeAndResumedByEveryRank) {
   EXPECT_TRUE(fs::exists(run / "checkpoints" / "epoch-0002" / "ema.safetensors"));
 }
 
+// --eval-test-every-epoch: rank 0 tests the whole test set on the weights every rank holds, so
+// each row's test columns are one process's (up to float rounding) and the best epoch's row is
+// what result.json's test of the restored best weights gives.
+TEST(DistributedCli, RankZeroRecordsTheTestCurve) {
+  TempDir tmp;
+  const auto alone = run_vigil(args(tmp / "alone", {"--eval-test-every-epoch"}));
+  ASSERT_EQ(alone.exit_code, 0) << alone.out << alone.err;
+  const auto two = run_vigil(args(tmp / "two", {"--eval-test-every-epoch", "--nproc", "2"}));
+  ASSERT_EQ(two.exit_code, 0) << two.out << two.err;
+  const auto a = read_metrics(tmp / "alone" / "metrics.csv");
+  const auto b = read_metrics(tmp / "two" / "metrics.csv");
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (std::size_t e = 0; e < 3; ++e)
+    for (const char* k : {"test_loss", "test_accuracy"})
+      EXPECT_NEAR(b[e].at(k), a[e].at(k), 2e-3) << "epoch " << e << " " << k;
+  const auto result = nlohmann::json::parse(read_file(tmp / "two" / "result.json"));
+  const auto best = result.at("best_epoch").get<std::size_t>();
+  EXPECT_DOUBLE_EQ(b.at(best).at("test_loss"), result.at("test").at("loss").get<double>());
+  EXPECT_EQ(run_vigil({"verify", (tmp / "two").string()}).exit_code, 0);
+}
+
 TEST(DistributedCli, ARankKilledMidSaveLosesNothingCommittedAndTheRunResumes) {
   TempDir tmp;
   const auto run = tmp / "run";

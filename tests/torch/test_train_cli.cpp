@@ -104,6 +104,7 @@ TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
                                             "ema_validate",
                                             "embed",
                                             "epochs",
+                                            "eval_test_every_epoch",
                                             "filename",
                                             "final_lr",
                                             "heads",
