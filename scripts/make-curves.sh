@@ -15,8 +15,9 @@
 # every machine (`scripts/make-curves.sh --plan` prints it); with --threads 1 each run is
 # bit-reproducible too, except for the seconds column and run.json's run_id.
 #
-# Each run trains in a temporary folder; data/curves/NAME/ keeps only its metrics.csv and
-# run.json. data/curves/index.csv lists the runs with their settings, rows and training time.
+# Each run trains in a temporary folder; data/curves/fashion-mnist/NAME/ (data/curves/lm/NAME/
+# for the language models) keeps only its metrics.csv and run.json. data/curves/index.csv lists
+# the runs with their settings, rows and training time.
 #
 # Usage: scripts/make-curves.sh [--plan]
 #   VIGIL=path/to/vigil (default build/vigil), JOBS=2 (trainings at once, 1 libtorch thread each),
@@ -125,7 +126,13 @@ fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/make-curves.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$OUT"
-rm -rf "$OUT"/fmnist-* "$OUT"/lm-* "$OUT"/index.csv
+rm -rf "$OUT"/fashion-mnist "$OUT"/lm "$OUT"/index.csv
+
+# Where a run's folder goes: one folder per task, so that `vigil replay --evaluate` can score the
+# rules on runs of one kind (the median rule compares values across runs).
+place() {
+  if [[ $1 == lm-* ]]; then echo "lm/$1"; else echo "fashion-mnist/$1"; fi
+}
 
 # run_one NAME ARGS...: trains in $WORK, keeps metrics.csv and run.json, notes the time taken.
 run_one() {
@@ -140,8 +147,8 @@ run_one() {
     echo "$name" >>"$WORK/failed"
     return 0
   fi
-  mkdir -p "$OUT/$name"
-  cp "$dir/run/metrics.csv" "$dir/run/run.json" "$OUT/$name/"
+  mkdir -p "$OUT/$(place "$name")"
+  cp "$dir/run/metrics.csv" "$dir/run/run.json" "$OUT/$(place "$name")/"
   jq -r '.fit_seconds' "$dir/run/result.json" >"$WORK/$name.seconds"
   rm -rf "$dir" "$dir.log"
   echo "make-curves: $name done ($(cut -d. -f1 "$WORK/$name.seconds") s)"
@@ -165,7 +172,7 @@ if [[ -s $WORK/failed ]]; then
 fi
 echo "run,model,size,optimizer,lr,momentum,weight_decay,batch_size,dropout,limit_train,validation_split,seed,rows,fit_seconds" >"$OUT/index.csv"
 for name in "${NAMES[@]}"; do
-  csv=$OUT/$name/metrics.csv
+  csv=$OUT/$(place "$name")/metrics.csv
   [[ -f $csv ]] || continue
   rows=$(($(wc -l <"$csv") - 1))
   need="loss val_loss test_loss"
@@ -189,7 +196,7 @@ for name in "${NAMES[@]}"; do
       else "h\(.hidden | map(tostring) | join("-"))" end),
      .optimizer, .lr, .momentum, .weight_decay, .batch_size, .dropout, .limit_train,
      .validation_split, .seed, ($rows | tonumber), ($secs | tonumber | . * 10 | round / 10)]
-    | @csv' "$OUT/$name/run.json" >>"$OUT/index.csv"
+    | @csv' "$OUT/$(place "$name")/run.json" >>"$OUT/index.csv"
 done
 runs=$(($(wc -l <"$OUT/index.csv") - 1))
 echo "make-curves: $runs runs in $OUT, $((elapsed / 60)) min $((elapsed % 60)) s with JOBS=$JOBS"

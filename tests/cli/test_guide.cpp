@@ -1,7 +1,7 @@
 // docs/guide.md cannot rot: every ```console block's `$ ` commands run, in order, in one scratch
-// folder (with examples/ and scripts/ linked in and the built `vigil` first on PATH), and must
-// exit 0 and print what the guide shows under them. A line `...` in the shown output stands for
-// any number of lines, `...` inside a line for any text; `[exit status N]` expects that status.
+// folder (with examples/, scripts/ and data/ linked in and the built `vigil` first on PATH), and
+// must exit 0 and print what the guide shows under them. A line `...` in the shown output stands
+// for any number of lines, `...` inside a line for any text; `[exit status N]` expects that status.
 // A command may continue over lines ending in a backslash, or on lines starting with "> ".
 #include <gtest/gtest.h>
 
@@ -165,6 +165,7 @@ void run_sections(const std::set<int>& sections) {
   vigil::test::TempDir work;
   fs::create_directory_symlink(source / "examples", work / "examples");
   fs::create_directory_symlink(source / "scripts", work / "scripts");
+  fs::create_directory_symlink(source / "data", work / "data");
   // Debian's python3 (with python3-torch) and the vigil just built come first.
   const std::string prelude =
       "set -o pipefail; export PATH=" + quote(fs::path(VIGIL_CLI).parent_path().string()) +
@@ -193,7 +194,7 @@ void run_sections(const std::set<int>& sections) {
 
 // One test per group of sections that share files, so each gets its own time limit and ctest
 // may run them in parallel. Sections 5 and 6 use the run that section 3 trains.
-const std::vector<std::set<int>> kGroups = {{1}, {2}, {3, 5, 6}, {4}, {7}, {8}};
+const std::vector<std::set<int>> kGroups = {{1}, {2}, {3, 5, 6}, {4}, {7}, {8}, {9}};
 
 }  // namespace
 
@@ -225,4 +226,7 @@ TEST(Guide, Section7TrainingBySteps) {
 }
 TEST(Guide, Section8LanguageModel) {
   run_sections(kGroups[5]);
+}
+TEST(Guide, Section9EvidenceForStoppingRules) {
+  run_sections(kGroups[6]);
 }
