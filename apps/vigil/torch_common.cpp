@@ -121,30 +121,14 @@ OptionField<RunConfig> early_stopping_object() {
   return f;
 }
 
-OptionField<RunConfig> standardizer_object() {
+// A record made at the first start (a JSON value kept as it is), never given as a flag.
+OptionField<RunConfig> record_field(std::string key, std::string help,
+                                    nlohmann::json RunConfig::*member) {
   OptionField<RunConfig> f;
-  f.key = "standardizer";
-  f.help = "CSV: the training features' mean and deviation, set at the first start";
-  f.get = [](const RunConfig& c) { return c.standardizer; };
-  f.set = [](RunConfig& c, const nlohmann::json& v) { c.standardizer = v; };
-  return f;
-}
-
-OptionField<RunConfig> reference_curves_object() {
-  OptionField<RunConfig> f;
-  f.key = "reference_curves";
-  f.help = "median/percentile: the reference runs read at the first start (paths, XXH3, values)";
-  f.get = [](const RunConfig& c) { return c.reference_curves; };
-  f.set = [](RunConfig& c, const nlohmann::json& v) { c.reference_curves = v; };
-  return f;
-}
-
-OptionField<RunConfig> init_source_object() {
-  OptionField<RunConfig> f;
-  f.key = "init_source";
-  f.help = "Warm start: the weights file read at the first start, its XXH3 and tensor count";
-  f.get = [](const RunConfig& c) { return c.init_source; };
-  f.set = [](RunConfig& c, const nlohmann::json& v) { c.init_source = v; };
+  f.key = std::move(key);
+  f.help = std::move(help);
+  f.get = [member](const RunConfig& c) { return c.*member; };
+  f.set = [member](RunConfig& c, const nlohmann::json& v) { c.*member = v; };
   return f;
 }
 
@@ -280,9 +264,20 @@ std::vector<RunField> make_run_fields() {
        kCkpt, kMayChange},
 
       // Computed from the data, never given: no flag.
-      {standardizer_object(), "", kMayChange},
-      {init_source_object(), "", kMayChange},
-      {reference_curves_object(), "", kMayChange},
+      {record_field("standardizer",
+                    "CSV: the training features' mean and deviation, set at the first start",
+                    &C::standardizer),
+       "", kMayChange},
+      {record_field(
+           "init_source",
+           "Warm start: the weights file read at the first start, its XXH3 and tensor count",
+           &C::init_source),
+       "", kMayChange},
+      {record_field(
+           "reference_curves",
+           "median/percentile: the reference runs read at the first start (paths, XXH3, values)",
+           &C::reference_curves),
+       "", kMayChange},
       // A record, not an option: it is never given, so it is never compared on resume.
       {member("run_id", &C::run_id,
               "The run's id, made at its first start; every checkpoint records it"),
