@@ -14,6 +14,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "vigil/safetensors.hpp"
+
 namespace vigil::test {
 
 TempDir::TempDir() {
@@ -143,6 +145,26 @@ std::string read_file(const std::filesystem::path& path) {
   std::ostringstream s;
   s << f.rdbuf();
   return s.str();
+}
+
+float first_f32(const std::filesystem::path& file, const std::string& name) {
+  const auto f = SafetensorsFile::open(file);
+  float v = 0;
+  std::memcpy(&v, f.view(name).data.data(), sizeof v);
+  return v;
+}
+
+bool python_has_torch() {
+  return std::filesystem::exists(kPython) &&
+         run_process({kPython, "-c", "import torch"}).exit_code == 0;
+}
+
+ssize_t FullDiskOps::write(int fd, const void* data, size_t size) {
+  if (full) {
+    errno = ENOSPC;
+    return -1;
+  }
+  return FileOps::write(fd, data, size);
 }
 
 }  // namespace vigil::test
