@@ -204,6 +204,11 @@ const std::vector<Group> kGroups = {{"Section1PatienceAndMinDeltaSweep", {1}},
                                     {"Section7TrainingBySteps", {7}},
                                     {"Section8LanguageModel", {8}}};
 
+// gtest shows a parameter in the test's listing: its name, not its bytes.
+void PrintTo(const Group& group, std::ostream* out) {
+  *out << group.name;
+}
+
 class GuideSections : public ::testing::TestWithParam<Group> {};
 
 }  // namespace
