@@ -12,6 +12,7 @@
 
 #include <fmt/core.h>
 
+#include "detail/save_point.hpp"
 #include "vigil/error.hpp"
 
 namespace vigil {
@@ -86,10 +87,7 @@ void TensorSnapshot::reserve(std::size_t bytes) {
 void TensorSnapshot::capture(const SaveRequest& request) {
   ensure_capacity(bytes_for(request));
   touched_ = true;  // every byte of the request is written below
-  request_.epoch = request.epoch;
-  request_.step = request.step;
-  request_.at = request.at;
-  request_.metrics = request.metrics;
+  detail::copy_save_point(request_, request);
   request_.state = request.state;
   request_.metadata = request.metadata;
   request_.files.clear();

@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "detail/posix.hpp"
+#include "detail/save_point.hpp"
 #include "xxh_state.hpp"
 
 namespace vigil {
@@ -334,11 +335,8 @@ CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const Checkpoi
   CheckpointInfo info;
   info.name = dir.filename().string();
   info.path = dir;
-  info.epoch = content.epoch;
-  info.step = content.step;
-  info.at = content.at;
+  detail::copy_save_point(info, content);
   info.sequence = content.sequence;
-  info.metrics = content.metrics;
   info.run_id = content.run_id;
   try {
     for (const auto& [stem, tensors] : content.files) {

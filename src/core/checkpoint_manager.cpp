@@ -17,6 +17,7 @@
 #include <fmt/core.h>
 
 #include "detail/posix.hpp"
+#include "detail/save_point.hpp"
 #include "detail/text.hpp"
 #include "vigil/async_saver.hpp"
 #include "vigil/retention.hpp"
@@ -409,10 +410,7 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
     name = fmt::format("{}-v{}", base, v);
   }
   CheckpointContent content;
-  content.epoch = request.epoch;
-  content.step = request.step;
-  content.at = request.at;
-  content.metrics = request.metrics;
+  detail::copy_save_point(content, request);
   content.files = request.files;
   content.metadata = request.metadata;
   content.state = request.state;

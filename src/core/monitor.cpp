@@ -11,6 +11,8 @@
 
 #include <fmt/format.h>
 
+#include "detail/enum_names.hpp"
+
 namespace vigil {
 namespace {
 
@@ -60,6 +62,9 @@ constexpr std::string_view kMinNames[] = {
     "cer",     "wer",   "hinge",      "kld", "kl",  "divergence",   "huber",
     "logcosh", "bpd",   "distance",   "cost"};
 
+constexpr detail::EnumName<ModeSetting> kModeSettingNames[] = {
+    {ModeSetting::Min, "min"}, {ModeSetting::Max, "max"}, {ModeSetting::Auto, "auto"}};
+
 }  // namespace
 
 std::string_view mode_name(Mode mode) {
@@ -67,21 +72,11 @@ std::string_view mode_name(Mode mode) {
 }
 
 std::string_view mode_name(ModeSetting setting) {
-  switch (setting) {
-    case ModeSetting::Min:
-      return "min";
-    case ModeSetting::Max:
-      return "max";
-    case ModeSetting::Auto:
-      break;
-  }
-  return "auto";
+  return detail::name_of(kModeSettingNames, setting, "auto");
 }
 
 ModeSetting parse_mode_setting(std::string_view text) {
-  if (text == "min") return ModeSetting::Min;
-  if (text == "max") return ModeSetting::Max;
-  if (text == "auto") return ModeSetting::Auto;
+  if (const auto setting = detail::value_named(kModeSettingNames, text)) return *setting;
   throw OptionError(fmt::format("unknown mode '{}': use min, max or auto", text));
 }
 

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "detail/enum_names.hpp"
 #include "detail/input_file.hpp"
 #include "detail/text.hpp"
 #include "vigil/torch/rng_state.hpp"
@@ -262,21 +263,20 @@ TrainValidation train_validation_split(const Dataset& data, double validation_fr
 
 // ---- CSV ----
 
+namespace {
+
+constexpr vigil::detail::EnumName<Task> kTaskNames[] = {{Task::Auto, "auto"},
+                                                        {Task::Classification, "classification"},
+                                                        {Task::Regression, "regression"}};
+
+}  // namespace
+
 std::string_view task_name(Task task) {
-  switch (task) {
-    case Task::Auto:
-      return "auto";
-    case Task::Classification:
-      return "classification";
-    case Task::Regression:
-      return "regression";
-  }
-  return "?";
+  return vigil::detail::name_of(kTaskNames, task);
 }
 
 Task parse_task(std::string_view name) {
-  for (auto t : {Task::Auto, Task::Classification, Task::Regression})
-    if (name == task_name(t)) return t;
+  if (const auto task = vigil::detail::value_named(kTaskNames, name)) return *task;
   throw OptionError(
       fmt::format("unknown task '{}' (expected auto, classification or regression)", name));
 }

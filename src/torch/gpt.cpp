@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "detail/json_fields.hpp"
 #include "vigil/torch/module_state.hpp"
 
 namespace vigil::torch {
@@ -49,10 +50,7 @@ GptOptions GptOptions::from_json(const json& j) {
     throw InputError(fmt::format("a gpt model must be a JSON object, got {}", j.dump()));
   static const std::set<std::string> known{"kind",  "vocab_size", "context", "layers",
                                            "heads", "embed",      "dropout"};
-  for (const auto& [key, value] : j.items())
-    if (!known.count(key))
-      throw InputError(
-          fmt::format("unknown gpt model field '{}' (known: {})", key, fmt::join(known, ", ")));
+  detail::refuse_unknown_fields(j, known, "gpt model");
   if (j.contains("kind") && !(j["kind"].is_string() && j["kind"] == "gpt"))
     throw InputError(fmt::format("a gpt model has \"kind\": \"gpt\", got {}", j["kind"].dump()));
   GptOptions o;

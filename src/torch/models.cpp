@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "detail/json_fields.hpp"
+
 namespace vigil::torch {
 
 namespace nn = ::torch::nn;
@@ -120,10 +122,7 @@ ModelSpec ModelSpec::from_json(const json& j) {
   if (!j.is_object()) throw InputError("a model spec must be a JSON object");
   static const std::set<std::string> known{"kind",    "input_shape", "hidden",    "channels",
                                            "outputs", "dropout",     "batch_norm"};
-  for (const auto& [key, value] : j.items())
-    if (!known.count(key))
-      throw InputError(
-          fmt::format("unknown model spec field '{}' (known: {})", key, fmt::join(known, ", ")));
+  detail::refuse_unknown_fields(j, known, "model spec");
   ModelSpec s;
   auto sizes = [&](const char* key, std::vector<std::int64_t>& out) {
     if (!j.contains(key)) return;

@@ -3,6 +3,7 @@
 
 #include <bit>
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -15,60 +16,30 @@ namespace vigil::torch {
 static_assert(std::endian::native == std::endian::little,
               "vigil's zero-copy tensor views assume a little-endian host");
 
+namespace {
+
+// The dtypes both sides know, each pair once for both directions.
+constexpr std::pair<c10::ScalarType, DType> kDTypes[] = {
+    {c10::ScalarType::Float, DType::F32}, {c10::ScalarType::Double, DType::F64},
+    {c10::ScalarType::Half, DType::F16},  {c10::ScalarType::BFloat16, DType::BF16},
+    {c10::ScalarType::Long, DType::I64},  {c10::ScalarType::Int, DType::I32},
+    {c10::ScalarType::Short, DType::I16}, {c10::ScalarType::Char, DType::I8},
+    {c10::ScalarType::Byte, DType::U8},   {c10::ScalarType::Bool, DType::BOOL}};
+
+}  // namespace
+
 DType to_dtype(c10::ScalarType type) {
-  switch (type) {
-    case c10::ScalarType::Float:
-      return DType::F32;
-    case c10::ScalarType::Double:
-      return DType::F64;
-    case c10::ScalarType::Half:
-      return DType::F16;
-    case c10::ScalarType::BFloat16:
-      return DType::BF16;
-    case c10::ScalarType::Long:
-      return DType::I64;
-    case c10::ScalarType::Int:
-      return DType::I32;
-    case c10::ScalarType::Short:
-      return DType::I16;
-    case c10::ScalarType::Char:
-      return DType::I8;
-    case c10::ScalarType::Byte:
-      return DType::U8;
-    case c10::ScalarType::Bool:
-      return DType::BOOL;
-    default:
-      throw OptionError(
-          fmt::format("tensor dtype {} cannot be stored in safetensors", c10::toString(type)));
-  }
+  for (const auto& [scalar_type, dtype] : kDTypes)
+    if (scalar_type == type) return dtype;
+  throw OptionError(
+      fmt::format("tensor dtype {} cannot be stored in safetensors", c10::toString(type)));
 }
 
 c10::ScalarType to_scalar_type(DType dtype) {
-  switch (dtype) {
-    case DType::F32:
-      return c10::ScalarType::Float;
-    case DType::F64:
-      return c10::ScalarType::Double;
-    case DType::F16:
-      return c10::ScalarType::Half;
-    case DType::BF16:
-      return c10::ScalarType::BFloat16;
-    case DType::I64:
-      return c10::ScalarType::Long;
-    case DType::I32:
-      return c10::ScalarType::Int;
-    case DType::I16:
-      return c10::ScalarType::Short;
-    case DType::I8:
-      return c10::ScalarType::Char;
-    case DType::U8:
-      return c10::ScalarType::Byte;
-    case DType::BOOL:
-      return c10::ScalarType::Bool;
-    default:
-      throw OptionError(
-          fmt::format("safetensors dtype {} has no libtorch equivalent", dtype_name(dtype)));
-  }
+  for (const auto& [scalar_type, d] : kDTypes)
+    if (d == dtype) return scalar_type;
+  throw OptionError(
+      fmt::format("safetensors dtype {} has no libtorch equivalent", dtype_name(dtype)));
 }
 
 namespace {

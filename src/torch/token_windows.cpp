@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "detail/enum_names.hpp"
 #include "detail/posix.hpp"
 #include "vigil/torch/rng_state.hpp"
 
@@ -19,16 +20,15 @@ namespace fs = std::filesystem;
 
 // ---- dtypes ----
 
+namespace {
+
+constexpr vigil::detail::EnumName<TokenDType> kTokenDTypeNames[] = {
+    {TokenDType::U8, "u8"}, {TokenDType::U16, "u16"}, {TokenDType::U32, "u32"}};
+
+}  // namespace
+
 std::string_view token_dtype_name(TokenDType dtype) {
-  switch (dtype) {
-    case TokenDType::U8:
-      return "u8";
-    case TokenDType::U16:
-      return "u16";
-    case TokenDType::U32:
-      return "u32";
-  }
-  return "?";
+  return vigil::detail::name_of(kTokenDTypeNames, dtype);
 }
 
 TokenDType parse_token_dtype(std::string_view name) {

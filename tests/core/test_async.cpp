@@ -39,13 +39,6 @@ struct Training {
   }
 };
 
-float weight_of(const fs::path& ckpt) {
-  auto f = SafetensorsFile::open(ckpt / "model.safetensors");
-  float v = 0;
-  std::memcpy(&v, f.view("w").data.data(), sizeof v);
-  return v;
-}
-
 TEST(Async, SavesTheSnapshotNotTheLaterState) {
   TempDir tmp;
   Training run;
@@ -59,7 +52,8 @@ TEST(Async, SavesTheSnapshotNotTheLaterState) {
   ASSERT_EQ(results.size(), 5u);
   for (int e = 0; e < 5; ++e) {
     ASSERT_TRUE(results[static_cast<std::size_t>(e)].saved);
-    EXPECT_EQ(weight_of(results[static_cast<std::size_t>(e)].checkpoint->path),
+    EXPECT_EQ(test::first_f32(results[static_cast<std::size_t>(e)].checkpoint->path /
+                              "model.safetensors"),
               static_cast<float>(e));
   }
   EXPECT_EQ(m.latest()->name, "epoch-0004");
@@ -299,29 +293,17 @@ TEST(Async, ManagerDestructorFlushesTheSaveInFlight) {
   CheckpointManager reopened(tmp.path());
   ASSERT_EQ(reopened.checkpoints().size(), 2u);
   EXPECT_EQ(reopened.latest()->name, "epoch-0001");
-  EXPECT_EQ(weight_of(reopened.latest()->path), 1.0f);
+  EXPECT_EQ(test::first_f32(reopened.latest()->path / "model.safetensors"), 1.0f);
 }
-
-class FailingOps : public FileOps {
- public:
-  std::atomic<bool> fail{false};
-  ssize_t write(int fd, const void* data, size_t size) override {
-    if (fail) {
-      errno = ENOSPC;
-      return -1;
-    }
-    return FileOps::write(fd, data, size);
-  }
-};
 
 TEST(Async, ManagerErrorsSurfaceAndTheNextSaveSucceeds) {
   TempDir tmp;
   Training run;
-  auto ops = std::make_shared<FailingOps>();
+  auto ops = std::make_shared<test::FullDiskOps>();
   CheckpointManager m(tmp.path(), CheckpointManagerOptions{}.with_ops(ops));
   m.save_async(run.request(0, 0.5));
   m.wait();
-  ops->fail = true;
+  ops->full = true;
   m.save_async(run.request(1, 0.4));
   try {
     m.wait();
@@ -329,7 +311,7 @@ TEST(Async, ManagerErrorsSurfaceAndTheNextSaveSucceeds) {
   } catch (const IoError& e) {
     EXPECT_EQ(e.errno_value(), ENOSPC);
   }
-  ops->fail = false;
+  ops->full = false;
   m.save_async(run.request(2, 0.3));
   auto results = m.wait();
   ASSERT_EQ(results.size(), 1u);

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
 #include "vigil/early_stopping.hpp"
 
 namespace {
@@ -53,28 +54,19 @@ Fed feed(EarlyStopper& s, const std::vector<double>& val, const std::vector<doub
 // ---- the monitor ----
 
 TEST(Mode, AutoInfersDirectionFromTheName) {
-  EXPECT_EQ(vigil::resolve_mode("val_loss", "auto"), Mode::Min);
-  EXPECT_EQ(vigil::resolve_mode("loss", "auto"), Mode::Min);
-  EXPECT_EQ(vigil::resolve_mode("val_mean_absolute_error", "auto"), Mode::Min);
-  EXPECT_EQ(vigil::resolve_mode("val_mape", "auto"), Mode::Min);
-  EXPECT_EQ(vigil::resolve_mode("perplexity", "auto"), Mode::Min);
-  EXPECT_EQ(vigil::resolve_mode("val_accuracy", "auto"), Mode::Max);
-  EXPECT_EQ(vigil::resolve_mode("val_acc", "auto"), Mode::Max);
-  EXPECT_EQ(vigil::resolve_mode("val/f1", "auto"), Mode::Max);
-  EXPECT_EQ(vigil::resolve_mode("map50", "auto"), Mode::Max);
-  EXPECT_EQ(vigil::resolve_mode("val_auc", "auto"), Mode::Max);
-  EXPECT_EQ(vigil::resolve_mode("top5_accuracy", "auto"), Mode::Max);
+  for (const char* name : {"val_loss", "loss", "val_mean_absolute_error", "val_mape", "perplexity"})
+    EXPECT_EQ(vigil::resolve_mode(name, "auto"), Mode::Min) << name;
+  for (const char* name :
+       {"val_accuracy", "val_acc", "val/f1", "map50", "val_auc", "top5_accuracy"})
+    EXPECT_EQ(vigil::resolve_mode(name, "auto"), Mode::Max) << name;
   EXPECT_EQ(vigil::resolve_mode("anything", "max"), Mode::Max);
   EXPECT_EQ(vigil::resolve_mode("val_accuracy", "min"), Mode::Min);
 }
 
 TEST(Mode, AutoRefusesNamesItCannotTell) {
-  try {
-    (void)vigil::resolve_mode("val_widgets", "auto");
-    FAIL() << "no error";
-  } catch (const OptionError& e) {
-    EXPECT_NE(std::string(e.what()).find("set mode to min or max"), std::string::npos) << e.what();
-  }
+  const auto msg =
+      vigil::test::error_of<OptionError>([] { (void)vigil::resolve_mode("val_widgets", "auto"); });
+  EXPECT_NE(msg.find("set mode to min or max"), std::string::npos) << msg;
   EXPECT_THROW((void)vigil::resolve_mode("val_loss", "down"), OptionError);
   EXPECT_THROW(EarlyStopper(EarlyStoppingOptions{}.with_monitor("epoch")), OptionError);
 }
@@ -92,14 +84,11 @@ TEST(Improvement, KerasSignedDeltaInDouble) {
 
 TEST(Monitor, MissingMetricNamesTheOnesThatExist) {
   EarlyStopper s(min_options());
-  try {
+  const auto msg = vigil::test::error_of<InputError>([&] {
     (void)s.on_epoch_end(0, {{"loss", 1.0}, {"val_acc", 0.5}});
-    FAIL() << "no error";
-  } catch (const InputError& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("val_loss"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("loss, val_acc"), std::string::npos) << msg;
-  }
+  });
+  EXPECT_NE(msg.find("val_loss"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("loss, val_acc"), std::string::npos) << msg;
 }
 
 TEST(Monitor, NonStrictWarnsAndSkips) {

@@ -41,13 +41,6 @@ struct Training {
   }
 };
 
-float weight_of(const fs::path& file) {
-  auto f = SafetensorsFile::open(file);
-  float v = 0;
-  std::memcpy(&v, f.view("w").data.data(), sizeof v);
-  return v;
-}
-
 std::vector<std::string> temporaries_under(const fs::path& root) {
   std::vector<std::string> out;
   for (const auto& e : fs::recursive_directory_iterator(root))
@@ -195,14 +188,14 @@ TEST(Faults, EveryFailingCallOfASaveIsSurvived) {
       for (const auto& c : before) {
         if (!fs::exists(c.path)) continue;
         EXPECT_NO_THROW(verify_checkpoint(c.path)) << c.name;
-        EXPECT_EQ(weight_of(c.path / "model.safetensors"), static_cast<float>(c.epoch));
+        EXPECT_EQ(test::first_f32(c.path / "model.safetensors"), static_cast<float>(c.epoch));
       }
       EXPECT_TRUE(fs::exists(before.back().path));
       // Space is back: the next save succeeds and the run directory is consistent.
       auto r = m.save(run.request(3, 0.6));
       ASSERT_TRUE(r.saved);
       EXPECT_EQ(m.latest()->name, "epoch-0003");
-      EXPECT_EQ(weight_of(CheckpointManager::best_model_path(tmp)), 3.0f);
+      EXPECT_EQ(test::first_f32(CheckpointManager::best_model_path(tmp)), 3.0f);
     }
   }
   EXPECT_EQ(failures_seen, 2 * total_calls);
@@ -262,11 +255,11 @@ TEST(Faults, SigkillDuringSavesLosesNothingCommitted) {
     EXPECT_LE(latest->epoch, reported + 1);
     bool reported_present = false;
     for (const auto& c : m.checkpoints()) {
-      EXPECT_EQ(weight_of(c.path / "model.safetensors"), static_cast<float>(c.epoch));
+      EXPECT_EQ(test::first_f32(c.path / "model.safetensors"), static_cast<float>(c.epoch));
       reported_present |= c.epoch == reported;
     }
     EXPECT_TRUE(reported_present);
-    EXPECT_EQ(weight_of(CheckpointManager::best_model_path(tmp.path())),
+    EXPECT_EQ(test::first_f32(CheckpointManager::best_model_path(tmp.path())),
               static_cast<float>(m.best()->epoch));
     if (latest->epoch > 0) ++resumed_past_zero;
   }
@@ -324,13 +317,14 @@ TEST_F(FullDisk, ENOSPCIsClearLosesNothingAndTheNextSaveSucceeds) {
   ASSERT_GE(committed.size(), 1u);
   for (const auto& c : committed) {
     EXPECT_NO_THROW(verify_checkpoint(c.path)) << c.name;
-    EXPECT_EQ(weight_of(c.path / "model.safetensors"), static_cast<float>(c.epoch));
+    EXPECT_EQ(test::first_f32(c.path / "model.safetensors"), static_cast<float>(c.epoch));
   }
   fs::remove(tmp / "filler");
   auto r = m.save(request(epoch));
   EXPECT_TRUE(r.saved);
   EXPECT_NO_THROW(verify_checkpoint(r.checkpoint->path));
-  EXPECT_EQ(weight_of(CheckpointManager::best_model_path(run_dir)), static_cast<float>(epoch));
+  EXPECT_EQ(test::first_f32(CheckpointManager::best_model_path(run_dir)),
+            static_cast<float>(epoch));
   for (const auto& c : committed) EXPECT_NO_THROW(verify_checkpoint(c.path)) << c.name;
 }
 

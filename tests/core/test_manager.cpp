@@ -46,13 +46,6 @@ std::set<std::string> names_on_disk(const fs::path& run) {
   return out;
 }
 
-float first_weight(const fs::path& file) {
-  auto f = SafetensorsFile::open(file);
-  float v = 0;
-  std::memcpy(&v, f.view("w").data.data(), sizeof v);
-  return v;
-}
-
 std::string last_pointer(const fs::path& run) {
   auto s = test::read_file(CheckpointManager::last_path(run));
   while (!s.empty() && s.back() == '\n') s.pop_back();
@@ -72,7 +65,7 @@ TEST(Manager, TopKKeepsTheKBestPlusBestAndLast) {
   ASSERT_TRUE(m.best());
   EXPECT_EQ(m.best()->name, "epoch-0003");
   EXPECT_DOUBLE_EQ(*m.best_value(), 0.3);
-  EXPECT_EQ(first_weight(CheckpointManager::best_model_path(tmp.path())), 3.0f);
+  EXPECT_EQ(test::first_f32(CheckpointManager::best_model_path(tmp.path())), 3.0f);
   EXPECT_EQ(last_pointer(tmp.path()), "epoch-0004");
   EXPECT_EQ(m.latest()->name, "epoch-0004");
   auto manifest =
@@ -181,7 +174,7 @@ TEST(Manager, SaveBestOnlyAndInitialValueThreshold) {
   }
   EXPECT_EQ(saved, (std::vector<bool>{false, true, false, false, true}));
   EXPECT_EQ(names_on_disk(tmp.path()), (std::set<std::string>{"epoch-0001", "epoch-0004"}));
-  EXPECT_EQ(first_weight(CheckpointManager::best_model_path(tmp.path())), 4.0f);
+  EXPECT_EQ(test::first_f32(CheckpointManager::best_model_path(tmp.path())), 4.0f);
   // Without the metric (a mid-epoch save) save_best_only has nothing to compare: skipped.
   auto r = m.save(run.request(5, std::nullopt, SavePoint::Step));
   EXPECT_FALSE(r.saved);
@@ -344,15 +337,12 @@ TEST(Manager, OptionsRoundTripThroughJsonFieldByField) {
 
 TEST(Manager, OptionsFromJsonNameTheProblem) {
   using O = CheckpointManagerOptions;
-  try {
+  const auto what = test::error_of<OptionError>([] {
     (void)O::from_json({{"save_top_k", 2}, {"keep_lats", 1}});
-    ADD_FAILURE() << "no error";
-  } catch (const OptionError& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find("'keep_lats'"), std::string::npos) << what;
-    EXPECT_NE(what.find("known: monitor, mode, save_top_k, keep_last,"), std::string::npos) << what;
-    EXPECT_NE(what.find("verify_on_open"), std::string::npos) << what;
-  }
+  });
+  EXPECT_NE(what.find("'keep_lats'"), std::string::npos) << what;
+  EXPECT_NE(what.find("known: monitor, mode, save_top_k, keep_last,"), std::string::npos) << what;
+  EXPECT_NE(what.find("verify_on_open"), std::string::npos) << what;
   EXPECT_THROW((void)O::from_json({{"save_top_k", "three"}}), OptionError);
   EXPECT_THROW((void)O::from_json({{"save_top_k", 2.5}}), OptionError);
   EXPECT_THROW((void)O::from_json({{"async", 1}}), OptionError);
@@ -419,7 +409,7 @@ TEST(Manager, OpenRemovesLeftoversAndSkipsDamagedCheckpoints) {
   EXPECT_TRUE(fs::exists(cdir / "epoch-0002"));
   // best/ is restored from the best intact checkpoint.
   EXPECT_EQ(m.best()->name, "epoch-0001");
-  EXPECT_EQ(first_weight(CheckpointManager::best_model_path(tmp.path())), 1.0f);
+  EXPECT_EQ(test::first_f32(CheckpointManager::best_model_path(tmp.path())), 1.0f);
   // The next save does not collide with the damaged folder's name.
   auto r = m.save(run.request(2, 0.1));
   EXPECT_EQ(r.checkpoint->name, "epoch-0002-v1");
@@ -439,7 +429,7 @@ TEST(Manager, OpenGivesStateAndTensorsBack) {
   EXPECT_EQ(ck.state()["stopper"]["wait"], 1);
   EXPECT_EQ(ck.info().epoch, 4);
   EXPECT_EQ(ck.info().step, 50);
-  EXPECT_EQ(first_weight(ck.info().path / "model.safetensors"), 4.0f);
+  EXPECT_EQ(test::first_f32(ck.info().path / "model.safetensors"), 4.0f);
   float m0 = 0;
   auto opt = ck.open_file("optimizer");
   std::memcpy(&m0, opt.view("m").data.data(), sizeof m0);
@@ -483,7 +473,7 @@ TEST(ManagerBest, BestIsTheCommittedFileItselfAndOutlivesItsCheckpoint) {
     ASSERT_FALSE(m.save(run.request(1, 0.9)).is_best);
     ASSERT_TRUE(m.save(run.request(2, 0.1)).is_best);
     EXPECT_EQ(inode_of(best), inode_of(m.checkpoints().back().path / "model.safetensors"));
-    EXPECT_EQ(first_weight(best), 2.0f);
+    EXPECT_EQ(test::first_f32(best), 2.0f);
     EXPECT_FALSE(std::filesystem::exists(tmp / "checkpoints" / "epoch-0000"));
   }
   // Reopened, the run finds best/ current and keeps it.
@@ -495,7 +485,7 @@ TEST(ManagerBest, BestIsTheCommittedFileItselfAndOutlivesItsCheckpoint) {
   }
   // The link keeps the data when the checkpoint folder goes.
   std::filesystem::remove_all(newest);
-  EXPECT_EQ(first_weight(best), 2.0f);
+  EXPECT_EQ(test::first_f32(best), 2.0f);
 }
 
 TEST(ManagerBest, WithoutHardLinksBestIsACopy) {

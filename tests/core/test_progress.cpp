@@ -21,10 +21,24 @@ std::size_t count(const std::string& s, const std::string& what) {
   return n;
 }
 
-TEST(Progress, PlainModeWritesOneLinePerEpoch) {
+// Each test's output and a clock it moves by hand.
+class Progress : public ::testing::Test {
+ protected:
+  ProgressDisplay::Clock clock() {
+    return [this] { return now; };
+  }
+  // The live bar, redrawn at most every `min_redraw_seconds`.
+  static ProgressOptions live_bar(double min_redraw_seconds = 0) {
+    return ProgressOptions{}.with_live(true).with_min_redraw_seconds(min_redraw_seconds);
+  }
+
   std::ostringstream out;
-  double now = 100.0;
-  ProgressDisplay p(out, {}, [&] { return now; });
+  double now = 0.0;
+};
+
+TEST_F(Progress, PlainModeWritesOneLinePerEpoch) {
+  now = 100.0;
+  ProgressDisplay p(out, {}, clock());
   EXPECT_FALSE(p.live());  // an ostream is not a terminal
   for (long epoch = 0; epoch < 2; ++epoch) {
     p.on_epoch_begin(epoch, 30, 50);
@@ -45,12 +59,8 @@ TEST(Progress, PlainModeWritesOneLinePerEpoch) {
             "  val_loss 0.45  lr 0.001\n");
 }
 
-TEST(Progress, LiveBarRedrawsInPlaceWithRateAndEta) {
-  std::ostringstream out;
-  double now = 0.0;
-  ProgressDisplay p(out,
-                    ProgressOptions{}.with_live(true).with_bar_width(10).with_min_redraw_seconds(0),
-                    [&] { return now; });
+TEST_F(Progress, LiveBarRedrawsInPlaceWithRateAndEta) {
+  ProgressDisplay p(out, live_bar().with_bar_width(10), clock());
   ASSERT_TRUE(p.live());
   p.on_epoch_begin(2, 10, 100);
   for (long b = 0; b < 50; ++b) {
@@ -80,11 +90,8 @@ TEST(Progress, LiveBarRedrawsInPlaceWithRateAndEta) {
   EXPECT_EQ(final_line.back(), '\n');
 }
 
-TEST(Progress, RedrawsAreThrottled) {
-  std::ostringstream out;
-  double now = 0.0;
-  ProgressDisplay p(out, ProgressOptions{}.with_live(true).with_min_redraw_seconds(0.5),
-                    [&] { return now; });
+TEST_F(Progress, RedrawsAreThrottled) {
+  ProgressDisplay p(out, live_bar(0.5), clock());
   p.on_epoch_begin(0, std::nullopt, 1000);
   for (long b = 0; b < 1000; ++b) {
     now += 0.01;  // 10 s in all: about 20 redraws, not 1000
@@ -96,11 +103,8 @@ TEST(Progress, RedrawsAreThrottled) {
   EXPECT_NE(out.str().find("1000/1000"), std::string::npos);  // the last batch is always drawn
 }
 
-TEST(Progress, ShorterLinesWipeLongerOnesAndMessagesKeepTheBar) {
-  std::ostringstream out;
-  double now = 0.0;
-  ProgressDisplay p(out, ProgressOptions{}.with_live(true).with_min_redraw_seconds(0),
-                    [&] { return now; });
+TEST_F(Progress, ShorterLinesWipeLongerOnesAndMessagesKeepTheBar) {
+  ProgressDisplay p(out, live_bar(), clock());
   p.on_epoch_begin(0);
   now = 1;
   p.on_batch_end(0, {{"loss", 0.123456}, {"accuracy", 0.5}});
@@ -117,10 +121,8 @@ TEST(Progress, ShorterLinesWipeLongerOnesAndMessagesKeepTheBar) {
       << after;
 }
 
-TEST(Progress, UnknownTotalsAndNonFiniteMetrics) {
-  std::ostringstream out;
-  double now = 0.0;
-  ProgressDisplay p(out, {}, [&] { return now; });
+TEST_F(Progress, UnknownTotalsAndNonFiniteMetrics) {
+  ProgressDisplay p(out, {}, clock());
   p.on_epoch_begin(4);
   now = 3;
   p.on_epoch_end(4, {{"loss", std::numeric_limits<double>::quiet_NaN()},
@@ -130,7 +132,7 @@ TEST(Progress, UnknownTotalsAndNonFiniteMetrics) {
   EXPECT_EQ(out.str().substr(out.str().size() - 15), "stopping early\n");
 }
 
-TEST(Progress, Durations) {
+TEST_F(Progress, Durations) {
   EXPECT_EQ(ProgressDisplay::format_duration(7.4), "0:07");
   EXPECT_EQ(ProgressDisplay::format_duration(725), "12:05");
   EXPECT_EQ(ProgressDisplay::format_duration(3723), "1:02:03");
@@ -138,14 +140,13 @@ TEST(Progress, Durations) {
   EXPECT_EQ(ProgressDisplay::format_duration(1.0 / 0.0), "?");
 }
 
-TEST(Progress, FileOutputThatIsNotATerminalIsPlain) {
+TEST_F(Progress, FileOutputThatIsNotATerminalIsPlain) {
   vigil::test::TempDir dir;
   const auto path = dir / "log.txt";
   std::FILE* f = std::fopen(path.c_str(), "w");
   ASSERT_NE(f, nullptr);
   {
-    double now = 0;
-    ProgressDisplay p(f, {}, [&] { return now; });
+    ProgressDisplay p(f, {}, clock());
     EXPECT_FALSE(p.live());
     p.on_epoch_begin(0, 1, 2);
     now = 1;
@@ -162,10 +163,9 @@ TEST(Progress, FileOutputThatIsNotATerminalIsPlain) {
 
 namespace {
 
-TEST(Progress, EpochNoteEndsTheEpochLineInBothModes) {
+TEST_F(Progress, EpochNoteEndsTheEpochLineInBothModes) {
   std::ostringstream plain;
-  double now = 0.0;
-  ProgressDisplay p(plain, {}, [&] { return now; });
+  ProgressDisplay p(plain, {}, clock());
   p.on_epoch_begin(0, 2, 1);
   now += 1.0;
   p.on_batch_end(0, {{"loss", 0.5}});
@@ -175,8 +175,7 @@ TEST(Progress, EpochNoteEndsTheEpochLineInBothModes) {
       "epoch 0 (1 of 2): 1 batches in 1.0s (1.0 batch/s)  loss 0.5  saved epoch-0000 (best)\n");
 
   std::ostringstream live;
-  ProgressDisplay l(live, ProgressOptions{}.with_live(true).with_min_redraw_seconds(0),
-                    [&] { return now; });
+  ProgressDisplay l(live, live_bar(), clock());
   l.on_epoch_begin(0, 2, 1);
   now += 1.0;
   l.on_batch_end(0, {{"loss", 0.5}});
@@ -184,12 +183,8 @@ TEST(Progress, EpochNoteEndsTheEpochLineInBothModes) {
   EXPECT_NE(live.str().find("loss 0.5  saved epoch-0000\n"), std::string::npos) << live.str();
 }
 
-TEST(Progress, ResumedEpochStartsTheBarWhereItWasAndRatesOnlyNewBatches) {
-  std::ostringstream out;
-  double now = 0.0;
-  ProgressDisplay p(out,
-                    ProgressOptions{}.with_live(true).with_bar_width(10).with_min_redraw_seconds(0),
-                    [&] { return now; });
+TEST_F(Progress, ResumedEpochStartsTheBarWhereItWasAndRatesOnlyNewBatches) {
+  ProgressDisplay p(out, live_bar().with_bar_width(10), clock());
   p.on_epoch_begin(3, 10, 100, /*first_batch=*/50);
   for (long b = 50; b < 60; ++b) {
     now += 0.5;  // 2 batches a second since the resume
@@ -200,7 +195,7 @@ TEST(Progress, ResumedEpochStartsTheBarWhereItWasAndRatesOnlyNewBatches) {
       << last;
   // Plain lines count the batches run now.
   std::ostringstream plain;
-  ProgressDisplay q(plain, {}, [&] { return now; });
+  ProgressDisplay q(plain, {}, clock());
   q.on_epoch_begin(3, 10, 100, 98);
   now += 1.0;
   q.on_batch_end(98, {});
@@ -209,11 +204,8 @@ TEST(Progress, ResumedEpochStartsTheBarWhereItWasAndRatesOnlyNewBatches) {
   EXPECT_EQ(plain.str(), "epoch 3 (4 of 10): 2 batches in 1.0s (2.0 batch/s)\n");
 }
 
-TEST(Progress, FinishEndsAnUnfinishedBarOnce) {
-  std::ostringstream out;
-  double now = 0.0;
-  ProgressDisplay p(out, ProgressOptions{}.with_live(true).with_min_redraw_seconds(0),
-                    [&] { return now; });
+TEST_F(Progress, FinishEndsAnUnfinishedBarOnce) {
+  ProgressDisplay p(out, live_bar(), clock());
   p.finish();
   EXPECT_EQ(out.str(), "");  // nothing drawn, nothing to end
   p.on_epoch_begin(0, 1, 10);

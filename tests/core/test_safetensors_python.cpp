@@ -11,11 +11,10 @@
 #include "vigil/safetensors.hpp"
 
 using namespace vigil;
+using vigil::test::kPython;
 using vigil::test::TempDir;
 
 namespace {
-
-const char* kPython = "/usr/bin/python3";
 
 // The script's exit status when torch cannot be imported (one interpreter start, not two:
 // importing torch is the slow part).

@@ -16,6 +16,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "vigil/safetensors.hpp"
+
 namespace vigil::test {
 
 TempDir::TempDir() {
@@ -162,6 +164,26 @@ void expect_clean_error(const RunResult& r, const std::string& needle) {
   ASSERT_EQ(err.size(), 1u) << r.err;
   EXPECT_EQ(err[0].rfind("vigil: error: ", 0), 0u) << err[0];
   EXPECT_NE(err[0].find(needle), std::string::npos) << err[0];
+}
+
+float first_f32(const std::filesystem::path& file, const std::string& name) {
+  const auto f = SafetensorsFile::open(file);
+  float v = 0;
+  std::memcpy(&v, f.view(name).data.data(), sizeof v);
+  return v;
+}
+
+bool python_has_torch() {
+  return std::filesystem::exists(kPython) &&
+         run_process({kPython, "-c", "import torch"}).exit_code == 0;
+}
+
+ssize_t FullDiskOps::write(int fd, const void* data, size_t size) {
+  if (full) {
+    errno = ENOSPC;
+    return -1;
+  }
+  return FileOps::write(fd, data, size);
 }
 
 }  // namespace vigil::test

@@ -1,9 +1,18 @@
-// Helpers shared by the tests: scratch folders and running the built CLI.
+// Helpers shared by the tests: scratch folders, running the built CLI and Python, error
+// messages, and a file layer that can fill the disk.
 #pragma once
 
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstddef>
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include "vigil/error.hpp"
+#include "vigil/io.hpp"
 
 namespace vigil::test {
 
@@ -52,5 +61,35 @@ void write_file(const std::filesystem::path& path, const std::string& text);
 
 /// Reads the whole file at `path`.
 std::string read_file(const std::filesystem::path& path);
+
+/// The first value of the F32 tensor `name` of a safetensors file (tests fill it with the epoch
+/// that saved it).
+float first_f32(const std::filesystem::path& file, const std::string& name = "w");
+
+/// The interpreter of the Python interop tests.
+inline constexpr const char* kPython = "/usr/bin/python3";
+
+/// True if kPython exists and imports torch (python3-torch); the interop tests skip otherwise.
+bool python_has_torch();
+
+/// The message of the E that `fn` throws; fails the test (and returns "(no error)") if it throws
+/// nothing. Exceptions of other types go through.
+template <class E = vigil::Error, class F>
+std::string error_of(F&& fn) {
+  try {
+    fn();
+  } catch (const E& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an error";
+  return "(no error)";
+}
+
+/// A file layer whose writes fail with ENOSPC while `full` is set: a full disk on demand.
+class FullDiskOps : public vigil::FileOps {
+ public:
+  std::atomic<bool> full{false};
+  ssize_t write(int fd, const void* data, size_t size) override;
+};
 
 }  // namespace vigil::test

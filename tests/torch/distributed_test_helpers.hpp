@@ -1,5 +1,5 @@
 // Helpers of the distributed tests: ranks as threads of one process, each with its own
-// ProcessGroup on a free loopback port.
+// ProcessGroup on a free loopback port, and comparisons of the ranks' weights.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -20,6 +20,7 @@
 
 #include "vigil/torch/datasets.hpp"
 #include "vigil/torch/distributed.hpp"
+#include "vigil/torch/tensor_bridge.hpp"
 
 namespace vigil::test {
 
@@ -81,6 +82,22 @@ inline std::string message(const std::exception_ptr& e) {
 
 inline void expect_no_errors(const std::vector<std::exception_ptr>& errors) {
   for (std::size_t r = 0; r < errors.size(); ++r) EXPECT_FALSE(errors[r]) << message(errors[r]);
+}
+
+// The two sets hold the same names and bitwise equal tensors.
+inline void expect_equal(const vt::NamedTensors& a, const vt::NamedTensors& b) {
+  ASSERT_EQ(a.names(), b.names());
+  for (std::size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(::torch::equal(a.tensors()[i], b.tensors()[i])) << a.names()[i];
+}
+
+// The two sets hold the same names and tensors equal within `tol` (absolute and relative).
+inline void expect_close(const vt::NamedTensors& a, const vt::NamedTensors& b, double tol) {
+  ASSERT_EQ(a.names(), b.names());
+  for (std::size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(::torch::allclose(a.tensors()[i], b.tensors()[i], tol, tol))
+        << a.names()[i] << ": max difference "
+        << (a.tensors()[i] - b.tensors()[i]).abs().max().item<double>();
 }
 
 // A small classification problem: 3 classes of 8 features, labels from a fixed linear rule.

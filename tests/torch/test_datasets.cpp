@@ -16,6 +16,7 @@
 
 namespace vt = vigil::torch;
 namespace fs = std::filesystem;
+using vigil::test::error_of;
 using vigil::test::TempDir;
 using vigil::test::write_file;
 
@@ -66,15 +67,6 @@ void write_fake_mnist(const fs::path& dir, int n, bool gz) {
       write_file(dir / (split + "-labels-idx1-ubyte"), lab);
     }
   }
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const vigil::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 #define EXPECT_CONTAINS(text, part)                          \
@@ -337,24 +329,25 @@ TEST(Csv, ErrorsNameFileLineAndColumn) {
       error_of([&] { vt::load_csv(dir / "t.csv", vt::CsvOptions().with_target("target")); });
   EXPECT_CONTAINS(cell, "t.csv:3");
   EXPECT_CONTAINS(cell, "column 'b' holds 'oops'");
-  write_file(dir / "u.csv", "a,b\n1,2\n3\n");
-  EXPECT_CONTAINS(error_of([&] { vt::load_csv(dir / "u.csv", vt::CsvOptions().with_target("b")); }),
-                  "u.csv:3: 1 fields, the header has 2");
-  write_file(dir / "v.csv", "a,b\n1,\n");
-  EXPECT_CONTAINS(error_of([&] { vt::load_csv(dir / "v.csv", vt::CsvOptions().with_target("a")); }),
-                  "v.csv:2: column 'b' is empty");
-  write_file(dir / "w.csv", "a,b\n");
-  EXPECT_CONTAINS(error_of([&] { vt::load_csv(dir / "w.csv", vt::CsvOptions().with_target("a")); }),
-                  "no data rows");
-  write_file(dir / "x.csv", "");
-  EXPECT_CONTAINS(error_of([&] { vt::load_csv(dir / "x.csv", vt::CsvOptions().with_target("a")); }),
-                  "empty file");
-  write_file(dir / "y.csv", "a,b\n\"1,2\n");
-  EXPECT_CONTAINS(error_of([&] { vt::load_csv(dir / "y.csv", vt::CsvOptions().with_target("a")); }),
-                  "y.csv:2: unterminated");
-  write_file(dir / "z.csv", "a,b\n1,inf\n");
-  EXPECT_CONTAINS(error_of([&] { vt::load_csv(dir / "z.csv", vt::CsvOptions().with_target("a")); }),
-                  "not a finite number");
+  struct Malformed {
+    const char* name;
+    const char* text;
+    const char* target;
+    const char* message;  // a part of the error's message
+  };
+  for (const Malformed& m : std::vector<Malformed>{
+           {"u.csv", "a,b\n1,2\n3\n", "b", "u.csv:3: 1 fields, the header has 2"},
+           {"v.csv", "a,b\n1,\n", "a", "v.csv:2: column 'b' is empty"},
+           {"w.csv", "a,b\n", "a", "no data rows"},
+           {"x.csv", "", "a", "empty file"},
+           {"y.csv", "a,b\n\"1,2\n", "a", "y.csv:2: unterminated"},
+           {"z.csv", "a,b\n1,inf\n", "a", "not a finite number"}}) {
+    write_file(dir / m.name, m.text);
+    EXPECT_CONTAINS(
+        error_of([&] { vt::load_csv(dir / m.name, vt::CsvOptions().with_target(m.target)); }),
+        m.message)
+        << m.name;
+  }
   EXPECT_THROW(vt::parse_task("ranking"), vigil::OptionError);
 }
 

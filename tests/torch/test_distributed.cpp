@@ -19,13 +19,7 @@
 
 namespace vt = vigil::torch;
 using namespace std::chrono_literals;
-using vigil::test::expect_no_errors;
-using vigil::test::free_port;
-using vigil::test::make_data;
-using vigil::test::make_mlp;
-using vigil::test::message;
-using vigil::test::options;
-using vigil::test::run_ranks;
+using namespace vigil::test;
 
 namespace {
 
@@ -55,20 +49,6 @@ Outcome train(std::shared_ptr<vt::ProcessGroup> group, std::uint64_t seed, int e
   o.fit = trainer.fit(vt::Model::of(net), opt, train_data, val_data);
   o.weights = vt::module_state(*net).clone();
   return o;
-}
-
-void expect_close(const vt::NamedTensors& a, const vt::NamedTensors& b, double tol) {
-  ASSERT_EQ(a.names(), b.names());
-  for (std::size_t i = 0; i < a.size(); ++i)
-    EXPECT_TRUE(::torch::allclose(a.tensors()[i], b.tensors()[i], tol, tol))
-        << a.names()[i] << ": max difference "
-        << (a.tensors()[i] - b.tensors()[i]).abs().max().item<double>();
-}
-
-void expect_equal(const vt::NamedTensors& a, const vt::NamedTensors& b) {
-  ASSERT_EQ(a.names(), b.names());
-  for (std::size_t i = 0; i < a.size(); ++i)
-    EXPECT_TRUE(::torch::equal(a.tensors()[i], b.tensors()[i])) << a.names()[i];
 }
 
 // Asks to stop at the end of epoch `at`, like a rule only this rank's callback knows.

@@ -6,8 +6,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <cerrno>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -26,11 +24,7 @@
 namespace fs = std::filesystem;
 namespace vt = vigil::torch;
 using namespace std::chrono_literals;
-using vigil::test::make_data;
-using vigil::test::make_mlp;
-using vigil::test::message;
-using vigil::test::run_ranks;
-using vigil::test::TempDir;
+using namespace vigil::test;
 
 namespace {
 
@@ -58,31 +52,6 @@ vt::NamedTensors train(std::shared_ptr<vt::ProcessGroup> group, const fs::path& 
   trainer.fit(vt::Model::of(net), opt, make_data(90, 1), make_data(30, 2));
   return vt::module_state(*net).clone();
 }
-
-void expect_equal(const vt::NamedTensors& a, const vt::NamedTensors& b) {
-  ASSERT_EQ(a.names(), b.names());
-  for (std::size_t i = 0; i < a.size(); ++i)
-    EXPECT_TRUE(::torch::equal(a.tensors()[i], b.tensors()[i])) << a.names()[i];
-}
-
-void expect_close(const vt::NamedTensors& a, const vt::NamedTensors& b, double tol) {
-  ASSERT_EQ(a.names(), b.names());
-  for (std::size_t i = 0; i < a.size(); ++i)
-    EXPECT_TRUE(::torch::allclose(a.tensors()[i], b.tensors()[i], tol, tol)) << a.names()[i];
-}
-
-// Writes fail with ENOSPC once armed: a full disk on one rank only.
-class FullDiskOps : public vigil::FileOps {
- public:
-  std::atomic<bool> armed{false};
-  ssize_t write(int fd, const void* data, size_t size) override {
-    if (armed) {
-      errno = ENOSPC;
-      return -1;
-    }
-    return FileOps::write(fd, data, size);
-  }
-};
 
 class ShardedCheckpoint : public ::testing::Test {
  protected:
@@ -175,7 +144,7 @@ TEST_F(ShardedCheckpoint, AFailedShardAbortsTheCheckpointOnEveryRankAndKeepsTheC
         vt::ShardedCheckpointOptions o;
         if (r == 1) {
           // Rank 1's disk fills up after its first checkpoint.
-          o.with_ops(full_disk).with_after_shards_written([&] { full_disk->armed = true; });
+          o.with_ops(full_disk).with_after_shards_written([&] { full_disk->full = true; });
         }
         train(g, run, 3, o);
       });
@@ -193,7 +162,7 @@ TEST_F(ShardedCheckpoint, AFailedShardAbortsTheCheckpointOnEveryRankAndKeepsTheC
         << e.path();
 
   // The run resumes from it (disk freed).
-  full_disk->armed = false;
+  full_disk->full = false;
   errors = run_ranks(2, [&](int, std::shared_ptr<vt::ProcessGroup> g) { train(g, run, 3); });
   for (auto& e : errors) EXPECT_FALSE(e) << message(e);
   EXPECT_NO_THROW(vigil::verify_checkpoint(run / "checkpoints" / "epoch-0002"));

@@ -28,19 +28,12 @@ std::vector<std::string> args(const fs::path& dir, std::vector<std::string> extr
 
 // metrics.csv as rows of named numbers.
 std::vector<std::map<std::string, double>> read_metrics(const fs::path& csv) {
-  std::istringstream in(read_file(csv));
-  std::string line;
-  std::getline(in, line);
-  std::vector<std::string> names;
-  std::istringstream h(line);
-  for (std::string f; std::getline(h, f, ',');) names.push_back(f);
+  const auto table = read_csv(csv);
   std::vector<std::map<std::string, double>> rows;
-  while (std::getline(in, line)) {
-    std::istringstream r(line);
+  for (const auto& cells : table.rows) {
     std::map<std::string, double> row;
-    std::size_t i = 0;
-    for (std::string f; std::getline(r, f, ',') && i < names.size(); ++i)
-      row[names[i]] = std::stod(f);
+    for (std::size_t i = 0; i < cells.size() && i < table.header.size(); ++i)
+      row[table.header[i]] = std::stod(cells[i]);
     rows.push_back(row);
   }
   return rows;

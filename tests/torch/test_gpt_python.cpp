@@ -18,18 +18,9 @@
 
 namespace fs = std::filesystem;
 using namespace vigil::torch;
-using vigil::test::read_file;
-using vigil::test::run_process;
-using vigil::test::TempDir;
-using vigil::test::write_file;
+using namespace vigil::test;
 
 namespace {
-
-constexpr const char* kPython = "/usr/bin/python3";
-
-bool python_has_torch() {
-  return fs::exists(kPython) && run_process({kPython, "-c", "import torch"}).exit_code == 0;
-}
 
 fs::path scripts() {
   return vigil::test::source_dir() / "scripts";
@@ -137,19 +128,17 @@ TEST(GptPython, TheScriptsLanguageModelTestLossIsVigils) {
   write_file(run / "data/tokens.u8", text);
   // Two files; test segments whose lengths are not multiples of the window step.
   const std::vector<std::pair<int, int>> tests{{1300, 1500}, {2841, 3000}};
-  nlohmann::json files = nlohmann::json::array();
-  files.push_back({{"path", "a.txt"},
-                   {"begin", 0},
-                   {"bytes", 1500},
-                   {"train", {0, 1200}},
-                   {"validation", {1200, 1300}},
-                   {"test", {1300, 1500}}});
-  files.push_back({{"path", "b.txt"},
-                   {"begin", 1500},
-                   {"bytes", 1500},
-                   {"train", {1500, 2700}},
-                   {"validation", {2700, 2841}},
-                   {"test", {2841, 3000}}});
+  // A file of 1500 bytes from `begin`: training up to `val`, validation up to `test`, then test.
+  const auto file = [](const char* path, int begin, int val, int test) {
+    return nlohmann::json{{"path", path},
+                          {"begin", begin},
+                          {"bytes", 1500},
+                          {"train", {begin, val}},
+                          {"validation", {val, test}},
+                          {"test", {test, begin + 1500}}};
+  };
+  const auto files =
+      nlohmann::json::array({file("a.txt", 0, 1200, 1300), file("b.txt", 1500, 2700, 2841)});
   write_file(run / "data/corpus.json",
              nlohmann::json{{"tokens", "tokens.u8"}, {"files", files}}.dump());
   write_file(run / "run.json", nlohmann::json{{"model", "gpt"}}.dump());

@@ -3,8 +3,6 @@
 // `vigil generate`, Python's agreement, and bad input refused with one line.
 #include <gtest/gtest.h>
 
-#include <signal.h>
-
 #include <cmath>
 #include <filesystem>
 #include <string>
@@ -50,69 +48,62 @@ std::vector<std::string> lm_args(const fs::path& run, std::vector<std::string> e
 }
 
 // One trained run shared by the tests that only read it.
-class LmCli : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    tmp_ = std::make_unique<TempDir>();
-    first_ = run_vigil(lm_args(run()));
-  }
-  static void TearDownTestSuite() { tmp_.reset(); }
-  static fs::path run() { return *tmp_ / "lm"; }
-  static inline std::unique_ptr<TempDir> tmp_;
-  static inline RunResult first_;
+class LmCli : public SharedRunTest<LmCli> {
+ public:
+  static std::vector<std::string> shared_run_args(const fs::path& dir) { return lm_args(dir); }
 };
 
 }  // namespace
 
 TEST_F(LmCli, TrainsByStepsAndReportsTheTestLossInNatsPerByte) {
-  ASSERT_EQ(first_.exit_code, 0) << first_.out << first_.err;
-  const auto& out = first_.out;
+  ASSERT_EQ(result().exit_code, 0) << result().out << result().err;
+  const auto& out = result().out;
   EXPECT_NE(out.find("model: gpt, 1 layer, 2 heads, 32 wide, context 32: "), std::string::npos)
       << out;
   EXPECT_NE(out.find("validation 0 (1 of 3): 100 steps in "), std::string::npos) << out;
   EXPECT_NE(out.find("val_perplexity "), std::string::npos) << out;
   EXPECT_NE(out.find("stopped: it reached max_steps (300 steps)"), std::string::npos) << out;
   EXPECT_NE(out.find("test loss (restored best weights): "), std::string::npos) << out;
-  EXPECT_TRUE(fs::is_regular_file(run() / "data" / "tokens.u8"));
-  EXPECT_EQ(fs::file_size(run() / "data" / "tokens.u8"), fs::file_size(kText));
-  const auto result = nlohmann::json::parse(read_file(run() / "result.json"));
+  EXPECT_TRUE(fs::is_regular_file(shared_run() / "data" / "tokens.u8"));
+  EXPECT_EQ(fs::file_size(shared_run() / "data" / "tokens.u8"), fs::file_size(kText));
+  const auto result = nlohmann::json::parse(read_file(shared_run() / "result.json"));
   const double loss = result.at("test").at("loss");
   EXPECT_NEAR(result.at("test").at("perplexity").get<double>(), std::exp(loss), 1e-9);
   // 300 steps of a tiny model already beat the bytes' frequencies on this text.
   EXPECT_LT(loss, result.at("unigram_test_loss").get<double>());
   EXPECT_GT(result.at("test_tokens").get<std::int64_t>(), 1000);
-  const auto csv = read_file(run() / "metrics.csv");
+  const auto csv = read_file(shared_run() / "metrics.csv");
   EXPECT_NE(csv.find("\n2,300,"), std::string::npos) << csv;
-  for (const auto& name : folders(run() / "checkpoints"))
+  for (const auto& name : folders(shared_run() / "checkpoints"))
     EXPECT_TRUE(name.rfind("step-", 0) == 0 && name.size() == 13) << name;  // step-{step:08d}
 }
 
 TEST_F(LmCli, VerifyAcceptsTheRunAndEvalAgreesWithTheRun) {
-  ASSERT_EQ(first_.exit_code, 0) << first_.out << first_.err;
-  const auto v = run_vigil({"verify", run().string()});
+  ASSERT_EQ(result().exit_code, 0) << result().out << result().err;
+  const auto v = run_vigil({"verify", shared_run().string()});
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
-  const auto result = nlohmann::json::parse(read_file(run() / "result.json"));
-  const auto e = run_vigil({"eval", "--model", run().string(), "--json"});
+  const auto result = nlohmann::json::parse(read_file(shared_run() / "result.json"));
+  const auto e = run_vigil({"eval", "--model", shared_run().string(), "--json"});
   ASSERT_EQ(e.exit_code, 0) << e.out << e.err;
   const auto j = nlohmann::json::parse(e.out);
   // The run's test used the restored best weights, which best/ holds.
   EXPECT_NEAR(j.at("metrics").at("loss").get<double>(), result.at("test").at("loss").get<double>(),
               1e-9);
   EXPECT_EQ(j.at("tokens"), result.at("test_tokens"));
-  const auto text = run_vigil({"eval", "--model", run().string()});
+  const auto text = run_vigil({"eval", "--model", shared_run().string()});
   EXPECT_NE(text.out.find(" nats per byte (perplexity "), std::string::npos) << text.out;
   // Another corpus is scored on its own test split.
-  const auto other = run_vigil({"eval", "--model", run().string(), "--json", "--data",
+  const auto other = run_vigil({"eval", "--model", shared_run().string(), "--json", "--data",
                                 "text:/usr/share/common-licenses/Apache-2.0"});
   ASSERT_EQ(other.exit_code, 0) << other.out << other.err;
   EXPECT_NE(nlohmann::json::parse(other.out).at("tokens"), j.at("tokens"));
 }
 
 TEST_F(LmCli, GenerateIsDeterministicForASeedAndContinuesThePrompt) {
-  ASSERT_EQ(first_.exit_code, 0) << first_.out << first_.err;
+  ASSERT_EQ(result().exit_code, 0) << result().out << result().err;
   const std::vector<std::string> args = {
-      "generate", run().string(), "--prompt",      "This License",
-      "--tokens", "80",           "--temperature", "1"};
+      "generate", shared_run().string(), "--prompt", "This License", "--tokens",
+      "80",       "--temperature",       "1"};
   auto with_seed = [&](const char* seed) {
     auto a = args;
     a.insert(a.end(), {"--seed", seed});
@@ -129,17 +120,18 @@ TEST_F(LmCli, GenerateIsDeterministicForASeedAndContinuesThePrompt) {
 }
 
 TEST_F(LmCli, GenerateRefusesBadInputWithOneLine) {
-  ASSERT_EQ(first_.exit_code, 0) << first_.out << first_.err;
+  ASSERT_EQ(result().exit_code, 0) << result().out << result().err;
   TempDir tmp;
   expect_failure(run_vigil({"generate", (tmp / "nothing").string()}), "not a run directory");
   const auto empty = tmp / "empty";
   fs::create_directories(empty);
-  fs::copy_file(run() / "run.json", empty / "run.json");
+  fs::copy_file(shared_run() / "run.json", empty / "run.json");
   expect_failure(run_vigil({"generate", empty.string()}), "has no trained model yet");
-  expect_failure(run_vigil({"generate", run().string(), "--tokens", "0"}), "--tokens");
-  expect_failure(run_vigil({"generate", run().string(), "--prompt", std::string(33, 'a')}),
+  expect_failure(run_vigil({"generate", shared_run().string(), "--tokens", "0"}), "--tokens");
+  expect_failure(run_vigil({"generate", shared_run().string(), "--prompt", std::string(33, 'a')}),
                  "--prompt is 33 bytes, longer than the 32 this model sees");
-  expect_failure(run_vigil({"generate", run().string(), "--prompt", ""}), "--prompt is empty");
+  expect_failure(run_vigil({"generate", shared_run().string(), "--prompt", ""}),
+                 "--prompt is empty");
   const auto classifier = tmp / "mlp";
   ASSERT_EQ(run_vigil(quick_train(classifier, {"--epochs", "1"})).exit_code, 0);
   expect_failure(run_vigil({"generate", classifier.string()}), "classifier run");
@@ -152,12 +144,8 @@ TEST(LmTrain, KilledMidRunAndResumedEndsBitIdentical) {
   ASSERT_EQ(r0.exit_code, 0) << r0.out << r0.err;
   const auto run = tmp / "run";
   // Inside a validation period, right after a step save, and just before a validation.
-  for (const char* at : {"37", "150", "199"}) {
-    const auto killed = run_vigil(lm_args(run, {"--debug-kill-after-batches", at}));
-    ASSERT_EQ(killed.exit_code, 128 + SIGKILL) << at << killed.out << killed.err;
-  }
-  const auto resumed = run_vigil(lm_args(run));
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  const auto resumed = kill_then_resume(run, lm_args, kills_after_batches({"37", "150", "199"}));
+  ASSERT_EQ(resumed.exit_code, 0);
   // Killed after step 199: the newest checkpoint is the step save at 196, in validation period 1.
   EXPECT_NE(resumed.out.find("(saved during validation 1, step 196)"), std::string::npos)
       << resumed.out;

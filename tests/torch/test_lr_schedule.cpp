@@ -13,6 +13,7 @@
 #include <torch/optim/schedulers/step_lr.h>
 
 #include "test_support.hpp"
+#include "trainer_test_helpers.hpp"
 #include "vigil/checkpoint.hpp"
 #include "vigil/torch/callback.hpp"
 #include "vigil/torch/lr_schedule.hpp"
@@ -23,6 +24,7 @@
 namespace fs = std::filesystem;
 using namespace vigil;
 using namespace vigil::torch;
+using vigil::test::error_of;
 using vigil::test::TempDir;
 
 namespace {
@@ -106,16 +108,7 @@ struct Loop {
     return out;
   }
 
-  void save(const fs::path& dir) const {
-    const TrainingSnapshot s = ctx.snapshot();
-    CheckpointContent c;
-    c.epoch = ctx.epoch;
-    c.step = ctx.global_step;
-    c.at = SavePoint::Step;
-    c.files = s.files();
-    c.state = s.state;
-    write_checkpoint(dir, c);
-  }
+  void save(const fs::path& dir) const { vigil::test::write_step_checkpoint(ctx, dir); }
 };
 
 std::shared_ptr<LRSchedule> schedule(const std::string& text, std::int64_t warmup = 3) {
@@ -133,17 +126,6 @@ std::shared_ptr<LibtorchLRScheduler> step_lr(unsigned size, double gamma,
             return std::make_unique<::torch::optim::StepLR>(o, size, gamma);
           })
           .with_interval(interval));
-}
-
-// The message of the InputError `f` throws ("" if none).
-template <class F>
-std::string input_error(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace
@@ -318,7 +300,7 @@ TEST(LRScheduleCallback, RefusesACheckpointWithAnotherSchedule) {
   a.train_until(6);
   a.save(tmp / "ckpt");
   Loop b({schedule("linear", 5)});
-  const auto msg = input_error([&] { b.begin(tmp / "ckpt"); });
+  const auto msg = error_of<InputError>([&] { b.begin(tmp / "ckpt"); });
   EXPECT_NE(msg.find("schedule cosine (this run: linear)"), std::string::npos) << msg;
   EXPECT_NE(msg.find("warmup_steps 3 (this run: 5)"), std::string::npos) << msg;
 }
@@ -358,7 +340,7 @@ TEST(LibtorchLRSchedulerAdapter, RefusesAReplayThatDoesNotGiveTheCheckpointsLr) 
   a.train_until(9);
   a.save(tmp / "ckpt");
   Loop b({step_lr(2, 0.5, LRSchedulerInterval::Step)});  // another step size
-  const auto msg = input_error([&] { b.begin(tmp / "ckpt"); });
+  const auto msg = error_of<InputError>([&] { b.begin(tmp / "ckpt"); });
   EXPECT_NE(msg.find("9 step() calls"), std::string::npos) << msg;
   EXPECT_NE(msg.find("differs from the checkpointed run's"), std::string::npos) << msg;
 }
@@ -373,7 +355,7 @@ TEST(NeverSilentResume, AScheduleWhoseStateTheCheckpointLacksIsRefused) {
        {std::shared_ptr<Callback>(schedule("cosine")),
         std::shared_ptr<Callback>(step_lr(3, 0.5, LRSchedulerInterval::Step))}) {
     Loop b({cb});
-    const auto msg = input_error([&] { b.begin(tmp / "ckpt"); });
+    const auto msg = error_of<InputError>([&] { b.begin(tmp / "ckpt"); });
     EXPECT_NE(msg.find("holds no state for the callback '" + cb->name() + "'"), std::string::npos)
         << msg;
     EXPECT_NE(msg.find("start a fresh run"), std::string::npos) << msg;
@@ -390,7 +372,7 @@ TEST(NeverSilentResume, ACheckpointWrittenWithAScheduleThisRunLacksIsRefused) {
     a.train_until(6);
     a.save(tmp / "ckpt");
     Loop b({});
-    const auto msg = input_error([&] { b.begin(tmp / "ckpt"); });
+    const auto msg = error_of<InputError>([&] { b.begin(tmp / "ckpt"); });
     EXPECT_NE(msg.find("written with the callback '" + cb->name() + "', which this run lacks"),
               std::string::npos)
         << msg;

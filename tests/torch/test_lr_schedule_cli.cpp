@@ -49,21 +49,13 @@ struct Row {
 
 // (step, lr) of every metrics.csv row.
 std::vector<Row> lr_column(const fs::path& csv) {
-  std::istringstream in(read_file(csv));
-  std::string line;
-  std::getline(in, line);
-  std::vector<std::string> header;
-  std::stringstream h(line);
-  for (std::string cell; std::getline(h, cell, ',');) header.push_back(cell);
+  const auto table = read_csv(csv);
+  const auto& header = table.header;
   const auto lr_at = std::find(header.begin(), header.end(), "lr") - header.begin();
-  EXPECT_LT(lr_at, static_cast<std::ptrdiff_t>(header.size())) << line;
+  EXPECT_LT(lr_at, static_cast<std::ptrdiff_t>(header.size())) << "no lr column in " << csv;
   std::vector<Row> rows;
-  while (std::getline(in, line)) {
-    std::vector<std::string> cells;
-    std::stringstream c(line);
-    for (std::string cell; std::getline(c, cell, ',');) cells.push_back(cell);
+  for (const auto& cells : table.rows)
     rows.push_back(Row{std::stoll(cells.at(1)), std::stod(cells.at(lr_at))});
-  }
   return rows;
 }
 

@@ -10,6 +10,7 @@
 
 namespace vt = vigil::torch;
 using nlohmann::json;
+using vigil::test::error_of;
 
 namespace {
 
@@ -17,15 +18,6 @@ std::map<std::string, std::vector<std::int64_t>> shapes(const vt::NamedTensors& 
   std::map<std::string, std::vector<std::int64_t>> out;
   for (std::size_t i = 0; i < s.size(); ++i) out[s.names()[i]] = s.tensors()[i].sizes().vec();
   return out;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const vigil::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace

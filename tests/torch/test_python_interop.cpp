@@ -14,18 +14,9 @@
 #include "train_cli_helpers.hpp"
 
 namespace fs = std::filesystem;
-using vigil::test::read_file;
-using vigil::test::run_process;
-using vigil::test::run_vigil;
-using vigil::test::TempDir;
+using namespace vigil::test;
 
 namespace {
-
-constexpr const char* kPython = "/usr/bin/python3";
-
-bool python_has_torch() {
-  return fs::exists(kPython) && run_process({kPython, "-c", "import torch"}).exit_code == 0;
-}
 
 fs::path script() {
   return vigil::test::source_dir() / "scripts/load_in_python.py";

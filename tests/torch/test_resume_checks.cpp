@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "test_support.hpp"
+#include "trainer_test_helpers.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/torch/backup_and_restore.hpp"
 #include "vigil/torch/dataset_source.hpp"
@@ -24,6 +25,8 @@
 namespace fs = std::filesystem;
 using namespace vigil;
 using namespace vigil::torch;
+using vigil::test::error_of;
+using vigil::test::interrupt_at_poll;
 using vigil::test::TempDir;
 
 namespace {
@@ -38,15 +41,6 @@ Dataset make_data(std::int64_t n) {
   ::torch::manual_seed(3);
   return ::torch::nn::Sequential(::torch::nn::Linear(4, 6), ::torch::nn::ReLU(),
                                  ::torch::nn::Linear(6, 2));
-}
-
-// Interrupts at the n-th poll (polls come before every optimizer step).
-std::function<std::optional<std::string>()> interrupt_at_poll(int n) {
-  auto polls = std::make_shared<int>(0);
-  return [polls, n]() -> std::optional<std::string> {
-    if (++*polls == n) return "interrupted by test";
-    return std::nullopt;
-  };
 }
 
 struct Run {
@@ -81,15 +75,6 @@ Run train(const fs::path& dir, TrainerOptions o, const Dataset& data) {
   return r;
 }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "(no InputError)";
-}
-
 }  // namespace
 
 TEST(ResumeChecks, AChangedCallerOptionIsRefusedNamingItAndNothingChanges) {
@@ -107,7 +92,7 @@ TEST(ResumeChecks, AChangedCallerOptionIsRefusedNamingItAndNothingChanges) {
   Trainer t(TrainerOptions(o).with_run_options({{"hidden", 12}}).with_threads(1));
   t.add_callback(std::make_shared<BackupAndRestore>(std::make_shared<CheckpointManager>(
       tmp / "run", CheckpointManagerOptions{}.with_monitor(""))));
-  const auto msg = message_of([&] { t.fit(Model::of(model), *opt, data, Dataset{}); });
+  const auto msg = error_of<InputError>([&] { t.fit(Model::of(model), *opt, data, Dataset{}); });
   EXPECT_NE(msg.find("cannot resume from"), std::string::npos) << msg;
   EXPECT_NE(msg.find("hidden was 6 when it was saved, this run has 12"), std::string::npos) << msg;
   EXPECT_NE(msg.find("resume overrides"), std::string::npos) << msg;
@@ -123,14 +108,16 @@ TEST(ResumeChecks, AChangedBatchSizeOrAccumulationIsRefusedNamingIt) {
   const auto o = TrainerOptions{}.with_batch_size(10);
   ASSERT_TRUE(train(tmp / "run", TrainerOptions(o).with_interrupt(interrupt_at_poll(4)), data)
                   .fit.interrupted);
-  auto msg = message_of([&] { train(tmp / "run", TrainerOptions(o).with_batch_size(20), data); });
+  auto msg = error_of<InputError>(
+      [&] { train(tmp / "run", TrainerOptions(o).with_batch_size(20), data); });
   EXPECT_NE(msg.find("batch_size was 10 when it was saved, this run has 20"), std::string::npos)
       << msg;
-  msg = message_of([&] { train(tmp / "run", TrainerOptions(o).with_accumulate(2), data); });
+  msg =
+      error_of<InputError>([&] { train(tmp / "run", TrainerOptions(o).with_accumulate(2), data); });
   EXPECT_NE(msg.find("accumulate was 1 when it was saved, this run has 2"), std::string::npos)
       << msg;
   // Another option overridden does not let these through.
-  msg = message_of([&] {
+  msg = error_of<InputError>([&] {
     train(tmp / "run", TrainerOptions(o).with_batch_size(20).with_resume_overrides({"accumulate"}),
           data);
   });
@@ -258,7 +245,7 @@ TEST(ResumeChecks, AHandWrittenLoopRefusesAndAcceptsTheSameWay) {
     return examples;
   };
   EXPECT_EQ(run(4, {}, 3), 8);  // two batches of 4, then interrupted
-  const auto msg = message_of([&] { run(16, {}, 0); });
+  const auto msg = error_of<InputError>([&] { run(16, {}, 0); });
   EXPECT_NE(msg.find("batch_size was 4 when it was saved, this run has 16"), std::string::npos)
       << msg;
   EXPECT_EQ(run(16, {"batch_size"}, 0), 32);  // the 32 examples left, none twice

@@ -19,6 +19,7 @@
 
 namespace vt = vigil::torch;
 namespace fs = std::filesystem;
+using vigil::test::error_of;
 using vigil::test::read_file;
 using vigil::test::TempDir;
 using vigil::test::write_file;
@@ -30,18 +31,6 @@ std::string text_of(std::size_t n, char seed = 'a') {
   std::string s(n, ' ');
   for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (seed + i * 7) % 26);
   return s;
-}
-
-// The message of the InputError `f` throws (fails the test if it throws nothing else).
-template <typename F>
-std::string input_error(F&& f) {
-  try {
-    f();
-  } catch (const vigil::InputError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an InputError";
-  return "";
 }
 
 std::int64_t length(const std::vector<vt::TokenSegment>& segments) {
@@ -195,13 +184,13 @@ TEST(TextCorpus, AnEarlierBuildInsideTheSourceIsNotReadBack) {
 
 TEST(TextCorpus, SourceWithoutTextIsRefusedSayingWhatWasSkipped) {
   TempDir dir;
-  EXPECT_NE(input_error([&] {
+  EXPECT_NE(error_of<vigil::InputError>([&] {
               vt::build_text_corpus(dir / "nowhere", dir / "out", 0);
             }).find((dir / "nowhere").string() + ": no such file or folder"),
             std::string::npos);
 
   fs::create_directories(dir / "empty");
-  EXPECT_NE(input_error([&] {
+  EXPECT_NE(error_of<vigil::InputError>([&] {
               vt::build_text_corpus(dir / "empty", dir / "out", 0);
             }).find("no UTF-8 text file"),
             std::string::npos);
@@ -210,7 +199,8 @@ TEST(TextCorpus, SourceWithoutTextIsRefusedSayingWhatWasSkipped) {
   write_file(src / "x.dat", std::string("\0\x01", 2));
   write_file(src / "blank", "");
   fs::create_symlink("x.dat", src / "x.u8");
-  const auto message = input_error([&] { vt::build_text_corpus(src, dir / "out", 0); });
+  const auto message =
+      error_of<vigil::InputError>([&] { vt::build_text_corpus(src, dir / "out", 0); });
   EXPECT_NE(message.find(src.string() + ": no UTF-8 text file"), std::string::npos) << message;
   EXPECT_NE(message.find("skipped 1 file that is not UTF-8 text and 1 symbolic link"),
             std::string::npos)
@@ -224,7 +214,8 @@ TEST(TextCorpus, CorpusTooSmallForTheContextIsRefusedAndTheEarlierBuildKept) {
   write_file(dir / "one" / "book.txt", text_of(1000));
   // Validation and test have 50 bytes each: a window of 50 fits, one of 51 does not.
   const auto fits = vt::build_text_corpus(dir / "one", dir / "out", 50);
-  const auto message = input_error([&] { vt::build_text_corpus(dir / "one", dir / "out", 51); });
+  const auto message =
+      error_of<vigil::InputError>([&] { vt::build_text_corpus(dir / "one", dir / "out", 51); });
   EXPECT_NE(message.find((dir / "one").string() + ": the corpus is too small"), std::string::npos)
       << message;
   EXPECT_NE(message.find("needs at least 51 bytes of one file's validation split, but the "
@@ -239,13 +230,15 @@ TEST(TextCorpus, CorpusTooSmallForTheContextIsRefusedAndTheEarlierBuildKept) {
 
   // Ten files hold 50 test bytes in all, but a window is cut from one file's split only.
   for (int i = 0; i < 10; ++i) write_file(dir / "many" / fmt::format("{}.txt", i), text_of(100));
-  const auto many = input_error([&] { vt::build_text_corpus(dir / "many", dir / "out2", 10); });
+  const auto many =
+      error_of<vigil::InputError>([&] { vt::build_text_corpus(dir / "many", dir / "out2", 10); });
   EXPECT_NE(many.find("the longest has 5 bytes (50 bytes in all over 10 files)"), std::string::npos)
       << many;
 
   // Training is checked too: a 16-byte file is all training, too short for a window of 17.
   write_file(dir / "tiny" / "t.txt", text_of(16));
-  const auto tiny = input_error([&] { vt::build_text_corpus(dir / "tiny", dir / "out3", 17); });
+  const auto tiny =
+      error_of<vigil::InputError>([&] { vt::build_text_corpus(dir / "tiny", dir / "out3", 17); });
   EXPECT_NE(tiny.find("training split, but the longest has 16 bytes"), std::string::npos) << tiny;
 }
 
@@ -282,7 +275,7 @@ TEST(TextCorpus, FromJsonRefusesAWrongShape) {
   const auto refused = [&](const std::function<void(nlohmann::json&)>& change) {
     auto json = good;
     change(json);
-    return input_error([&] { vt::TextCorpus::from_json(json, dir / "out"); });
+    return error_of<vigil::InputError>([&] { vt::TextCorpus::from_json(json, dir / "out"); });
   };
   EXPECT_NE(refused([](auto& j) { j.erase("files"); }).find("\"files\" is missing"),
             std::string::npos);
@@ -320,27 +313,29 @@ TEST(TextCorpus, OpenDetectsAChangedOrMissingTokenFile) {
   auto flipped = text;
   flipped[500] = static_cast<char>(flipped[500] ^ 1);
   write_file(out / "tokens.u8", flipped);
-  auto message = input_error([&] { vt::open_text_corpus(out); });
+  auto message = error_of<vigil::InputError>([&] { vt::open_text_corpus(out); });
   EXPECT_NE(message.find(tokens + ": its XXH3-64 is"), std::string::npos) << message;
   EXPECT_NE(message.find("changed since the corpus was built"), std::string::npos) << message;
 
   write_file(out / "tokens.u8", text.substr(0, 999));
-  message = input_error([&] { vt::open_text_corpus(out); });
+  message = error_of<vigil::InputError>([&] { vt::open_text_corpus(out); });
   EXPECT_NE(message.find(tokens + ": has 999 bytes but"), std::string::npos) << message;
   EXPECT_NE(message.find("records 1000"), std::string::npos) << message;
 
   fs::remove(out / "tokens.u8");
-  message = input_error([&] { vt::open_text_corpus(out); });
+  message = error_of<vigil::InputError>([&] { vt::open_text_corpus(out); });
   EXPECT_NE(message.find(tokens + ": no such file"), std::string::npos) << message;
 
   write_file(out / "tokens.u8", text);
   EXPECT_NO_THROW(vt::open_text_corpus(out));  // the original bytes pass again
 
   write_file(out / "corpus.json", "{\"tokens\":");
-  EXPECT_NE(input_error([&] { vt::open_text_corpus(out); }).find("not valid JSON"),
+  EXPECT_NE(error_of<vigil::InputError>([&] { vt::open_text_corpus(out); }).find("not valid JSON"),
             std::string::npos);
   fs::remove(out / "corpus.json");
-  EXPECT_NE(input_error([&] { vt::open_text_corpus(out); }).find("build the corpus first"),
+  EXPECT_NE(error_of<vigil::InputError>([&] {
+              vt::open_text_corpus(out);
+            }).find("build the corpus first"),
             std::string::npos);
 }
 
@@ -360,9 +355,10 @@ TEST(TextCorpus, UnigramTestLossMatchesAHandComputation) {
 
   write_file(dir / "short" / "s.txt", "too short");
   const auto short_corpus = vt::build_text_corpus(dir / "short", dir / "out2", 0);
-  EXPECT_NE(
-      input_error([&] { (void)short_corpus.unigram_test_loss(); }).find("test split is empty"),
-      std::string::npos);
+  EXPECT_NE(error_of<vigil::InputError>([&] {
+              (void)short_corpus.unigram_test_loss();
+            }).find("test split is empty"),
+            std::string::npos);
 }
 
 TEST(TextCorpus, TokenFileFeedsTokenWindowsThatNeverCrossASplit) {

@@ -46,47 +46,42 @@ std::string key_of(const std::string& flag) {
   return key;
 }
 
-class TrainCli : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = std::make_unique<TempDir>();
-    first_ = run_vigil(quick_train(run(), {"--epochs", "3"}));
+class TrainCli : public SharedRunTest<TrainCli> {
+ public:
+  static std::vector<std::string> shared_run_args(const fs::path& dir) {
+    return quick_train(dir, {"--epochs", "3"});
   }
-  static void TearDownTestSuite() { dir_.reset(); }
-  static fs::path run() { return dir_->path() / "run"; }
-  static inline std::unique_ptr<TempDir> dir_;
-  static inline RunResult first_;
 };
 
 }  // namespace
 
 TEST_F(TrainCli, WritesTheRunDirectoryAndReports) {
-  ASSERT_EQ(first_.exit_code, 0) << first_.out << first_.err;
+  ASSERT_EQ(result().exit_code, 0) << result().out << result().err;
   for (const char* f : {"run.json", "metrics.csv", "model.safetensors", "best/model.safetensors",
                         "last", "result.json"})
-    EXPECT_TRUE(fs::exists(run() / f)) << f;
-  EXPECT_FALSE(fs::is_empty(run() / "checkpoints"));
+    EXPECT_TRUE(fs::exists(shared_run() / f)) << f;
+  EXPECT_FALSE(fs::is_empty(shared_run() / "checkpoints"));
   for (const char* s : {"stopped: ", "best epoch: ", "test accuracy (restored best weights): ",
                         "best model: ", "checkpoints: ", "epoch 0 (1 of 3): "})
-    EXPECT_NE(first_.out.find(s), std::string::npos) << s << "\n" << first_.out;
+    EXPECT_NE(result().out.find(s), std::string::npos) << s << "\n" << result().out;
 
-  const auto csv = read_file(run() / "metrics.csv");
+  const auto csv = read_file(shared_run() / "metrics.csv");
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
             "epoch,step,accuracy,loss,val_accuracy,val_loss,lr,seconds");
-  const auto result = nlohmann::json::parse(read_file(run() / "result.json"));
+  const auto result = nlohmann::json::parse(read_file(shared_run() / "result.json"));
   EXPECT_EQ(result.at("test_examples"), 300);
   // Even 3 epochs on 461 images learn something: far above the 10% of chance.
   EXPECT_GT(vigil::number_from_json(result.at("test").at("accuracy")), 0.5);
 
-  const auto cfg = nlohmann::json::parse(read_file(run() / "run.json"));
+  const auto cfg = nlohmann::json::parse(read_file(shared_run() / "run.json"));
   EXPECT_EQ(cfg.at("hidden"), nlohmann::json::array({16}));
   EXPECT_EQ(cfg.at("early_stopping").at("monitor"), "val_loss");
   EXPECT_EQ(cfg.at("early_stopping").at("patience"), 3);
 }
 
 TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
-  ASSERT_EQ(first_.exit_code, 0);
-  const auto cfg = nlohmann::json::parse(read_file(run() / "run.json"));
+  ASSERT_EQ(result().exit_code, 0);
+  const auto cfg = nlohmann::json::parse(read_file(shared_run() / "run.json"));
   std::vector<std::string> keys;
   for (const auto& [key, value] : cfg.items()) keys.push_back(key);
   EXPECT_EQ(keys, (std::vector<std::string>{"accumulate",
@@ -154,8 +149,8 @@ TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
 // or in its "early_stopping" object) or a flag of the run itself, and every key given on the
 // command line has its flag.
 TEST_F(TrainCli, EveryHelpFlagIsARunJsonKeyOrARunFlag) {
-  ASSERT_EQ(first_.exit_code, 0);
-  const auto cfg = nlohmann::json::parse(read_file(run() / "run.json"));
+  ASSERT_EQ(result().exit_code, 0);
+  const auto cfg = nlohmann::json::parse(read_file(shared_run() / "run.json"));
   const auto& es = cfg.at("early_stopping");
   const std::set<std::string> run_only = {"--help",         "--run-dir",       "--fresh",
                                           "--progress",     "--nproc",         "--nnodes",
@@ -191,12 +186,12 @@ TEST_F(TrainCli, EveryHelpFlagIsARunJsonKeyOrARunFlag) {
 }
 
 TEST_F(TrainCli, AMistypedKeyInRunJsonIsReportedNotDropped) {
-  ASSERT_EQ(first_.exit_code, 0);
+  ASSERT_EQ(result().exit_code, 0);
   TempDir tmp;
   const auto dir = tmp / "r";
   fs::create_directories(dir);
-  fs::copy_file(run() / "model.safetensors", dir / "model.safetensors");
-  auto cfg = nlohmann::json::parse(read_file(run() / "run.json"));
+  fs::copy_file(shared_run() / "model.safetensors", dir / "model.safetensors");
+  auto cfg = nlohmann::json::parse(read_file(shared_run() / "run.json"));
   cfg["epoch"] = 9;  // for "epochs"
   write_file(dir / "run.json", cfg.dump(2));
   auto r = run_vigil(quick_train(dir, {"--epochs", "3"}));
@@ -277,10 +272,11 @@ TEST(TrainCliFlags, ZeroEpochsReportNoMetricsFile) {
 }
 
 TEST_F(TrainCli, EvalReproducesTheTestAccuracyFromEveryKindOfPath) {
-  ASSERT_EQ(first_.exit_code, 0);
-  const auto result = nlohmann::json::parse(read_file(run() / "result.json"));
+  ASSERT_EQ(result().exit_code, 0);
+  const auto result = nlohmann::json::parse(read_file(shared_run() / "result.json"));
   // The final model (best weights restored) is the best checkpoint's: same numbers.
-  for (const auto& path : {run() / "model.safetensors", run() / "best", run()}) {
+  for (const auto& path :
+       {shared_run() / "model.safetensors", shared_run() / "best", shared_run()}) {
     auto r = run_vigil({"eval", "--model", path.string(), "--json"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const auto j = nlohmann::json::parse(r.out);
@@ -288,9 +284,9 @@ TEST_F(TrainCli, EvalReproducesTheTestAccuracyFromEveryKindOfPath) {
     EXPECT_EQ(j.at("metrics").at("accuracy"), result.at("test").at("accuracy")) << path;
   }
   // A checkpoint folder works as well.
-  const auto last = read_file(run() / "last");
+  const auto last = read_file(shared_run() / "last");
   const auto name = last.substr(0, last.find('\n'));
-  auto r = run_vigil({"eval", "--model", (run() / "checkpoints" / name).string()});
+  auto r = run_vigil({"eval", "--model", (shared_run() / "checkpoints" / name).string()});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("test accuracy: "), std::string::npos) << r.out;
 }
@@ -298,9 +294,9 @@ TEST_F(TrainCli, EvalReproducesTheTestAccuracyFromEveryKindOfPath) {
 // A model file swapped in from another checkpoint is a valid file with valid checksums of its
 // own: only the hashes the checkpoint's state.json records show it, and eval checks them.
 TEST_F(TrainCli, EvalRefusesACheckpointWhoseModelWasSwapped) {
-  ASSERT_EQ(first_.exit_code, 0);
+  ASSERT_EQ(result().exit_code, 0);
   TempDir tmp;
-  fs::copy(run(), tmp / "run", fs::copy_options::recursive);
+  fs::copy(shared_run(), tmp / "run", fs::copy_options::recursive);
   std::vector<fs::path> folders;
   for (const auto& e : fs::directory_iterator(tmp / "run" / "checkpoints"))
     if (fs::exists(e.path() / "state.json")) folders.push_back(e.path());
@@ -315,29 +311,29 @@ TEST_F(TrainCli, EvalRefusesACheckpointWhoseModelWasSwapped) {
 }
 
 TEST_F(TrainCli, EvalWithoutRunJsonSaysWhatIsMissing) {
-  ASSERT_EQ(first_.exit_code, 0);
+  ASSERT_EQ(result().exit_code, 0);
   TempDir tmp;
-  fs::copy_file(run() / "model.safetensors", tmp / "model.safetensors");
+  fs::copy_file(shared_run() / "model.safetensors", tmp / "model.safetensors");
   expect_one_line_error(run_vigil({"eval", "--model", (tmp / "model.safetensors").string()}),
                         "--run-dir");
   // With --run-dir it works.
-  auto r = run_vigil(
-      {"eval", "--model", (tmp / "model.safetensors").string(), "--run-dir", run().string()});
+  auto r = run_vigil({"eval", "--model", (tmp / "model.safetensors").string(), "--run-dir",
+                      shared_run().string()});
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 TEST_F(TrainCli, ResumeRefusesOptionsThatCannotChange) {
-  ASSERT_EQ(first_.exit_code, 0);
-  auto r = run_vigil(quick_train(run(), {"--epochs", "3", "--hidden", "32"}));
+  ASSERT_EQ(result().exit_code, 0);
+  auto r = run_vigil(quick_train(shared_run(), {"--epochs", "3", "--hidden", "32"}));
   EXPECT_EQ(r.exit_code, 2);
   expect_one_line_error(r, "--hidden cannot change when resuming");
   EXPECT_NE(r.err.find("--fresh"), std::string::npos);
-  r = run_vigil(quick_train(run(), {"--epochs", "3", "--seed", "8"}));
+  r = run_vigil(quick_train(shared_run(), {"--epochs", "3", "--seed", "8"}));
   expect_one_line_error(r, "--seed cannot change");
-  r = run_vigil(quick_train(run(), {"--epochs", "3", "--monitor", "val_accuracy"}));
+  r = run_vigil(quick_train(shared_run(), {"--epochs", "3", "--monitor", "val_accuracy"}));
   expect_one_line_error(r, "--monitor cannot change");
   // Nothing was touched by the refusals.
-  EXPECT_EQ(nlohmann::json::parse(read_file(run() / "run.json")).at("hidden"),
+  EXPECT_EQ(nlohmann::json::parse(read_file(shared_run() / "run.json")).at("hidden"),
             nlohmann::json::array({16}));
 }
 

@@ -27,30 +27,11 @@ std::vector<std::string> best_only_args(const fs::path& dir, std::vector<std::st
   return quick_train(dir, a);
 }
 
-void expect_same_run(const fs::path& run, const fs::path& ref) {
-  EXPECT_EQ(read_file(run / "model.safetensors"), read_file(ref / "model.safetensors"))
-      << "final weights differ";
-  EXPECT_EQ(read_file(run / "best" / "model.safetensors"),
-            read_file(ref / "best" / "model.safetensors"))
-      << "best weights differ";
-  EXPECT_EQ(metrics_without_seconds(run / "metrics.csv"),
-            metrics_without_seconds(ref / "metrics.csv"));
-  const auto a = nlohmann::json::parse(read_file(run / "result.json"));
-  const auto b = nlohmann::json::parse(read_file(ref / "result.json"));
-  for (const char* k : {"stop_reason", "best_epoch", "best_value", "test", "global_step"})
-    EXPECT_EQ(a.at(k), b.at(k)) << k;
-}
-
-class SaveBestOnly : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    ref_ = std::make_unique<TempDir>();
-    ref_out_ = run_vigil(best_only_args(ref_->path() / "run"));
+class SaveBestOnly : public SharedRunTest<SaveBestOnly> {
+ public:
+  static std::vector<std::string> shared_run_args(const fs::path& dir) {
+    return best_only_args(dir);
   }
-  static void TearDownTestSuite() { ref_.reset(); }
-  static fs::path ref() { return ref_->path() / "run"; }
-  static inline std::unique_ptr<TempDir> ref_;
-  static inline RunResult ref_out_;
 };
 
 }  // namespace
@@ -81,53 +62,41 @@ TEST(TrainCnn, TrainsEvaluatesAndRecordsTheModel) {
 }
 
 TEST_F(SaveBestOnly, ReferenceRunKeepsOnlyImprovementsAndItsResumeStateInBackup) {
-  ASSERT_EQ(ref_out_.exit_code, 0) << ref_out_.out << ref_out_.err;
-  const auto result = nlohmann::json::parse(read_file(ref() / "result.json"));
+  ASSERT_EQ(result().exit_code, 0) << result().out << result().err;
+  const auto result = nlohmann::json::parse(read_file(shared_run() / "result.json"));
   EXPECT_GE(result.at("epochs_run").get<int>(), 3);
   // Only improving epochs were saved; the resume state lives in backup/ (one checkpoint).
   const auto best_epoch = result.at("best_epoch").get<int>();
   char best_name[32];
   std::snprintf(best_name, sizeof best_name, "epoch-%04d", best_epoch);
-  const auto kept = folders(ref() / "checkpoints");
+  const auto kept = folders(shared_run() / "checkpoints");
   ASSERT_FALSE(kept.empty());
   EXPECT_EQ(kept.back(), best_name);
-  const auto backup = folders(ref() / "backup" / "checkpoints");
+  const auto backup = folders(shared_run() / "backup" / "checkpoints");
   ASSERT_EQ(backup.size(), 1u);
   EXPECT_EQ(backup[0].rfind("epoch-", 0), 0u);
-  EXPECT_EQ(run_vigil({"verify", ref().string()}).exit_code, 0);
+  EXPECT_EQ(run_vigil({"verify", shared_run().string()}).exit_code, 0);
 }
 
 TEST_F(SaveBestOnly, KilledAtAnEpochEndResumesFromBackupExactly) {
-  ASSERT_EQ(ref_out_.exit_code, 0);
-  TempDir tmp;
-  const auto run = tmp.path() / "run";
-  auto killed = run_vigil(best_only_args(run, {"--debug-kill-after-epochs", "2"}));
-  ASSERT_EQ(killed.exit_code, 128 + SIGKILL) << killed.out << killed.err;
-  ASSERT_FALSE(fs::exists(run / "result.json"));
-  auto resumed = run_vigil(best_only_args(run));
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  ASSERT_EQ(result().exit_code, 0);
+  const auto out =
+      expect_exact_resume(shared_run(), best_only_args, {"--debug-kill-after-epochs", "2"});
   // Epochs 0 and 1 had finished: the resume starts after epoch 1, from backup/.
-  EXPECT_NE(resumed.out.find("from checkpoint epoch-0001-step-16 (saved at the end of epoch 1"),
+  EXPECT_NE(out.find("from checkpoint epoch-0001-step-16 (saved at the end of epoch 1"),
             std::string::npos)
-      << resumed.out;
-  EXPECT_EQ(resumed.out.find("epoch 1 ("), std::string::npos) << resumed.out;
-  EXPECT_NE(resumed.out.find("epoch 2 (3 of 6)"), std::string::npos) << resumed.out;
-  expect_same_run(run, ref());
+      << out;
+  EXPECT_EQ(out.find("epoch 1 ("), std::string::npos) << out;
+  EXPECT_NE(out.find("epoch 2 (3 of 6)"), std::string::npos) << out;
 }
 
 TEST_F(SaveBestOnly, KilledInTheMiddleOfAnEpochResumesFromTheLastEpochEndExactly) {
-  ASSERT_EQ(ref_out_.exit_code, 0);
-  TempDir tmp;
-  const auto run = tmp.path() / "run";
+  ASSERT_EQ(result().exit_code, 0);
   // 8 batches an epoch: step 21 is inside epoch 2. Step saves are skipped under
   // --save-best-only (no validation metric), so the resume state is the end of epoch 1.
-  auto killed = run_vigil(best_only_args(run, {"--debug-kill-after-batches", "21"}));
-  ASSERT_EQ(killed.exit_code, 128 + SIGKILL) << killed.out << killed.err;
-  auto resumed = run_vigil(best_only_args(run));
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
-  EXPECT_NE(resumed.out.find("(saved at the end of epoch 1, step 16)"), std::string::npos)
-      << resumed.out;
-  expect_same_run(run, ref());
+  const auto out =
+      expect_exact_resume(shared_run(), best_only_args, {"--debug-kill-after-batches", "21"});
+  EXPECT_NE(out.find("(saved at the end of epoch 1, step 16)"), std::string::npos) << out;
 }
 
 TEST(SaveBestOnlySignal, InterruptedBySigintWritesItsCheckpointToBackupAndResumes) {

@@ -3,8 +3,6 @@
 // last checkpoint byte-identical to an uninterrupted run, and bad values refused up front.
 #include <gtest/gtest.h>
 
-#include <signal.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -81,12 +79,8 @@ TEST(TrainSteps, KilledSeveralTimesAndResumedEndsBitIdentical) {
 
   const auto run = tmp / "run";
   // Steps chosen to fall inside a validation period, right after a step save and between saves.
-  for (const char* at : {"13", "29", "46"}) {
-    const auto killed = run_vigil(step_args(run, {"--debug-kill-after-batches", at}));
-    ASSERT_EQ(killed.exit_code, 128 + SIGKILL) << at << killed.out << killed.err;
-  }
-  const auto resumed = run_vigil(step_args(run));
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  const auto resumed = kill_then_resume(run, step_args, kills_after_batches({"13", "29", "46"}));
+  ASSERT_EQ(resumed.exit_code, 0);
   EXPECT_NE(resumed.out.find("resuming"), std::string::npos) << resumed.out;
 
   EXPECT_EQ(metrics_without_seconds(run / "metrics.csv"),

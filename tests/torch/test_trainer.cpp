@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "test_support.hpp"
+#include "trainer_test_helpers.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/io.hpp"
 #include "vigil/metrics_log.hpp"
@@ -31,8 +32,7 @@
 namespace fs = std::filesystem;
 using namespace vigil;
 using namespace vigil::torch;
-using vigil::test::read_file;
-using vigil::test::TempDir;
+using namespace vigil::test;
 
 namespace {
 
@@ -49,12 +49,6 @@ Dataset rows(const Dataset& d, std::int64_t begin, std::int64_t end) {
   std::vector<std::int64_t> idx;
   for (auto i = begin; i < end; ++i) idx.push_back(i);
   return d.subset(idx);
-}
-
-::torch::nn::Sequential make_model(std::uint64_t seed) {
-  ::torch::manual_seed(seed);
-  return ::torch::nn::Sequential(::torch::nn::Linear(4, 8), ::torch::nn::ReLU(),
-                                 ::torch::nn::Linear(8, 3));
 }
 
 TrainerOptions one_thread() {
@@ -120,13 +114,6 @@ struct WeightsRecorder : Callback {
   }
 };
 
-bool same_weights(const NamedTensors& a, const NamedTensors& b) {
-  if (a.names() != b.names()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (!::torch::equal(a.tensors()[i], b.tensors()[i])) return false;
-  return true;
-}
-
 // Writes a resumable checkpoint when interrupted; resumes from it when one exists.
 struct Backup : Callback {
   fs::path dir;
@@ -135,25 +122,8 @@ struct Backup : Callback {
   void on_train_begin(TrainContext& ctx, const Logs&) override {
     if (fs::exists(dir)) ctx.pending_restore = RestorePoint::open(dir);
   }
-  void on_interrupt(TrainContext& ctx) override {
-    const TrainingSnapshot s = ctx.snapshot();
-    CheckpointContent c;
-    c.epoch = ctx.epoch;
-    c.step = ctx.global_step;
-    c.at = SavePoint::Step;
-    c.files = s.files();
-    c.state = s.state;
-    write_checkpoint(dir, c);
-  }
+  void on_interrupt(TrainContext& ctx) override { write_step_checkpoint(ctx, dir); }
 };
-
-std::function<std::optional<std::string>()> interrupt_at_poll(int n) {
-  auto polls = std::make_shared<int>(0);
-  return [polls, n]() -> std::optional<std::string> {
-    if (++*polls == n) return "interrupted by test";
-    return std::nullopt;
-  };
-}
 
 std::vector<Logs> without_seconds(const std::vector<EpochRecord>& h) {
   std::vector<Logs> out;
@@ -179,7 +149,7 @@ std::string strip_last_column(const std::string& csv) {
 
 TEST(Trainer, CallsHooksInKerasOrder) {
   auto data = make_data(48, 1);
-  auto model = make_model(2);
+  auto model = tiny_mlp(2);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
   Trainer trainer(one_thread().with_epochs(2).with_batch_size(16));
   auto rec = std::make_shared<Recorder>();
@@ -208,7 +178,7 @@ TEST(Trainer, CallbacksAreCalledInTheOrderAdded) {
   };
   std::vector<std::string> log;
   auto data = make_data(16, 1);
-  auto model = make_model(2);
+  auto model = tiny_mlp(2);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
   Trainer trainer(one_thread().with_epochs(2).with_batch_size(16));
   for (const char* t : {"c", "a", "b"}) trainer.add_callback(std::make_shared<Tag>(t, &log));
@@ -218,7 +188,7 @@ TEST(Trainer, CallbacksAreCalledInTheOrderAdded) {
 
 TEST(Trainer, StopAskedInOnEpochEndEndsAfterThatEpoch) {
   auto data = make_data(48, 5);
-  auto model = make_model(6);
+  auto model = tiny_mlp(6);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
   Trainer trainer(one_thread().with_epochs(10).with_batch_size(16));
   auto rec = std::make_shared<Recorder>();
@@ -239,7 +209,7 @@ TEST(Trainer, StopAskedInOnBatchEndEndsTheEpochThereAndStillValidates) {
   // Keras: `if self.stop_training: break` after on_train_batch_end, then validation and
   // on_epoch_end for the partial epoch.
   auto data = make_data(48, 5);
-  auto model = make_model(6);
+  auto model = tiny_mlp(6);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
   Trainer trainer(one_thread().with_epochs(10).with_batch_size(16));
   auto rec = std::make_shared<Recorder>();
@@ -262,7 +232,7 @@ TEST(Trainer, StopAskedInOnBatchEndEndsTheEpochThereAndStillValidates) {
 
 TEST(Trainer, InterruptEndsAfterTheCurrentBatchWithOnInterruptBeforeOnTrainEnd) {
   auto data = make_data(64, 7);
-  auto model = make_model(8);
+  auto model = tiny_mlp(8);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
   // Polled before every batch: poll 7 is before the 3rd batch of epoch 1 (4 batches an epoch).
   Trainer trainer(
@@ -290,7 +260,7 @@ TEST(Trainer, RejectsDuplicateCallbackNamesAndBadOptions) {
   EXPECT_THROW(trainer.add_callback(std::make_shared<Recorder>()), OptionError);
   EXPECT_THROW(Trainer(TrainerOptions{}.with_batch_size(0)), OptionError);
   EXPECT_THROW(Trainer(TrainerOptions{}.with_epochs(-1)), OptionError);
-  auto model = make_model(1);
+  auto model = tiny_mlp(1);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
   EXPECT_THROW(Trainer().fit(Model::of(model), *opt, Dataset{}, Dataset{}), InputError);
 }
@@ -299,7 +269,7 @@ TEST(Trainer, RejectsDuplicateCallbackNamesAndBadOptions) {
 
 TEST(Trainer, EpochLogsAreTheExampleWeightedMeansOfTheBatchesAndValidationIsEvaluate) {
   auto data = make_data(300, 3);
-  auto model = make_model(4);
+  auto model = tiny_mlp(4);
   auto opt = make_optimizer(OptimizerKind::Adam, model->parameters(), {{"lr", 0.02}});
   Trainer trainer(one_thread().with_epochs(6).with_batch_size(32));
   auto rec = std::make_shared<Recorder>();
@@ -384,7 +354,7 @@ TEST(CSVLogger, RendersFixedColumnOrderAndNonFiniteValues) {
 TEST(CSVLogger, WritesOneRowPerEpochOfATrainingRunWithExactValues) {
   TempDir tmp;
   auto data = make_data(120, 2);
-  auto model = make_model(3);
+  auto model = tiny_mlp(3);
   auto opt = make_optimizer(OptimizerKind::Adam, model->parameters(), {{"lr", 0.01}});
   Trainer trainer(one_thread().with_epochs(3).with_batch_size(32));
   trainer.add_callback(
@@ -409,7 +379,7 @@ namespace {
 
 std::vector<double> lr_trace(ReduceLROnPlateau& cb, const std::string& metric,
                              const std::vector<double>& values, double lr0) {
-  auto model = make_model(1);
+  auto model = tiny_mlp(1);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", lr0}});
   TrainContext ctx;
   ctx.model = model.ptr();
@@ -507,7 +477,7 @@ struct RestoreRun {
 // without relying on overfitting.
 RestoreRun restore_run(int epochs, int patience, bool restore, int interrupt_poll = 0) {
   auto data = make_data(200, 11);
-  auto model = make_model(12);
+  auto model = tiny_mlp(12);
   auto opt = make_optimizer(OptimizerKind::Adam, model->parameters(), {{"lr", 0.02}});
   auto o = one_thread().with_epochs(epochs).with_batch_size(32);
   if (interrupt_poll > 0) o.with_interrupt(interrupt_at_poll(interrupt_poll));
@@ -569,7 +539,7 @@ TEST(EarlyStoppingRestore, OffKeepsTheFinalWeights) {
 
 TEST(ProgressBar, OnePlainLinePerEpochWithTheNote) {
   auto data = make_data(48, 1);
-  auto model = make_model(2);
+  auto model = tiny_mlp(2);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
   std::ostringstream out;
   Trainer trainer(one_thread().with_epochs(2).with_batch_size(16));
@@ -591,7 +561,7 @@ TEST(ProgressBar, OnePlainLinePerEpochWithTheNote) {
 
 TEST(ProgressBar, LiveBarRedrawsInPlaceAndEndsTheLineOnInterrupt) {
   auto data = make_data(64, 1);
-  auto model = make_model(2);
+  auto model = tiny_mlp(2);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
   std::ostringstream out;
   Trainer trainer(one_thread().with_epochs(3).with_batch_size(16).with_interrupt(
@@ -623,7 +593,7 @@ TEST(LearningCurvePlot, WritesThePictureVigilPlotDrawsAfterEveryEpoch) {
   vigil::atomic_write_file(run / "run.json",
                            nlohmann::json{{"early_stopping", es.to_json()}}.dump());
   auto data = make_data(200, 11);
-  auto model = make_model(12);
+  auto model = tiny_mlp(12);
   auto opt = make_optimizer(OptimizerKind::Adam, model->parameters(), {{"lr", 0.02}});
   Trainer trainer(one_thread().with_epochs(20).with_batch_size(32));
   auto manager = std::make_shared<CheckpointManager>(
@@ -673,7 +643,7 @@ TEST(LearningCurvePlot, WritesThePictureVigilPlotDrawsAfterEveryEpoch) {
 TEST(ModelCheckpointAsync, ReservesTheSnapshotAfterTheFirstStepBeforeAnySave) {
   TempDir tmp;
   auto data = make_data(200, 13);
-  auto model = make_model(14);
+  auto model = tiny_mlp(14);
   auto opt = make_optimizer(OptimizerKind::Adam, model->parameters(), {{"lr", 0.01}});
   Trainer trainer(one_thread().with_epochs(3).with_batch_size(32));
   auto manager = std::make_shared<CheckpointManager>(
@@ -707,7 +677,7 @@ TEST(ModelCheckpointAsync, ReservesTheSnapshotAfterTheFirstStepBeforeAnySave) {
 TEST(LearningCurvePlot, WithoutRunJsonUsesTheEarlyStoppingCallbackAndNeverStopsTraining) {
   TempDir tmp;
   auto data = make_data(200, 11);
-  auto model = make_model(12);
+  auto model = tiny_mlp(12);
   auto opt = make_optimizer(OptimizerKind::Adam, model->parameters(), {{"lr", 0.02}});
   Trainer trainer(one_thread().with_epochs(20).with_batch_size(32));
   auto plot = std::make_shared<LearningCurvePlot>(
@@ -755,7 +725,7 @@ TEST(Trainer, ResumesExactlyFromTheMiddleOfAnEpoch) {
   };
   auto run = [&](std::uint64_t init_seed, const fs::path& backup, const fs::path& csv,
                  int interrupt_poll) {
-    auto model = make_model(init_seed);
+    auto model = tiny_mlp(init_seed);
     auto opt = make_optimizer(OptimizerKind::Adam, model->parameters(), {{"lr", 0.05}});
     ::torch::manual_seed(init_seed * 7 + 1);
     auto o = one_thread().with_epochs(6).with_batch_size(32);
@@ -803,7 +773,7 @@ TEST(Trainer, ResumeIntoAnotherArchitectureFailsClearly) {
   TempDir tmp;
   auto data = make_data(64, 1);
   {
-    auto model = make_model(1);
+    auto model = tiny_mlp(1);
     auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
     Trainer t(one_thread().with_epochs(1).with_batch_size(16).with_interrupt(interrupt_at_poll(2)));
     t.add_callback(std::make_shared<Backup>(tmp / "b"));

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "test_support.hpp"
+#include "trainer_test_helpers.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/torch/backup_and_restore.hpp"
 #include "vigil/torch/csv_logger.hpp"
@@ -22,8 +23,7 @@
 namespace fs = std::filesystem;
 using namespace vigil;
 using namespace vigil::torch;
-using vigil::test::read_file;
-using vigil::test::TempDir;
+using namespace vigil::test;
 
 namespace {
 
@@ -33,21 +33,8 @@ Dataset make_data(std::int64_t n, std::uint64_t seed) {
   return Dataset{x, x.sum(1).gt(0).to(::torch::kLong) + x.select(1, 0).gt(1).to(::torch::kLong)};
 }
 
-::torch::nn::Sequential make_model(std::uint64_t seed) {
-  ::torch::manual_seed(seed);
-  return ::torch::nn::Sequential(::torch::nn::Linear(4, 8), ::torch::nn::ReLU(),
-                                 ::torch::nn::Linear(8, 3));
-}
-
 TrainerOptions one_thread() {
   return TrainerOptions{}.with_threads(1).with_seed(5);
-}
-
-bool same_weights(const NamedTensors& a, const NamedTensors& b) {
-  if (a.names() != b.names()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (!::torch::equal(a.tensors()[i], b.tensors()[i])) return false;
-  return true;
 }
 
 double max_difference(const NamedTensors& a, const NamedTensors& b) {
@@ -57,15 +44,6 @@ double max_difference(const NamedTensors& a, const NamedTensors& b) {
   return m;
 }
 
-// Interrupts at the n-th poll (polls come before every optimizer step).
-std::function<std::optional<std::string>()> interrupt_at_poll(int n) {
-  auto polls = std::make_shared<int>(0);
-  return [polls, n]() -> std::optional<std::string> {
-    if (++*polls == n) return "interrupted by test";
-    return std::nullopt;
-  };
-}
-
 struct BatchLogs : Callback {
   std::vector<Logs> logs;
   std::string name() const override { return "batch_logs"; }
@@ -73,7 +51,7 @@ struct BatchLogs : Callback {
 };
 
 NamedTensors train_weights(const TrainerOptions& o, const Dataset& data) {
-  auto model = make_model(3);
+  auto model = tiny_mlp(3);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.2}});
   Trainer t(o);
   t.fit(Model::of(model), *opt, data, Dataset{});
@@ -96,7 +74,7 @@ TEST(TrainerSteps, AccumulationIsOneBatchThatManyTimesLarger) {
 
 TEST(TrainerSteps, ClipsTheGlobalNormAsClipGradNormAndLogsIt) {
   const auto data = make_data(32, 2);
-  auto model = make_model(4);
+  auto model = tiny_mlp(4);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.5}});
   Trainer t(one_thread().with_epochs(1).with_batch_size(32).with_shuffle(false).with_clip_grad_norm(
       0.05));
@@ -104,7 +82,7 @@ TEST(TrainerSteps, ClipsTheGlobalNormAsClipGradNormAndLogsIt) {
   t.add_callback(logs);
   t.fit(Model::of(model), *opt, data, Dataset{});
 
-  auto ref = make_model(4);
+  auto ref = tiny_mlp(4);
   auto ref_opt = make_optimizer(OptimizerKind::SGD, ref->parameters(), {{"lr", 0.5}});
   ref_opt->zero_grad();
   ::torch::nn::functional::cross_entropy(ref->forward(data.features), data.targets).backward();
@@ -119,7 +97,7 @@ TEST(TrainerSteps, ClipsTheGlobalNormAsClipGradNormAndLogsIt) {
 
 TEST(TrainerSteps, ValidatesEveryNStepsAndEndsAtMaxSteps) {
   const auto data = make_data(100, 3);  // 10 batches of 10 a pass
-  auto model = make_model(5);
+  auto model = tiny_mlp(5);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
   Trainer t(one_thread().with_batch_size(10).with_val_every_n_steps(4).with_max_steps(26));
   const auto r = t.fit(Model::of(model), *opt, data, make_data(20, 4));
@@ -137,7 +115,7 @@ TEST(TrainerSteps, ValidatesEveryNStepsAndEndsAtMaxSteps) {
 
 TEST(TrainerSteps, WithoutMaxStepsStepCadenceLastsTheEpochs) {
   const auto data = make_data(50, 3);  // 5 batches a pass
-  auto model = make_model(5);
+  auto model = tiny_mlp(5);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
   Trainer t(one_thread().with_epochs(3).with_batch_size(10).with_val_every_n_steps(6));
   const auto r = t.fit(Model::of(model), *opt, data, make_data(20, 4));
@@ -148,7 +126,7 @@ TEST(TrainerSteps, WithoutMaxStepsStepCadenceLastsTheEpochs) {
 
 TEST(TrainerSteps, MaxStepsEndsAnEpochEarlyAndValidatesIt) {
   const auto data = make_data(100, 3);
-  auto model = make_model(5);
+  auto model = tiny_mlp(5);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
   Trainer t(one_thread().with_epochs(5).with_batch_size(10).with_max_steps(13));
   const auto r = t.fit(Model::of(model), *opt, data, make_data(20, 4));
@@ -286,20 +264,16 @@ TEST(TrainerSteps, AnEndlessSourceNeedsMaxStepsAndStepCadence) {
 TEST(TrainerSteps, AShapeMismatchNamesTheStageAndTheShapes) {
   auto data = make_data(32, 1);
   data.targets = data.targets.to(::torch::kFloat);  // [32] against outputs [16, 3]
-  auto model = make_model(1);
+  auto model = tiny_mlp(1);
   auto opt = make_optimizer(OptimizerKind::SGD, model->parameters(), {{"lr", 0.1}});
   Trainer t(one_thread().with_epochs(1).with_batch_size(16).with_loss(
       [](const ::torch::Tensor& out, const ::torch::Tensor& y) {
         return (out - y).pow(2).mean();
       }));
-  try {
-    t.fit(Model::of(model), *opt, data, Dataset{});
-    FAIL() << "expected an error";
-  } catch (const InputError& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("training, epoch 0, step 0"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("outputs [16, 3] and targets [16]"), std::string::npos) << msg;
-  }
+  const auto msg =
+      vigil::test::error_of<InputError>([&] { t.fit(Model::of(model), *opt, data, Dataset{}); });
+  EXPECT_NE(msg.find("training, epoch 0, step 0"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("outputs [16, 3] and targets [16]"), std::string::npos) << msg;
 }
 
 TEST(TrainerSteps, RefusesBadOptions) {

@@ -1,5 +1,6 @@
-// Helpers of the `vigil train` / `vigil eval` tests: quick-run flags, file comparison, and a child
-// process that can be signalled while it trains.
+// Helpers of the `vigil train` / `vigil eval` tests: quick-run flags, a run shared by a suite,
+// killed-and-resumed runs, file comparison, and a child process that can be signalled while it
+// trains.
 #pragma once
 
 #include <fcntl.h>
@@ -11,12 +12,16 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <initializer_list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "test_support.hpp"
 #include "vigil/safetensors.hpp"
@@ -60,12 +65,86 @@ inline std::vector<std::string> quick_train(const std::filesystem::path& run_dir
   return args;
 }
 
+/// A suite whose tests read one `vigil train` run, made once before its first test with the
+/// arguments Derived::shared_run_args(dir) and kept in a scratch folder until the suite ends.
+template <class Derived>
+class SharedRunTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = std::make_unique<TempDir>();
+    result_ = run_vigil(Derived::shared_run_args(shared_run()));
+  }
+  static void TearDownTestSuite() { dir_.reset(); }
+  /// The run directory.
+  static std::filesystem::path shared_run() { return dir_->path() / "run"; }
+  /// The exit code and output of the run.
+  static const RunResult& result() { return result_; }
+
+ private:
+  static inline std::unique_ptr<TempDir> dir_;
+  static inline RunResult result_;
+};
+
+/// Runs `vigil` with args(run, k) for each k of `kills` in turn, each of which must die by
+/// SIGKILL (k holds a --debug-kill-after-* flag) and leave `run` without a result.json, then with
+/// args(run, resume), which must succeed. Returns the resume's result (or, if a run was not
+/// killed, that run's).
+template <class Args>
+RunResult kill_then_resume(const std::filesystem::path& run, Args&& args,
+                           const std::vector<std::vector<std::string>>& kills,
+                           const std::vector<std::string>& resume = {}) {
+  for (const auto& k : kills) {
+    auto killed = run_vigil(args(run, k));
+    if (killed.exit_code != 128 + SIGKILL) {
+      std::string flags;
+      for (const auto& f : k) flags += " " + f;
+      ADD_FAILURE() << "not killed (exit code " << killed.exit_code << "):" << flags << "\n"
+                    << killed.out << killed.err;
+      return killed;
+    }
+    EXPECT_FALSE(std::filesystem::exists(run / "result.json")) << "a killed run wrote it";
+  }
+  auto resumed = run_vigil(args(run, resume));
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  return resumed;
+}
+
+/// kill_then_resume's `kills` for runs killed after each of `batches` optimizer steps in turn.
+inline std::vector<std::vector<std::string>> kills_after_batches(
+    std::initializer_list<const char*> batches) {
+  std::vector<std::vector<std::string>> kills;
+  for (const char* b : batches) kills.push_back({"--debug-kill-after-batches", b});
+  return kills;
+}
+
 /// metrics.csv without its last column (seconds, the only one that differs between runs).
 inline std::string metrics_without_seconds(const std::filesystem::path& csv) {
   std::istringstream in(read_file(csv));
   std::string out;
   for (std::string line; std::getline(in, line);) out += line.substr(0, line.rfind(',')) + "\n";
   return out;
+}
+
+/// A CSV file without quoted cells (metrics.csv): its header's names and each row's cells.
+struct CsvTable {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+};
+
+inline CsvTable read_csv(const std::filesystem::path& csv) {
+  CsvTable table;
+  std::istringstream in(read_file(csv));
+  bool first = true;
+  for (std::string line; std::getline(in, line); first = false) {
+    std::vector<std::string> cells;
+    std::istringstream cell_stream(line);
+    for (std::string cell; std::getline(cell_stream, cell, ',');) cells.push_back(cell);
+    if (first)
+      table.header = std::move(cells);
+    else
+      table.rows.push_back(std::move(cells));
+  }
+  return table;
 }
 
 /// The names of the folders in `dir`, sorted (none if `dir` does not exist).
@@ -109,6 +188,36 @@ inline std::map<std::string, std::string> expect_same_last_checkpoint(
     EXPECT_TRUE(it != last_run.end() && it->second == bytes) << name << " is missing or differs";
   }
   return last_ref;
+}
+
+/// Expects the finished run `run` to equal `ref`: the same final and best weights byte for byte,
+/// the same metrics.csv but for the seconds, and the same outcome in result.json.
+inline void expect_same_run(const std::filesystem::path& run, const std::filesystem::path& ref) {
+  EXPECT_EQ(read_file(run / "model.safetensors"), read_file(ref / "model.safetensors"))
+      << "final weights differ";
+  EXPECT_EQ(read_file(run / "best" / "model.safetensors"),
+            read_file(ref / "best" / "model.safetensors"))
+      << "best weights differ";
+  EXPECT_EQ(metrics_without_seconds(run / "metrics.csv"),
+            metrics_without_seconds(ref / "metrics.csv"));
+  const auto a = nlohmann::json::parse(read_file(run / "result.json"));
+  const auto b = nlohmann::json::parse(read_file(ref / "result.json"));
+  for (const char* k : {"stop_reason", "best_epoch", "best_value", "test", "global_step"})
+    EXPECT_EQ(a.at(k), b.at(k)) << k;
+}
+
+/// Runs `vigil` with args(run, kill) in a scratch folder, which must be killed, resumes it with
+/// args(run, resume), and expects the run to end as `ref` did (expect_same_run). Returns what the
+/// resume printed.
+template <class Args>
+std::string expect_exact_resume(const std::filesystem::path& ref, Args&& args,
+                                const std::vector<std::string>& kill,
+                                const std::vector<std::string>& resume = {}) {
+  TempDir tmp;
+  const auto run = tmp.path() / "run";
+  const auto resumed = kill_then_resume(run, args, {kill}, resume);
+  if (resumed.exit_code == 0) expect_same_run(run, ref);
+  return resumed.out;
 }
 
 /// A `vigil` child process with stdout and stderr going to files.
