@@ -90,8 +90,8 @@ TEST(PercentileOptuna, AgreesWithOptunasPercentilePrunerOnRandomCases) {
   vigil::test::write_file(dir / "cases.py", kScript);
   const int cases = 1500;
   auto r = vigil::test::run_process(
-      {"/usr/bin/python3", (dir / "cases.py").string(), "20261202", std::to_string(cases)});
-  if (r.exit_code == kNoOptuna) GTEST_SKIP() << "/usr/bin/python3 cannot import optuna";
+      {vigil::test::kPython, (dir / "cases.py").string(), "20261202", std::to_string(cases)});
+  if (r.exit_code == kNoOptuna) GTEST_SKIP() << vigil::test::kPython << " cannot import optuna";
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::istringstream lines(r.out);
   std::string line;
