@@ -10,7 +10,9 @@
 # changes), build-libtorch2/ (the build folder; the checkout's own build/ is not touched), ccache/
 # and the last logs. The checkout is mounted read-only into the root. The tests run in their own
 # network namespace, so those that make network namespaces or veth pairs change nothing here.
-# JOBS=N sets the build and ctest parallelism (default: nproc); MIRROR=... the Debian mirror.
+# JOBS=N sets the build and ctest parallelism (default: nproc); CTEST_ARGS=... passes arguments
+# to ctest (e.g. CTEST_ARGS="-R Conformance"); MIRROR=... the Debian mirror. The conformance cases
+# must be in ../shared beside the checkout, as for scripts/test.sh.
 # Exit status: 0 when the build and every test passed.
 set -euo pipefail
 
@@ -19,6 +21,11 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 src=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -d "$src/../shared/conformance" ]; then
+  echo "test-libtorch2: $src/../shared/conformance is missing: the tests read the conformance" \
+    "cases from ../shared beside the checkout, as scripts/test.sh's do" >&2
+  exit 2
+fi
 cache=${VIGIL_CACHE:-/var/cache/vigil}
 rootfs=$cache/trixie-root
 stamp=$cache/trixie-root.stamp
@@ -31,7 +38,7 @@ pkgs=(build-essential cmake ninja-build pkg-config ccache
   libtorch-dev libopenblas0-pthread libgloo-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libzstd-dev libxxhash-dev zlib1g-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  dataset-fashion-mnist fortunes python3-torch
+  dataset-fashion-mnist fortunes python3-torch python3-optuna
   doxygen jq dpkg-dev iproute2 file)
 wanted="trixie ${pkgs[*]}"
 
@@ -129,10 +136,8 @@ mount_into "$rootfs/ccache" --bind "$cache/ccache"
 mount_into "$rootfs/src/vigil" --bind "$src"
 mount -o remount,bind,ro "$rootfs/src/vigil"
 # The conformance cases the tests read from ../shared beside the checkout.
-if [ -d "$src/../shared" ]; then
-  mount_into "$rootfs/src/shared" --bind "$src/../shared"
-  mount -o remount,bind,ro "$rootfs/src/shared"
-fi
+mount_into "$rootfs/src/shared" --bind "$src/../shared"
+mount -o remount,bind,ro "$rootfs/src/shared"
 
 version=$(chroot "$rootfs" dpkg-query -W -f='${Version}' libtorch-dev)
 echo "test-libtorch2: libtorch-dev $version (Debian 13), $(chroot "$rootfs" c++ --version | head -n 1)"
@@ -140,7 +145,7 @@ echo "test-libtorch2: libtorch-dev $version (Debian 13), $(chroot "$rootfs" c++ 
 start=$(date +%s)
 status=0
 unshare --net -- chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-  LANG=C.UTF-8 TMPDIR=/tmp CCACHE_DIR=/ccache JOBS="$jobs" bash -c '
+  LANG=C.UTF-8 TMPDIR=/tmp CCACHE_DIR=/ccache JOBS="$jobs" CTEST_ARGS="${CTEST_ARGS:-}" bash -c '
   set -euo pipefail
   ip link set lo up
   cmake -S /src/vigil -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DVIGIL_WERROR=ON \
@@ -156,7 +161,7 @@ unshare --net -- chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:
   echo "test-libtorch2: running the test suite (log: build-libtorch2/ctest.log)"
   cd /build
   rc=0
-  ctest --output-on-failure -j"$JOBS" >/build/ctest.log 2>&1 || rc=$?
+  ctest --output-on-failure -j"$JOBS" ${CTEST_ARGS} >/build/ctest.log 2>&1 || rc=$?
   sed -n "/tests passed/,\$p" /build/ctest.log
   exit "$rc"
 ' || status=$?
