@@ -35,6 +35,8 @@ Runs the vigil benchmark suite and writes a report.
   --no-cold            skip cold-cache loads
   --no-train           skip the training benchmark
   --no-replay          skip the replay benchmark
+  --no-restore         skip the restore-into-a-model benchmark (fresh processes)
+  --no-storage         skip the save, load, async and peak-memory benchmarks
   --train-epochs N     epochs per training run (default 3)
   --train-repeats N    repeats of the training contenders (default 5)
   --train-limit N      use the first N training examples (default 0 = all 60000)
@@ -104,6 +106,10 @@ Config parse_args(int argc, char** argv) {
       c.cold = false;
     else if (a == "--no-train")
       c.train = false;
+    else if (a == "--no-restore")
+      c.restore = false;
+    else if (a == "--no-storage")
+      c.storage = false;
     else if (a == "--no-replay")
       c.replay = false;
     else if (a == "--train-epochs")
@@ -177,7 +183,10 @@ int run_suite(const Config& cfg) {
     return s;
   }();
   const auto started = std::chrono::steady_clock::now();
-  for (const auto& [bytes, dtype] : cfg.states) bench_storage(cfg, bytes, dtype, results, facts);
+  for (const auto& [bytes, dtype] : cfg.states) {
+    if (cfg.storage) bench_storage(cfg, bytes, dtype, results, facts);
+    if (cfg.restore) bench_restore(cfg, bytes, dtype, results, facts);
+  }
   {
     std::error_code ec;  // the states' folder in /dev/shm (their files are gone already)
     fs::remove_all(fmt::format("/dev/shm/vigil-bench-{}", ::getpid()), ec);
@@ -210,6 +219,7 @@ int main(int argc, char** argv) {
   try {
     if (argc > 1 && std::string(argv[1]) == "train-bare") return main_train_bare(argc, argv);
     if (argc > 1 && std::string(argv[1]) == "peak-rss") return main_peak_rss(argc, argv);
+    if (argc > 1 && std::string(argv[1]) == "restore-child") return main_restore_child(argc, argv);
     return run_suite(parse_args(argc, argv));
   } catch (const std::exception& e) {
     fmt::print(stderr, "vigil-bench: error: {}\n", e.what());

@@ -160,12 +160,28 @@ nlohmann::json report_json(const Config& cfg, const Results& res, const Facts& f
                          s + "vigil_speedup_vs_python_save",
                          ratios[s + "vigil_speedup_vs_python_save"], ">=", 2.0, "x",
                          beyond_device("python_save")});
+    // Restore into an existing model, each contender in a fresh process.
+    for (const auto& p : {"restore_warm." + L + ".", "restore_cold." + L + "."}) {
+      for (const char* v : {"vigil", "vigil_checkpoint"}) {
+        ratio(p + v + "_speedup_vs_python", p + "python", p + v);
+        ratio(p + v + "_speedup_vs_torch_load", p + "torch_load", p + v);
+      }
+    }
     if (bytes == (std::uint64_t{1} << 30)) {
       any_1g = true;
-      const auto k = w + "vigil_mmap_verify_speedup_vs_python_load";
-      if (ratios.contains(k))
-        targets.push_back({"Verified load >= 5x faster than Python torch.load, warm (" + L + ")", k,
-                           ratios[k], ">=", 5.0, "x", ""});
+      for (const auto& [cache, goal] : {std::pair{"warm", 4.0}, std::pair{"cold", 2.0}}) {
+        const auto p = fmt::format("restore_{}.{}.vigil_speedup_vs_", cache, L);
+        for (const auto& [other, name] :
+             {std::pair{"python", "Python torch.load + load_state_dict"},
+              std::pair{"torch_load", "torch::load"}}) {
+          const auto k = p + other;
+          if (ratios.contains(k))
+            targets.push_back({fmt::format("Verified restore into a model >= {:.0f}x faster than "
+                                           "{}, {}, fresh processes ({})",
+                                           goal, name, cache, L),
+                               k, ratios[k], ">=", goal, "x", ""});
+        }
+      }
     }
     if (ratios.contains(a + "block_per_memcpy"))
       targets.push_back({"save_async blocks <= 1.5x a memcpy of the state (" + L + ")",
@@ -239,9 +255,10 @@ nlohmann::json report_json(const Config& cfg, const Results& res, const Facts& f
                   {"status", "NOT MEASURED"},
                   {"reason", "no state of 1 GiB or more in this run"}});
   if (!any_1g)
-    tj.push_back({{"target", "Verified load >= 5x faster than Python torch.load at 1 GiB"},
-                  {"status", "NOT MEASURED"},
-                  {"reason", "no 1 GiB state in this run"}});
+    tj.push_back(
+        {{"target", "Verified restore into a model against torch.load and torch::load at 1 GiB"},
+         {"status", "NOT MEASURED"},
+         {"reason", "no 1 GiB state in this run"}});
   return j;
 }
 
@@ -379,8 +396,10 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
     if (!any) continue;
     out(warm ? "\n## 2a. Load, warm page cache\n\n" : "\n## 2b. Load, cold page cache\n\n");
     if (warm)
-      out("Each contender reads the file it wrote itself. vigil mmap+verify = "
-          "`SafetensorsFile::open` (maps the file, hashes every tensor, zero-copy torch views); "
+      out("Each contender reads the file it wrote itself, in the benchmark's long-lived process "
+          "(section 2c times restores in fresh processes). vigil mmap+verify = "
+          "`SafetensorsFile::open` (maps the file, hashes every tensor, zero-copy torch views: "
+          "no load into a model, nothing copied); "
           "checkpoint = `Checkpoint::open` (whole-file XXH3 of the folder) + `open_file`; module = "
           "`load_module_state` copying into the module's existing tensors (with / without "
           "verification). torch::load = `torch::load(module, path)` (reads into fresh storages "
@@ -402,6 +421,43 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
                           fmt_ratio(R, p + "vigil_mmap_verify_speedup_vs_python_load"),
                           fmt_ratio(R, p + "vigil_module_verify_speedup_vs_torch_load")));
         });
+  }
+
+  for (const char* cache : {"warm", "cold"}) {
+    const std::string head = fmt::format("restore_{}.", cache);
+    bool any = false;
+    for (const auto& [bytes, dtype] : cfg.states)
+      any = any || F.contains(head + state_label(bytes, dtype) + ".vigil");
+    if (!any) continue;
+    out(fmt::format("\n## 2c. Restore into a model, fresh processes, {} page cache\n\n", cache));
+    if (std::string(cache) == "warm")
+      out("What resuming or evaluating costs: a fresh process builds a model with the state's "
+          "parameters (zero-filled, resident), restores a tiny file through the same code path "
+          "(so that after a cache drop only the data comes cold), then times the restore. vigil = "
+          "`load_module_state(model, path)`: the tensors read straight into the parameters in one "
+          "pass, every tensor's XXH3 checked on the way (a second thread hashes each block as it "
+          "arrives); vigil checkpoint = the resume path: `Checkpoint::open` without hashing, then "
+          "the model file read in one pass checked against state.json's whole-file XXH3. "
+          "torch::load = `torch::load(model, path)` (reads into fresh storages and re-points the "
+          "parameters); Python = `model.load_state_dict(torch.load(path))`. Every contender's "
+          "restored weights are checked to be the saved ones. In brackets: the whole process "
+          "(start-up, `import torch`, building the model). Speed-ups are medians' ratios.\n\n");
+    else
+      out("The same, with `sync; echo 3 > /proc/sys/vm/drop_caches` before every process.\n\n");
+    out("| State | vigil, one pass, verified | vigil checkpoint (resume path) | torch::load | "
+        "Python torch.load + load_state_dict | vigil vs Python | vigil vs torch::load |\n"
+        "|---|---|---|---|---|---|---|\n");
+    for_each_state(cfg, F, head, "vigil",
+                   [&](const std::string& L, const std::string& p, std::uint64_t /*bytes*/) {
+                     auto cell = [&](const std::string& k) {
+                       return fmt::format("{} [{}]", fig(F[p + k]),
+                                          secs(F[p + k + "_process"]["median"]));
+                     };
+                     out(fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", L, cell("vigil"),
+                                     cell("vigil_checkpoint"), cell("torch_load"), cell("python"),
+                                     fmt_ratio(R, p + "vigil_speedup_vs_python"),
+                                     fmt_ratio(R, p + "vigil_speedup_vs_torch_load")));
+                   });
   }
 
   out("\n## 3. Async save: how long `save_async` blocks the training thread\n\n");

@@ -19,6 +19,7 @@
 #include <torch/torch.h>
 
 #include "suite.hpp"
+#include "torch_state.hpp"
 #include "vigil/checkpoint.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/torch/distributed.hpp"
@@ -32,22 +33,6 @@ namespace vigil::bench {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-std::string dtype_label(DType dtype) {
-  return dtype == DType::BF16 ? "bf16" : dtype == DType::F16 ? "f16" : "f32";
-}
-
-std::string state_label(std::uint64_t bytes, DType dtype) {
-  return size_label(bytes) + "." + dtype_label(dtype);
-}
-
-namespace {
-
-c10::ScalarType scalar_of(DType d) {
-  return vigil::torch::to_scalar_type(d);
-}
-
-// A module tree whose state_dict names are the layout's names ("layers.3.attn.qkv.weight"),
-// parameters given by `make` (views on the shared state, or placeholders for torch::load).
 std::shared_ptr<::torch::nn::Module> module_tree(
     const StateLayout& layout, const std::function<::torch::Tensor(const TensorSpec&)>& make) {
   auto root = std::make_shared<::torch::nn::Module>();
@@ -73,6 +58,26 @@ std::shared_ptr<::torch::nn::Module> module_tree(
 
 std::vector<std::int64_t> shape_of(const TensorSpec& t) {
   return {t.shape.begin(), t.shape.end()};
+}
+
+CheckpointContent model_content(const std::vector<TensorView>& views) {
+  CheckpointContent c;
+  c.files["model"] = views;
+  return c;
+}
+
+std::string dtype_label(DType dtype) {
+  return dtype == DType::BF16 ? "bf16" : dtype == DType::F16 ? "f16" : "f32";
+}
+
+std::string state_label(std::uint64_t bytes, DType dtype) {
+  return size_label(bytes) + "." + dtype_label(dtype);
+}
+
+namespace {
+
+c10::ScalarType scalar_of(DType d) {
+  return vigil::torch::to_scalar_type(d);
 }
 
 double fsync_path(const fs::path& path) {
@@ -108,13 +113,6 @@ template <class T>
 std::vector<T> rotated(std::vector<T> v, int r) {
   if (!v.empty()) std::rotate(v.begin(), v.begin() + (r % static_cast<int>(v.size())), v.end());
   return v;
-}
-
-// A checkpoint holding `views` as model.safetensors.
-CheckpointContent model_content(const std::vector<TensorView>& views) {
-  CheckpointContent c;
-  c.files["model"] = views;
-  return c;
 }
 
 int free_loopback_port() {

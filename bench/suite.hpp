@@ -26,6 +26,8 @@ struct Config {
   bool cold = true;
   bool train = true;
   bool replay = true;
+  bool restore = true;  ///< the restore-into-a-model benchmark (fresh processes)
+  bool storage = true;  ///< save, load, async and peak-memory benchmarks
   int train_epochs = 3;
   int train_repeats = 5;
   std::int64_t train_limit = 0;  ///< --limit-train of every training contender (0 = all)
@@ -56,6 +58,9 @@ std::string state_label(std::uint64_t bytes, DType dtype);
 /// contenders interleaved.
 void bench_storage(const Config& cfg, std::uint64_t bytes, DType dtype, Results& results,
                    Facts& facts);
+/// Restore into an existing model, each contender in a fresh process, warm and cold.
+void bench_restore(const Config& cfg, std::uint64_t bytes, DType dtype, Results& results,
+                   Facts& facts);
 /// `vigil train` (sync and async checkpoints) against the bare libtorch loop and Python.
 void bench_training(const Config& cfg, Results& results, Facts& facts);
 /// `vigil replay --batch` over cfg.replay_cases cases.
@@ -64,6 +69,7 @@ void bench_replay(const Config& cfg, Results& results, Facts& facts);
 /// Child modes of the executable.
 int main_train_bare(int argc, char** argv);
 int main_peak_rss(int argc, char** argv);
+int main_restore_child(int argc, char** argv);
 
 /// The report: every figure, ratio and target as one JSON object, and BENCHMARKS.md.
 nlohmann::json report_json(const Config& cfg, const Results& results, const Facts& facts);

@@ -50,6 +50,11 @@ TEST(BenchSmoke, TinyRunPrintsEveryFigureAsJson) {
                         "load_warm.4MiB.f32.vigil_checkpoint_open",
                         "load_warm.4MiB.f32.torch_load",
                         "load_warm.4MiB.f32.python_load",
+                        "restore_warm.4MiB.f32.vigil",
+                        "restore_warm.4MiB.f32.vigil_checkpoint",
+                        "restore_warm.4MiB.f32.torch_load",
+                        "restore_warm.4MiB.f32.python",
+                        "restore_warm.4MiB.f32.python_process",
                         "async.4MiB.f32.block",
                         "async.4MiB.f32.memcpy",
                         "async.4MiB.f32.first_block",
@@ -74,8 +79,9 @@ TEST(BenchSmoke, TinyRunPrintsEveryFigureAsJson) {
   for (const char* k :
        {"save.4MiB.f32.vigil_throughput_vs_dd", "save.4MiB.f32.vigil_speedup_vs_torch_save",
         "load_warm.4MiB.f32.vigil_mmap_verify_speedup_vs_python_load",
-        "async.4MiB.f32.block_per_memcpy", "train.vigil_async_throughput_vs_bare",
-        "replay.seconds_per_100k_cases"}) {
+        "restore_warm.4MiB.f32.vigil_speedup_vs_python",
+        "restore_warm.4MiB.f32.vigil_speedup_vs_torch_load", "async.4MiB.f32.block_per_memcpy",
+        "train.vigil_async_throughput_vs_bare", "replay.seconds_per_100k_cases"}) {
     ASSERT_TRUE(ratios.contains(k)) << k;
     EXPECT_GT(ratios.at(k).get<double>(), 0.0) << k;
   }
@@ -93,7 +99,8 @@ TEST(BenchSmoke, TinyRunPrintsEveryFigureAsJson) {
   const auto md = vigil::test::read_file(dir / "report.md");
   for (const char* s :
        {"# vigil benchmarks", "## Machine", "## Targets", "## 1. Save", "## 2a. Load, warm",
-        "## 3. Async", "## 4. Peak", "## 5. Training", "## 6. `vigil replay --batch`"})
+        "## 2c. Restore into a model, fresh processes, warm", "## 3. Async", "## 4. Peak",
+        "## 5. Training", "## 6. `vigil replay --batch`"})
     EXPECT_NE(md.find(s), std::string::npos) << s;
 }
 

@@ -184,6 +184,11 @@ std::vector<RunField> make_run_fields() {
               "Start from these weights (a .safetensors file, a checkpoint folder or a run "
               "directory's best), weights only: optimizer and schedule start fresh"),
        kModel, kFrozen},
+      {member("freeze", &C::freeze,
+              "Parameters whose names match this regex do not train (requires_grad false), e.g. "
+              "'^(1|3)\\.' for the second and fourth layers of an mlp; searched anywhere in the "
+              "state_dict name"),
+       kModel, kFrozen},
 
       {member("epochs", &C::epochs, "Epochs to train at most"), kOpt, kMayChange},
       {member("batch_size", &C::batch_size, "Examples per batch"), kOpt, kFrozen},

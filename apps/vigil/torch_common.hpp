@@ -89,6 +89,8 @@ struct RunConfig {
   // Warm start: the weights a fresh run begins from, and (set at that start) what was read.
   std::string init_from;
   nlohmann::json init_source;
+  // Parameters that do not train (vigil/torch/freeze.hpp): a regex over state_dict names.
+  std::string freeze;
   // Set at the first start of a CSV run: the training features' statistics.
   nlohmann::json standardizer;
   // Set at the first start (or the first resume of a run made before run ids): what ties the

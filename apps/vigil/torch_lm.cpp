@@ -237,6 +237,7 @@ int run_lm_train(const TrainArgs& a, RunConfig& config, bool resuming, RunLock l
   vt::seed_torch(config.seed);
   vt::Gpt net(gpt_options(config));
   apply_init_from(config, *net, run_dir, resuming);
+  apply_freeze(config, *net);
   fmt::print("model: {}: {} parameters\n", model_summary(config), net->num_parameters());
   auto optimizer = build_optimizer(config, vt::unique_parameters(*net));
   const MainRun r = open_run(run_dir, config, checkpoint_options(config), std::move(lock));

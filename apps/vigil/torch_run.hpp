@@ -95,6 +95,10 @@ std::unique_ptr<::torch::optim::Optimizer> build_optimizer(const RunConfig& conf
 
 /// --init-from: a fresh run starts from those weights (recorded with their hash in run.json); a
 /// resumed run takes its checkpoint's, unless it has none yet and must start over the same way.
+/// --freeze: stops the parameters whose names match config.freeze from training (nothing when
+/// it is empty) and says how many values that leaves training. Throws OptionError for a pattern
+/// that is invalid or matches nothing.
+void apply_freeze(const RunConfig& config, ::torch::nn::Module& net);
 void apply_init_from(RunConfig& config, ::torch::nn::Module& net,
                      const std::filesystem::path& run_dir, bool resuming);
 

@@ -30,7 +30,6 @@
 #include "vigil/torch/sharded_checkpoint.hpp"
 #include "vigil/torch/signals.hpp"
 #include "vigil/torch/trainer.hpp"
-#include "vigil/torch/warm_start.hpp"
 
 namespace vigil::cli {
 
@@ -522,24 +521,6 @@ int run_main_rank(const TrainArgs& a, const RunConfig& config,
 
 }  // namespace
 
-// --init-from: a fresh run starts from those weights (recorded with their hash in run.json); a
-// resumed run takes its checkpoint's, unless it has none yet and must start over the same way.
-void apply_init_from(RunConfig& config, ::torch::nn::Module& net, const fs::path& run_dir,
-                     bool resuming) {
-  if (config.init_from.empty()) return;
-  if (resuming && fs::exists(CheckpointManager::last_path(run_dir))) return;
-  const auto source = vt::warm_start(net, config.init_from);
-  if (resuming && config.init_source.is_object() &&
-      config.init_source.value("xxh3", "") != source.xxh3)
-    throw InputError(fmt::format(
-        "--init-from {}: {} changed since the run started (xxh3 {}, now {}); start with --fresh",
-        config.init_from, source.file.string(), config.init_source.value("xxh3", ""), source.xxh3));
-  config.init_source = source.to_json(config.init_from);
-  fmt::print(
-      "initialised from {} ({} tensors, xxh3 {}): weights only, the optimizer starts fresh\n",
-      source.file.string(), source.tensors, source.xxh3);
-}
-
 int run_train(TrainArgs& a) {
   if (a.config.model == "gpt" && a.launch.nproc > 1)
     throw OptionError(
@@ -572,6 +553,7 @@ int run_train(TrainArgs& a) {
   auto net = vt::build_model(data.spec);
   // Rank 0's weights reach every rank when training starts: only it reads the file.
   if (main_rank) apply_init_from(config, *net, run_dir, resuming);
+  apply_freeze(config, *net);
   auto optimizer = build_optimizer(config, vt::unique_parameters(*net));
   const auto options = checkpoint_options(config);
   // Only rank 0 owns the run directory; the other ranks take its restore point and decisions.

@@ -146,8 +146,17 @@ class Checkpoint {
   /// opened without checksums (a full verification already hashed every byte). Throws
   /// CheckpointError if there is no such file, FormatError/IoError if it cannot be read.
   SafetensorsFile open_file(std::string_view stem) const;
+  /// Maps "<stem>.safetensors" checking no more than its header, for a reader that checks
+  /// file_xxh3() while it reads the data (SafetensorsFile::read_into: one pass instead of two).
+  [[nodiscard]] SafetensorsFile open_file_unchecked(std::string_view stem) const;
+  /// The XXH3-64 state.json records for "<stem>.safetensors". Throws CheckpointError if the
+  /// checkpoint has no such file.
+  [[nodiscard]] std::uint64_t file_xxh3(std::string_view stem) const;
+  /// True if the folder was opened with checksums (every file was hashed then).
+  [[nodiscard]] bool verified() const { return verified_; }
 
  private:
+  std::filesystem::path file_path(std::string_view stem) const;
   Checkpoint(CheckpointInfo info, nlohmann::json state, bool verified);
   CheckpointInfo info_;
   nlohmann::json state_;

@@ -99,6 +99,31 @@ struct SafetensorsReadOptions {
   VIGIL_SETTER(verify_checksums)
 };
 
+/// Where SafetensorsFile::read_into() puts one tensor's bytes.
+struct TensorDestination {
+  std::string_view name;       ///< a tensor of the file
+  std::span<std::byte> bytes;  ///< exactly that tensor's size; destinations must not overlap
+};
+
+/// Options of SafetensorsFile::read_into().
+struct ReadIntoOptions {
+  /// The whole file's expected XXH3-64, as a checkpoint's state.json records it (default none).
+  /// When set it is checked instead of the per-tensor checksums: it covers every byte, the
+  /// header included.
+  std::optional<std::uint64_t> file_xxh3;
+  /// Check every tensor's stored XXH3-64 as it is read when file_xxh3 is not set (default true;
+  /// a file without vigil checksums is read unchecked). Skipped for a file whose checksums were
+  /// already verified (checksums_verified()).
+  bool verify_checksums = true;
+  /// Read on a second thread while this one hashes what was just read, still in cache (default
+  /// true); false does both in turn on the calling thread.
+  bool parallel = true;
+
+  VIGIL_SETTER(file_xxh3)
+  VIGIL_SETTER(verify_checksums)
+  VIGIL_SETTER(parallel)
+};
+
 /// An opened, validated tensor file. Views stay valid while the object lives.
 class SafetensorsFile {
  public:
@@ -126,11 +151,26 @@ class SafetensorsFile {
   [[nodiscard]] bool has_checksums() const;
   /// Checks every stored checksum now; throws FormatError(ChecksumMismatch) naming the tensor.
   void verify_checksums() const;
+  /// True once every stored checksum matched (when opened with verify_checksums, or after
+  /// verify_checksums()); false for a file without checksums.
+  [[nodiscard]] bool checksums_verified() const;
+  /// Reads the named tensors straight from the file into `destinations` in one pass (no
+  /// mapping, no second read): each block is hashed right after it is read, while it is still
+  /// in cache, on a second thread. Every checksum options ask for is checked, so the whole file
+  /// is read: tensors without a destination go through a small buffer. Throws Error for an
+  /// unknown name (naming the file's), OptionError for a name given twice or a destination of the
+  /// wrong size (before reading anything), IoError if the file cannot be read, and
+  /// FormatError(ChecksumMismatch) naming the corrupt tensor (or the file, with file_xxh3) after
+  /// the reads: then the destinations hold bytes that failed the check and must not be used.
+  void read_into(std::span<const TensorDestination> destinations,
+                 const ReadIntoOptions& options = {}) const;
   /// Size of the whole file in bytes.
   [[nodiscard]] std::uint64_t file_size() const;
 
- private:
+  /// The library's state of an opened file (defined inside the library only).
   struct Impl;
+
+ private:
   explicit SafetensorsFile(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

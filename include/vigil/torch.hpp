@@ -11,6 +11,7 @@
 #include "vigil/torch/distributed.hpp"
 #include "vigil/torch/early_stopping.hpp"
 #include "vigil/torch/ema.hpp"
+#include "vigil/torch/freeze.hpp"
 #include "vigil/torch/generator_source.hpp"
 #include "vigil/torch/gpt.hpp"
 #include "vigil/torch/learning_curve_plot.hpp"

@@ -401,7 +401,7 @@ Checkpoint Checkpoint::open(const std::filesystem::path& dir,
   return Checkpoint(std::move(loaded.info), std::move(loaded.state), options.checksums);
 }
 
-SafetensorsFile Checkpoint::open_file(std::string_view stem) const {
+std::filesystem::path Checkpoint::file_path(std::string_view stem) const {
   if (!has_file(stem)) {
     std::string names;
     for (const auto& f : info_.files) names += (names.empty() ? "" : ", ") + f.file;
@@ -409,8 +409,25 @@ SafetensorsFile Checkpoint::open_file(std::string_view stem) const {
                                       kTensorFileSuffix,
                                       names.empty() ? "no tensor files" : names));
   }
-  auto path = info_.path / (std::string(stem) + std::string(kTensorFileSuffix));
-  return SafetensorsFile::open(path, SafetensorsReadOptions{}.with_verify_checksums(!verified_));
+  return info_.path / (std::string(stem) + std::string(kTensorFileSuffix));
+}
+
+SafetensorsFile Checkpoint::open_file(std::string_view stem) const {
+  return SafetensorsFile::open(file_path(stem),
+                               SafetensorsReadOptions{}.with_verify_checksums(!verified_));
+}
+
+SafetensorsFile Checkpoint::open_file_unchecked(std::string_view stem) const {
+  return SafetensorsFile::open(file_path(stem),
+                               SafetensorsReadOptions{}.with_verify_checksums(false));
+}
+
+std::uint64_t Checkpoint::file_xxh3(std::string_view stem) const {
+  const auto name = file_path(stem).filename().string();
+  for (const auto& f : info_.files)
+    if (f.file == name) return f.xxh3;
+  throw CheckpointError(fmt::format("{}: no {} in {}", info_.path.string(), name,
+                                    kStateFileName));  // unreachable: file_path() checked it
 }
 
 }  // namespace vigil

@@ -163,7 +163,13 @@ RestorePoint RestorePoint::from(const Checkpoint& checkpoint) {
     p.model_shards = std::move(shards->shards);
     if (auto o = open_sharded(p.path, kOptimizerStem)) p.optimizer_shards = std::move(o->shards);
   } else {
-    p.model = checkpoint.open_file(kModelStem);
+    if (checkpoint.verified()) {
+      p.model = checkpoint.open_file(kModelStem);
+    } else {
+      // Hashed while the weights are read into the model: one pass over the largest file.
+      p.model = checkpoint.open_file_unchecked(kModelStem);
+      p.model_xxh3 = checkpoint.file_xxh3(kModelStem);
+    }
     if (checkpoint.has_file(kOptimizerStem)) p.optimizer = checkpoint.open_file(kOptimizerStem);
   }
   if (checkpoint.has_file(kCallbacksStem)) p.callbacks = checkpoint.open_file(kCallbacksStem);
@@ -279,8 +285,10 @@ void TrainContext::restore(const RestorePoint& point) {
   try {
     // Everything that can fail on a mismatch is checked by these loaders before they change
     // anything; the model goes first because it is the most likely to differ (another --hidden).
+    // Corrupt weights found while they are read in (model_xxh3) end the restore with an error
+    // that says the model is partly overwritten.
     if (point.model)
-      load_module_state(*model, *point.model);
+      load_module_state(*model, *point.model, LoadStateOptions{}.with_file_xxh3(point.model_xxh3));
     else
       load_module_state(*model, views_of(point.model_shards));
     // The lr this run's optimizer starts with, to tell whether the checkpoint's differs.

@@ -146,20 +146,14 @@ std::vector<std::pair<std::string, std::string>> tied_in(const Metadata& metadat
   return out;
 }
 
-LoadStateResult load_file(::torch::nn::Module& module, const SafetensorsFile& file,
-                          const LoadStateOptions& options, std::string_view name) {
-  LoadStateOptions with_file = options;
-  for (auto& entry : tied_in(file.metadata(), name)) with_file.tied.push_back(std::move(entry));
-  std::vector<TensorView> views;
-  views.reserve(file.tensors().size());
-  for (const auto& info : file.tensors()) views.push_back(file.view(info.name));
-  return load_module_state(module, views, with_file);
-}
+// Which source tensor goes into which module tensor.
+using Plan = std::vector<std::pair<const TensorView*, ::torch::Tensor>>;
 
-}  // namespace
-
-LoadStateResult load_module_state(::torch::nn::Module& module, std::span<const TensorView> tensors,
-                                  const LoadStateOptions& options) {
+// Matches `tensors` to the module's state and makes every check; throws StateDictError (nothing
+// changed yet) when the options refuse what it found.
+std::pair<LoadStateResult, Plan> plan_load(const ::torch::nn::Module& module,
+                                           std::span<const TensorView> tensors,
+                                           const LoadStateOptions& options) {
   std::vector<std::pair<std::string, ::torch::Tensor>> targets;
   visit_state(module, "", true, [&](const std::string& name, const ::torch::Tensor& t) {
     targets.emplace_back(name, t);
@@ -174,7 +168,7 @@ LoadStateResult load_module_state(::torch::nn::Module& module, std::span<const T
     if (source.count(name)) filled.insert(identity(tensor));
 
   LoadStateResult result;
-  std::vector<std::pair<const TensorView*, ::torch::Tensor>> plan;
+  Plan plan;
   std::set<std::string_view> used;
   for (auto& [name, tensor] : targets) {
     std::string label = name;
@@ -200,7 +194,67 @@ LoadStateResult load_module_state(::torch::nn::Module& module, std::span<const T
   for (const auto& v : tensors)
     if (!used.count(v.name)) result.unexpected_keys.push_back(v.name);
   throw_if_refused(result, options);
+  return {std::move(result), std::move(plan)};
+}
 
+std::span<std::byte> bytes_of(const ::torch::Tensor& t) {
+  return {static_cast<std::byte*>(t.data_ptr()), t.nbytes()};
+}
+
+// Reads the planned tensors from `file` in one verified pass (SafetensorsFile::read_into):
+// straight into every CPU, contiguous module tensor; through a host tensor, copied once the
+// check passed, for the others (another device, other strides, a second source for the same
+// module tensor).
+void read_plan(const SafetensorsFile& file, const Plan& plan, const LoadStateOptions& options) {
+  std::map<std::string_view, ::torch::Tensor> landing;  // source tensor -> where it is read
+  std::vector<std::pair<std::string_view, ::torch::Tensor>> later;
+  std::set<const void*> direct;
+  for (const auto& [view, tensor] : plan) {
+    if (landing.count(view->name)) {
+      later.emplace_back(view->name, tensor);
+    } else if (tensor.device().is_cpu() && tensor.is_contiguous() &&
+               direct.insert(identity(tensor)).second) {
+      landing.emplace(view->name, tensor);
+    } else {
+      landing.emplace(view->name,
+                      ::torch::empty(tensor.sizes(), tensor.options().device(::torch::kCPU)));
+      later.emplace_back(view->name, tensor);
+    }
+  }
+  std::vector<TensorDestination> destinations;
+  destinations.reserve(landing.size());
+  for (const auto& [source, tensor] : landing) destinations.push_back({source, bytes_of(tensor)});
+  try {
+    file.read_into(destinations, ReadIntoOptions{}.with_file_xxh3(options.file_xxh3));
+  } catch (const FormatError& e) {
+    if (e.kind() != FormatErrorKind::ChecksumMismatch) throw;
+    throw FormatError(e.kind(),
+                      fmt::format("{}; the model's tensors were read in place and now hold "
+                                  "unchecked bytes: load an intact file into it before using it",
+                                  e.what()));
+  }
+  ::torch::NoGradGuard no_grad;
+  for (auto& [source, tensor] : later) tensor.copy_(landing.at(source));
+}
+
+LoadStateResult load_file(::torch::nn::Module& module, const SafetensorsFile& file,
+                          const LoadStateOptions& options, std::string_view name) {
+  LoadStateOptions with_file = options;
+  for (auto& entry : tied_in(file.metadata(), name)) with_file.tied.push_back(std::move(entry));
+  std::vector<TensorView> views;
+  views.reserve(file.tensors().size());
+  for (const auto& info : file.tensors()) views.push_back(file.view(info.name));
+  auto [result, plan] = plan_load(module, views, with_file);
+  read_plan(file, plan, options);
+  result.loaded = plan.size();
+  return result;
+}
+
+}  // namespace
+
+LoadStateResult load_module_state(::torch::nn::Module& module, std::span<const TensorView> tensors,
+                                  const LoadStateOptions& options) {
+  auto [result, plan] = plan_load(module, tensors, options);
   for (auto& [view, tensor] : plan) copy_into(*view, tensor);
   result.loaded = plan.size();
   return result;
@@ -213,7 +267,8 @@ LoadStateResult load_module_state(::torch::nn::Module& module, const Safetensors
 
 LoadStateResult load_module_state(::torch::nn::Module& module, const std::filesystem::path& path,
                                   const LoadStateOptions& options) {
-  auto file = SafetensorsFile::open(path);
+  // Checksums are checked while reading into the module, not by a pass of their own.
+  auto file = SafetensorsFile::open(path, SafetensorsReadOptions{}.with_verify_checksums(false));
   try {
     return load_file(module, file, options, path.string());
   } catch (const StateDictError& e) {

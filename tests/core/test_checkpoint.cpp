@@ -30,14 +30,9 @@ struct Fixture {
   }
 };
 
-void flip_byte(const fs::path& p, std::uint64_t offset_from_end) {
-  std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
-  f.seekg(-static_cast<std::streamoff>(offset_from_end), std::ios::end);
-  char c = 0;
-  f.read(&c, 1);
-  c = static_cast<char>(c ^ 0x10);
-  f.seekp(-static_cast<std::streamoff>(offset_from_end), std::ios::end);
-  f.write(&c, 1);
+// Flips the byte `offset_from_end` bytes before the end of the file.
+void flip_byte_from_end(const fs::path& p, std::uint64_t offset_from_end) {
+  vigil::test::flip_byte(p, fs::file_size(p) - offset_from_end);
 }
 
 TEST(Checkpoint, WritesTheDesignLayoutAndReadsItBack) {
@@ -167,7 +162,7 @@ class Damage : public ::testing::Test {
 };
 
 TEST_F(Damage, FlippedDataByteIsCaughtByTheChecksum) {
-  flip_byte(dir / "model.safetensors", 5);
+  flip_byte_from_end(dir / "model.safetensors", 5);
   expect_rejected("model.safetensors is corrupt");
   // A quick check (no hashing) does not read the data, by design.
   EXPECT_NO_THROW(verify_checkpoint(dir, CheckpointVerifyOptions{}.with_checksums(false)));

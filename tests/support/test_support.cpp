@@ -149,6 +149,18 @@ std::string read_file(const std::filesystem::path& path) {
   return s.str();
 }
 
+void flip_byte(const std::filesystem::path& path, std::uint64_t offset) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c = 0;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x10);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(&c, 1);
+  if (!f)
+    throw std::runtime_error("cannot flip byte " + std::to_string(offset) + " of " + path.string());
+}
+
 std::vector<std::string> lines(const std::string& text) {
   std::vector<std::string> out;
   std::istringstream in(text);

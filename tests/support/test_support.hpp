@@ -62,6 +62,9 @@ void write_file(const std::filesystem::path& path, const std::string& text);
 /// Reads the whole file at `path`.
 std::string read_file(const std::filesystem::path& path);
 
+/// Flips one bit (0x10) of the byte at `offset` of the file at `path`, in place: a disk's damage.
+void flip_byte(const std::filesystem::path& path, std::uint64_t offset);
+
 /// The first value of the F32 tensor `name` of a safetensors file (tests fill it with the epoch
 /// that saved it).
 float first_f32(const std::filesystem::path& file, const std::string& name = "w");

@@ -211,3 +211,78 @@ TEST(ModuleState, NonContiguousTensorsAreCopiedNotViewed) {
   EXPECT_TRUE(torch::equal(b.t, a.t));
   EXPECT_FALSE(b.t.is_contiguous());
 }
+
+// The file overloads read straight into the module; a flipped byte in any tensor is found, and
+// the error says the module now holds unchecked bytes.
+TEST(ModuleState, AFlippedByteInAnyTensorIsFoundAndThePartialLoadAnnounced) {
+  torch::manual_seed(3);
+  Net a;
+  vigil::test::TempDir dir;
+  const auto path = dir / "model.safetensors";
+  vt::save_module_state(path, a);
+  const auto image = vigil::test::read_file(path);
+  const auto file = vigil::SafetensorsFile::open(path);
+  const auto data_start = file.file_size() - file.tensors().back().end;
+  for (const auto& t : file.tensors()) {
+    if (t.size() == 0) continue;
+    vigil::test::write_file(path, image);
+    vigil::test::flip_byte(path, data_start + t.begin + t.size() / 2);
+    Net b;
+    try {
+      vt::load_module_state(b, path);
+      ADD_FAILURE() << "a flipped byte in " << t.name << " went unnoticed";
+    } catch (const vigil::FormatError& e) {
+      const std::string msg = e.what();
+      EXPECT_EQ(e.kind(), vigil::FormatErrorKind::ChecksumMismatch);
+      EXPECT_NE(msg.find("tensor \"" + t.name + "\" is corrupt"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("now hold unchecked bytes"), std::string::npos) << msg;
+    }
+  }
+  // Intact again: the same module loads and equals the saved one.
+  vigil::test::write_file(path, image);
+  Net c;
+  vt::load_module_state(c, path);
+  auto sa = vt::module_state(a), sc = vt::module_state(c);
+  for (const auto& name : sa.names()) EXPECT_TRUE(torch::equal(sa.at(name), sc.at(name))) << name;
+}
+
+// With the whole file's hash (a checkpoint's state.json), a byte of the header that no tensor
+// checksum covers is found too.
+TEST(ModuleState, TheWholeFileHashIsCheckedWhenGiven) {
+  Net a;
+  vigil::test::TempDir dir;
+  const auto path = dir / "model.safetensors";
+  vt::save_module_state(path, a, {{"note", "from the test"}});
+  auto image = vigil::test::read_file(path);
+  const auto good = vigil::xxh3_64(std::as_bytes(std::span(image)));
+  Net b;
+  vt::load_module_state(b, path, vt::LoadStateOptions{}.with_file_xxh3(good));
+  vigil::test::flip_byte(path, image.find("from the"));
+  vt::load_module_state(b, path);  // the tensors' own checksums still match
+  const auto msg = vigil::test::error_of<vigil::FormatError>(
+      [&] { vt::load_module_state(b, path, vt::LoadStateOptions{}.with_file_xxh3(good)); });
+  EXPECT_NE(msg.find("the file is corrupt"), std::string::npos) << msg;
+}
+
+// Strided destinations and a tensor the module holds twice (tied) go through a host copy.
+TEST(ModuleState, FileLoadsFillStridedAndTiedTensors) {
+  struct T : nn::Module {
+    explicit T(double k) {
+      t = register_buffer("t", torch::arange(12, torch::kFloat).add(k).reshape({3, 4}).t());
+      w = register_parameter("w", torch::full({5}, k));
+      register_parameter("w_alias", w);
+    }
+    torch::Tensor t, w;
+  };
+  T a(0), b(100);
+  vigil::test::TempDir dir;
+  // Both names of the tied tensor in the file, as a PyTorch state_dict lists them.
+  auto state = vt::module_state(a);
+  state.add("w_alias", a.w.clone());
+  vigil::save_safetensors(dir / "m.safetensors", state.views());
+  auto result = vt::load_module_state(b, dir / "m.safetensors");
+  EXPECT_EQ(result.loaded, 3u);
+  EXPECT_TRUE(torch::equal(b.t, a.t));
+  EXPECT_FALSE(b.t.is_contiguous());
+  EXPECT_TRUE(torch::equal(b.w, a.w));
+}

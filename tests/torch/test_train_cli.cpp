@@ -102,6 +102,7 @@ TEST_F(TrainCli, RunJsonHasExactlyTheRecordedKeys) {
                                             "eval_test_every_epoch",
                                             "filename",
                                             "final_lr",
+                                            "freeze",
                                             "heads",
                                             "hidden",
                                             "init_from",

@@ -34,8 +34,11 @@ struct EpochRecord {
 /// A checkpoint opened for resuming: its tensor files (mapped, verified) and its state.json.
 /// Produced by BackupAndRestore (or by hand) and applied by CallbackList::on_train_begin.
 struct RestorePoint {
-  std::filesystem::path path;                ///< the checkpoint folder (for messages)
-  std::optional<SafetensorsFile> model;      ///< model.safetensors
+  std::filesystem::path path;            ///< the checkpoint folder (for messages)
+  std::optional<SafetensorsFile> model;  ///< model.safetensors
+  /// Set when model.safetensors was not hashed yet (the folder was opened without checksums):
+  /// state.json's XXH3-64 of it, which restoring checks while it reads the weights in.
+  std::optional<std::uint64_t> model_xxh3;
   std::optional<SafetensorsFile> optimizer;  ///< optimizer.safetensors (may be absent)
   std::optional<SafetensorsFile> callbacks;  ///< callbacks.safetensors (may be absent)
   /// A sharded checkpoint (saved by data-parallel ranks, see sharded_checkpoint.hpp) has no

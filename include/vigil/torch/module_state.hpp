@@ -2,7 +2,9 @@
 // state_dict names, and loading it back with the checks of load_state_dict().
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -59,10 +61,15 @@ struct LoadStateOptions {
   /// tensor tied to one being loaded is filled by that copy anyway. The file overloads add the
   /// file's kTiedKey metadata to this (default empty).
   std::vector<std::pair<std::string, std::string>> tied;
+  /// For the file overloads: the whole file's expected XXH3-64 (a checkpoint's state.json
+  /// records it), checked while the tensors are read, instead of the per-tensor checksums
+  /// (default none).
+  std::optional<std::uint64_t> file_xxh3;
 
   VIGIL_SETTER(strict)
   VIGIL_SETTER(ignore_mismatched)
   VIGIL_SETTER(tied)
+  VIGIL_SETTER(file_xxh3)
 };
 
 /// What a load did not use, as PyTorch's load_state_dict() returns it.
@@ -95,11 +102,16 @@ class StateDictError : public InputError {
 /// missing under the others.
 LoadStateResult load_module_state(::torch::nn::Module& module, std::span<const TensorView> tensors,
                                   const LoadStateOptions& options = {});
-/// Same, from an opened tensor file (zero copy from its mapping into the module), re-tying what
-/// its kTiedKey metadata says. Throws InputError if that metadata is not a JSON object of names.
+/// Same, from an opened tensor file, re-tying what its kTiedKey metadata says (InputError if that
+/// metadata is not a JSON object of names). The tensors are read in one pass straight into the
+/// module's CPU tensors (SafetensorsFile::read_into), each block hashed as it arrives: the stored
+/// checksums (unless the file was verified when opened), or options.file_xxh3. The shape and name
+/// checks come first (StateDictError leaves the module untouched); a checksum that fails is found
+/// only after the bytes were read in place: the FormatError (ChecksumMismatch) then says that the
+/// module holds unchecked bytes, and it must be loaded again from an intact file before use.
 LoadStateResult load_module_state(::torch::nn::Module& module, const SafetensorsFile& file,
                                   const LoadStateOptions& options = {});
-/// Same, from a file path (checksums verified when present).
+/// Same, from a file path (checksums, when present, verified as above while reading).
 LoadStateResult load_module_state(::torch::nn::Module& module, const std::filesystem::path& path,
                                   const LoadStateOptions& options = {});
 

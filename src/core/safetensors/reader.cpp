@@ -17,6 +17,7 @@
 #include <fmt/core.h>
 
 #include "detail/posix.hpp"
+#include "safetensors/file_impl.hpp"
 #include "safetensors/format.hpp"
 #include "safetensors/header_parser.hpp"
 #include "vigil/safetensors.hpp"
@@ -25,50 +26,9 @@
 namespace vigil {
 
 namespace {
-
 using detail::errno_text;
 using detail::printable;
-
-// A read-only private mapping of a whole file.
-class Mapping {
- public:
-  Mapping(void* addr, std::size_t len) : addr_(addr), len_(len) {}
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() { ::munmap(addr_, len_); }
-  std::span<const std::byte> bytes() const { return {static_cast<const std::byte*>(addr_), len_}; }
-
- private:
-  void* addr_;
-  std::size_t len_;
-};
-
 }  // namespace
-
-struct SafetensorsFile::Impl {
-  std::string source;                // the path, or "<memory>", for messages
-  detail::UniqueFd fd;               // the open file (none for from_bytes()), for hashing
-  std::unique_ptr<Mapping> mapping;  // null for from_bytes()
-  std::span<const std::byte> bytes;  // the whole file
-  std::uint64_t data_start = 0;      // 8 + header length
-  Metadata metadata;
-  std::vector<TensorInfo> tensors;
-  std::unordered_map<std::string_view, std::size_t> index;  // keys point into tensors[i].name
-  std::vector<std::optional<std::uint64_t>> checksums;      // parallel to tensors
-  bool has_checksums = false;
-
-  void parse(const SafetensorsReadOptions& options);
-  void read_checksums();
-  void verify() const;
-  std::uint64_t hash_of(const TensorInfo& t, std::span<std::byte> buffer,
-                        XXH3_state_t* state) const;
-  std::span<const std::byte> data_of(const TensorInfo& t) const {
-    return bytes.subspan(data_start + t.begin, t.size());
-  }
-  [[noreturn]] void fail(FormatErrorKind kind, const std::string& msg) const {
-    throw FormatError(kind, source + ": " + msg);
-  }
-};
 
 void SafetensorsFile::Impl::parse(const SafetensorsReadOptions& options) {
   auto header = detail::parse_header(bytes, source);
@@ -133,20 +93,33 @@ std::uint64_t SafetensorsFile::Impl::hash_of(const TensorInfo& t, std::span<std:
   std::uint64_t left = t.size();
   while (left > 0) {
     const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(left, buffer.size()));
-    ssize_t n = ::pread(fd.get(), buffer.data(), want, static_cast<off_t>(pos));
+    read_at(pos, buffer.first(want), fmt::format("tensor {} to verify it", printable(t.name)));
+    XXH3_64bits_update(state, buffer.data(), want);
+    pos += want;
+    left -= want;
+  }
+  return XXH3_64bits_digest(state);
+}
+
+void SafetensorsFile::Impl::read_at(std::uint64_t pos, std::span<std::byte> dst,
+                                    std::string_view what) const {
+  if (!fd) {
+    if (!dst.empty()) std::memcpy(dst.data(), bytes.data() + pos, dst.size());
+    return;
+  }
+  std::size_t done = 0;
+  while (done < dst.size()) {
+    ssize_t n =
+        ::pread(fd.get(), dst.data() + done, dst.size() - done, static_cast<off_t>(pos + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       int err = n < 0 ? errno : 0;
-      throw IoError(
-          fmt::format("{}: cannot read tensor {} at byte {} to verify it: {}", source,
-                      printable(t.name), pos, n < 0 ? errno_text(err) : "the file got shorter"),
-          err);
+      throw IoError(fmt::format("{}: cannot read {} at byte {}: {}", source, what, pos + done,
+                                n < 0 ? errno_text(err) : "the file got shorter"),
+                    err);
     }
-    XXH3_64bits_update(state, buffer.data(), static_cast<std::size_t>(n));
-    pos += static_cast<std::uint64_t>(n);
-    left -= static_cast<std::uint64_t>(n);
+    done += static_cast<std::size_t>(n);
   }
-  return XXH3_64bits_digest(state);
 }
 
 void SafetensorsFile::Impl::verify() const {
@@ -167,6 +140,7 @@ void SafetensorsFile::Impl::verify() const {
                        detail::checksum_hex(got)));
     }
   }
+  verified = true;
   // Callers then read tensors in whatever order they like.
   if (fd) (void)::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_NORMAL);
 }
@@ -204,7 +178,7 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path,
           fmt::format("cannot memory-map {} ({} bytes): {}", path.string(), size, errno_text(err)),
           err);
     }
-    impl->mapping = std::make_unique<Mapping>(addr, size);
+    impl->mapping = std::make_unique<detail::Mapping>(addr, size);
     impl->bytes = impl->mapping->bytes();
   }
   impl->fd = std::move(fd);
@@ -268,6 +242,10 @@ void SafetensorsFile::copy_to(std::string_view name, std::span<std::byte> dst) c
 
 bool SafetensorsFile::has_checksums() const {
   return impl_->has_checksums;
+}
+
+bool SafetensorsFile::checksums_verified() const {
+  return impl_->verified;
 }
 
 void SafetensorsFile::verify_checksums() const {
