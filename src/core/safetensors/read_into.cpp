@@ -9,7 +9,6 @@
 #include <exception>
 #include <memory>
 #include <thread>
-#include <vector>
 
 #include <fmt/core.h>
 
@@ -28,9 +27,7 @@ using detail::printable;
 // Large enough that one pread() per block costs nothing next to its copy, small enough that the
 // few blocks the reader may run ahead of the hasher stay in the last-level cache.
 constexpr std::size_t kBlock = std::size_t{4} << 20;
-constexpr std::size_t kAhead = 8;
-// Reader threads: the copy out of the page cache is what limits a warm read.
-constexpr std::size_t kReaders = 2;
+constexpr std::size_t kAhead = 4;
 
 enum class Check : std::uint8_t { None, Tensors, WholeFile };
 
@@ -152,71 +149,55 @@ void run_serial(const std::vector<Block>& blocks, const BlockReader& reader, Has
   }
 }
 
-// Reader threads take the blocks in turn (reader r reads blocks r, r + R, ...) and run at most
-// kAhead blocks ahead of the hashing (calling) thread, which takes them in file order: the
-// copies out of the page cache, the larger share of the work, spread over the cores while the
-// hash still sees the bytes in order. `done[r]` counts reader r's blocks read, `consumed` the
-// blocks hashed; `stop` tells every side that another gave up.
-void run_parallel(const std::vector<Block>& blocks, const BlockReader& reader, Hasher& hasher,
-                  std::size_t readers) {
-  std::vector<std::atomic<std::size_t>> done(readers);
-  std::vector<std::exception_ptr> errors(readers);
+// A reader thread runs at most kAhead blocks ahead of the hashing (calling) thread: `produced`
+// and `consumed` count blocks; `stop` tells either side that the other gave up.
+void run_parallel(const std::vector<Block>& blocks, const BlockReader& reader, Hasher& hasher) {
+  std::atomic<std::size_t> produced{0};
   std::atomic<std::size_t> consumed{0};
   std::atomic<bool> stop{false};
-  auto wake_hasher = [&] {
-    for (auto& d : done) {
-      d.fetch_add(1);
-      d.notify_all();
-    }
-  };
+  std::exception_ptr read_error;
   {
-    std::vector<std::jthread> threads;
-    threads.reserve(readers);
-    for (std::size_t r = 0; r < readers; ++r) {
-      threads.emplace_back([&, r] {
-        try {
-          for (std::size_t k = r; k < blocks.size(); k += readers) {
-            for (;;) {
-              const auto c = consumed.load();
-              if (stop.load()) return;
-              if (k < c + kAhead) break;
-              consumed.wait(c);
-            }
-            reader.read(k);
-            done[r].fetch_add(1);
-            done[r].notify_all();
+    std::jthread thread([&] {
+      try {
+        for (std::size_t k = 0; k < blocks.size(); ++k) {
+          for (;;) {
+            const auto c = consumed.load();
+            if (stop.load()) return;
+            if (k < c + kAhead) break;
+            consumed.wait(c);
           }
-        } catch (...) {
-          errors[r] = std::current_exception();
-          stop.store(true);
-          wake_hasher();
-          consumed.fetch_add(1);  // and the other readers
-          consumed.notify_all();
+          reader.read(k);
+          produced.store(k + 1);
+          produced.notify_one();
         }
-      });
-    }
+      } catch (...) {
+        read_error = std::current_exception();
+        stop.store(true);
+        produced.fetch_add(1);
+        produced.notify_one();
+      }
+    });
     try {
       for (std::size_t k = 0; k < blocks.size(); ++k) {
-        auto& d = done[k % readers];
         for (;;) {
-          const auto n = d.load();
-          if (stop.load() || n > k / readers) break;
-          d.wait(n);
+          const auto p = produced.load();
+          if (stop.load()) break;
+          if (p > k) break;
+          produced.wait(p);
         }
         if (stop.load()) break;
         hasher.add(blocks[k], reader.memory(k));
         consumed.store(k + 1);
-        consumed.notify_all();
+        consumed.notify_one();
       }
     } catch (...) {
       stop.store(true);
       consumed.fetch_add(1);
-      consumed.notify_all();
+      consumed.notify_one();
       throw;
     }
   }
-  for (const auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  if (read_error) std::rethrow_exception(read_error);
 }
 
 }  // namespace
@@ -256,8 +237,7 @@ void SafetensorsFile::read_into(std::span<const TensorDestination> destinations,
   // One sequential pass: let readahead run far ahead of a cold read.
   if (f.fd) (void)::posix_fadvise(f.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   if (parallel)
-    run_parallel(blocks, reader, hasher,
-                 std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, kReaders));
+    run_parallel(blocks, reader, hasher);
   else
     run_serial(blocks, reader, hasher);
   if (f.fd) (void)::posix_fadvise(f.fd.get(), 0, 0, POSIX_FADV_NORMAL);
