@@ -12,31 +12,17 @@ The restore prints one JSON line: {"seconds": ..., "check": byte sum of the firs
 Run with Debian's interpreter (/usr/bin/python3, python3-torch).
 """
 import argparse
-import collections
 import json
-import mmap
 import time
 
 import torch
 
-DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+from torch_harness import DTYPES, load_state
 
 
 def read_layout(path):
     with open(path) as f:
         return json.load(f)
-
-
-def mapped_state(layout, state_path):
-    fh = open(state_path, "r+b")
-    mm = mmap.mmap(fh.fileno(), 0)
-    state = collections.OrderedDict()
-    for t in layout["tensors"]:
-        dtype = DTYPES[t["dtype"]]
-        count = t["nbytes"] // torch.tensor([], dtype=dtype).element_size()
-        state[t["name"]] = torch.frombuffer(mm, dtype=dtype, count=count,
-                                            offset=t["offset"]).view(t["shape"])
-    return state, mm, fh
 
 
 def module_tree(layout):
@@ -65,7 +51,7 @@ def main():
     args = ap.parse_args()
     layout = read_layout(args.layout)
     if args.mode == "save":
-        state, _mm, _fh = mapped_state(layout, args.state)
+        state, _mm, _fh = load_state(args.layout, args.state)
         torch.save(state, args.out)
         torch.save({"w": torch.zeros(16)}, args.tiny)
         return
