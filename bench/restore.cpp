@@ -11,6 +11,7 @@
 #include "suite.hpp"
 #include "torch_state.hpp"
 #include "vigil/checkpoint.hpp"
+#include "vigil/torch/callback.hpp"
 #include "vigil/torch/module_state.hpp"
 #include "vigil/torch/tensor_bridge.hpp"
 
@@ -39,11 +40,12 @@ std::shared_ptr<::torch::nn::Module> tiny_model() {
 
 // What a resume does with a checkpoint folder its manager already listed: state.json, sizes and
 // headers checked, the model's bytes hashed (whole file) while they are read into the model.
+// This is RestorePoint::from and the model part of TrainContext::restore.
 void restore_checkpoint(::torch::nn::Module& model, const fs::path& dir) {
-  auto ck = Checkpoint::open(dir, CheckpointVerifyOptions{}.with_checksums(false));
-  auto file = ck.open_file_unchecked("model");
+  const auto point = vigil::torch::RestorePoint::from(
+      Checkpoint::open(dir, CheckpointVerifyOptions{}.with_checksums(false)));
   vigil::torch::load_module_state(
-      model, file, vigil::torch::LoadStateOptions{}.with_file_xxh3(ck.file_xxh3("model")));
+      model, *point.model, vigil::torch::LoadStateOptions{}.with_file_xxh3(point.model_xxh3));
 }
 
 // The byte sums of the first and last tensors: whether a restore filled the model with the saved

@@ -56,9 +56,8 @@ struct SafetensorsFile::Impl {
 
   void parse(const SafetensorsReadOptions& options);
   void read_checksums();
+  // Checks every stored checksum (one read_into() pass with no destination); defined there.
   void verify() const;
-  std::uint64_t hash_of(const TensorInfo& t, std::span<std::byte> buffer,
-                        XXH3_state_t* state) const;
   std::span<const std::byte> data_of(const TensorInfo& t) const {
     return bytes.subspan(data_start + t.begin, t.size());
   }

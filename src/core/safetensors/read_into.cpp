@@ -115,23 +115,30 @@ class BlockReader {
   BlockReader(const Impl& f, const std::vector<Block>& blocks, std::size_t slots)
       : f_(f), blocks_(blocks) {
     const bool any_scratch =
-        std::any_of(blocks.begin(), blocks.end(), [](const Block& b) { return b.scratch; });
+        f.fd && std::any_of(blocks.begin(), blocks.end(), [](const Block& b) { return b.scratch; });
     if (any_scratch) {
       scratch_ = std::make_unique_for_overwrite<std::byte[]>(slots * kBlock);
       slots_ = slots;
     }
   }
 
-  // Where block k's bytes go: its destination, or a scratch slot that block k + slots reuses.
-  std::byte* memory(std::size_t k) const {
+  // Where block k's bytes go: its destination, or a scratch slot that block k + slots reuses
+  // (for an image in memory, the image itself: nothing to copy).
+  const std::byte* memory(std::size_t k) const {
     const auto& b = blocks_[k];
-    return b.scratch ? scratch_.get() + (k % slots_) * kBlock : b.dst;
+    if (!b.scratch) return b.dst;
+    if (!f_.fd) return f_.bytes.data() + b.pos;
+    return scratch_.get() + (k % slots_) * kBlock;
   }
 
+  // From a file, pread() rather than the mapping: profiled on a 1 GiB file in the page cache
+  // (this paravirtualized 2-core VM), hashing through the mapping took 2.3-3.3 s (page faults,
+  // then a TLB miss every 4 KiB page), pread()+hash 0.9-1.2 s.
   void read(std::size_t k) const {
     const auto& b = blocks_[k];
-    if (b.size == 0) return;
-    f_.read_at(b.pos, {memory(k), b.size},
+    if (b.size == 0 || (b.scratch && !f_.fd)) return;
+    std::byte* into = b.scratch ? scratch_.get() + (k % slots_) * kBlock : b.dst;
+    f_.read_at(b.pos, {into, b.size},
                fmt::format("tensor {}", printable(f_.tensors[b.tensor].name)));
   }
 
@@ -200,6 +207,24 @@ void run_parallel(const std::vector<Block>& blocks, const BlockReader& reader, H
   if (read_error) std::rethrow_exception(read_error);
 }
 
+// Reads (into the destinations, or scratch) and checks what `check` asks for, in one pass.
+void run_pass(const Impl& f, const std::vector<std::byte*>& dst_of, const std::vector<char>& wanted,
+              Check check, std::optional<std::uint64_t> expected, bool parallel_allowed) {
+  const auto blocks = plan_blocks(f, dst_of, wanted, check != Check::None);
+  // With nothing to hash there is nothing to overlap; a small file is not worth a thread.
+  const bool parallel = parallel_allowed && check != Check::None && blocks.size() > 2;
+  const BlockReader reader(f, blocks, parallel ? kAhead : 1);
+  Hasher hasher(f, check, expected);
+  // One sequential pass: let readahead run far ahead of a cold read.
+  if (f.fd) (void)::posix_fadvise(f.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  if (parallel)
+    run_parallel(blocks, reader, hasher);
+  else
+    run_serial(blocks, reader, hasher);
+  if (f.fd) (void)::posix_fadvise(f.fd.get(), 0, 0, POSIX_FADV_NORMAL);
+  hasher.finish();
+}
+
 }  // namespace
 
 void SafetensorsFile::read_into(std::span<const TensorDestination> destinations,
@@ -228,21 +253,15 @@ void SafetensorsFile::read_into(std::span<const TensorDestination> destinations,
     check = Check::WholeFile;
   else if (options.verify_checksums && f.has_checksums && !f.verified)
     check = Check::Tensors;
-
-  const auto blocks = plan_blocks(f, dst_of, wanted, check != Check::None);
-  // With nothing to hash there is nothing to overlap; a small file is not worth a thread.
-  const bool parallel = options.parallel && check != Check::None && blocks.size() > 2;
-  const BlockReader reader(f, blocks, parallel ? kAhead : 1);
-  Hasher hasher(f, check, options.file_xxh3);
-  // One sequential pass: let readahead run far ahead of a cold read.
-  if (f.fd) (void)::posix_fadvise(f.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-  if (parallel)
-    run_parallel(blocks, reader, hasher);
-  else
-    run_serial(blocks, reader, hasher);
-  if (f.fd) (void)::posix_fadvise(f.fd.get(), 0, 0, POSIX_FADV_NORMAL);
-  hasher.finish();
+  run_pass(f, dst_of, wanted, check, options.file_xxh3, options.parallel);
   if (check == Check::Tensors) f.verified = true;
+}
+
+// Verifying alone is the same pass with no destination: every tensor through the scratch slots.
+void SafetensorsFile::Impl::verify() const {
+  run_pass(*this, std::vector<std::byte*>(tensors.size(), nullptr),
+           std::vector<char>(tensors.size(), 0), Check::Tensors, std::nullopt, true);
+  verified = true;
 }
 
 }  // namespace vigil

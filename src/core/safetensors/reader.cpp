@@ -4,7 +4,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -21,7 +20,6 @@
 #include "safetensors/format.hpp"
 #include "safetensors/header_parser.hpp"
 #include "vigil/safetensors.hpp"
-#include "xxh_state.hpp"
 
 namespace vigil {
 
@@ -80,27 +78,6 @@ void SafetensorsFile::Impl::read_checksums() {
   }
 }
 
-// Hashing a file-backed tensor reads it with pread() into a small reused buffer instead of
-// walking the mapping: profiled on a 1 GiB file in the page cache (a paravirtualized 2-core VM),
-// hashing through the mapping took 2.3-3.3 s (page faults, then a TLB miss every 4 KiB page),
-// pread()+hash 0.9-1.2 s. The kernel's copy goes through its own large-page map of memory and the
-// buffer stays in cache. The bytes are the same page-cache pages the mapping shows.
-std::uint64_t SafetensorsFile::Impl::hash_of(const TensorInfo& t, std::span<std::byte> buffer,
-                                             XXH3_state_t* state) const {
-  if (!fd || t.size() == 0) return xxh3_64(data_of(t));
-  XXH3_64bits_reset(state);
-  std::uint64_t pos = data_start + t.begin;
-  std::uint64_t left = t.size();
-  while (left > 0) {
-    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(left, buffer.size()));
-    read_at(pos, buffer.first(want), fmt::format("tensor {} to verify it", printable(t.name)));
-    XXH3_64bits_update(state, buffer.data(), want);
-    pos += want;
-    left -= want;
-  }
-  return XXH3_64bits_digest(state);
-}
-
 void SafetensorsFile::Impl::read_at(std::uint64_t pos, std::span<std::byte> dst,
                                     std::string_view what) const {
   if (!fd) {
@@ -120,29 +97,6 @@ void SafetensorsFile::Impl::read_at(std::uint64_t pos, std::span<std::byte> dst,
     }
     done += static_cast<std::size_t>(n);
   }
-}
-
-void SafetensorsFile::Impl::verify() const {
-  // One block reused for the whole file (in cache, no page fault per block).
-  constexpr std::size_t kBlock = std::size_t{1} << 20;
-  std::unique_ptr<std::byte[]> buffer;
-  if (fd) buffer = std::make_unique_for_overwrite<std::byte[]>(kBlock);
-  auto state = detail::new_xxh_state();
-  // Tensors lie in offset order, so this is one sequential pass: let readahead run far ahead.
-  if (fd) (void)::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
-    if (!checksums[i]) continue;
-    auto got = hash_of(tensors[i], {buffer.get(), buffer ? kBlock : 0}, state.get());
-    if (got != *checksums[i]) {
-      fail(FormatErrorKind::ChecksumMismatch,
-           fmt::format("tensor {} is corrupt: stored checksum {} but its data hashes to {}",
-                       printable(tensors[i].name), detail::checksum_hex(*checksums[i]),
-                       detail::checksum_hex(got)));
-    }
-  }
-  verified = true;
-  // Callers then read tensors in whatever order they like.
-  if (fd) (void)::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_NORMAL);
 }
 
 SafetensorsFile::SafetensorsFile(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
