@@ -105,7 +105,8 @@ int main(int argc, char** argv) try {
                                          {{"model", weights.views()}},
                                          {{"stopper", stopper.state()}},
                                          /*extra_files=*/{},
-                                         /*metadata=*/{}});
+                                         /*metadata=*/{},
+                                         /*indexes=*/{}});
     fmt::print("epoch {}: loss {:.5f}  val_loss {}{}\n", epoch, logs.at("loss"), val_loss,
                saved.is_best ? "  (best so far, saved to best/)" : "");
     if (decision.stop) {

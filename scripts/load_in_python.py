@@ -1,12 +1,12 @@
 # Loads the best model of a `vigil train` run with plain torch + json (no safetensors package) and
 # runs it on the test set: a Fashion-MNIST classifier's accuracy, or a GPT language model's test
 # loss on its corpus. python3 load_in_python.py RUN_DIR [PREDICTIONS_FILE]
-import gzip, json, math, struct, sys
+import gzip, json, math, os, struct, sys
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-def load_safetensors(path):  # u64 little-endian header size, JSON header, raw little-endian data
+def load_safetensors(path, tie=True):  # u64 little-endian header size, JSON header, raw data
     raw = open(path, "rb").read()
     (n,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8:8 + n])
@@ -15,9 +15,22 @@ def load_safetensors(path):  # u64 little-endian header size, JSON header, raw l
                                       dtype=dtypes[t["dtype"]]).reshape(t["shape"])
                for name, t in header.items() if name != "__metadata__"}
     metadata = header.get("__metadata__", {})
+    return (tied(tensors, metadata) if tie else tensors), metadata
+
+def tied(tensors, metadata):  # a tied tensor is saved once: the state dict names it twice
     for alias, canonical in json.loads(metadata.get("vigil.tied", "{}")).items():
-        tensors[alias] = tensors[canonical]  # a tied tensor is saved once: the state dict names it twice
-    return tensors, metadata
+        tensors[alias] = tensors[canonical]
+    return tensors
+
+def load_weights(folder, stem="model"):  # a checkpoint folder: one file, or an index and shards
+    index = f"{folder}/{stem}.safetensors.index.json"  # Hugging Face's layout for sharded files
+    if not os.path.exists(index):
+        return load_safetensors(f"{folder}/{stem}.safetensors")
+    tensors, metadata = {}, {}
+    for shard in sorted(set(json.load(open(index))["weight_map"].values())):
+        part, metadata = load_safetensors(f"{folder}/{shard}", tie=False)
+        tensors.update(part)
+    return tied(tensors, metadata), metadata
 
 def build_model(run):  # the nn.Sequential `vigil train` builds from run.json (see its output)
     layers, shape = [], (1, 28, 28)

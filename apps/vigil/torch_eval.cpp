@@ -16,7 +16,6 @@
 #include "torch_lm.hpp"
 #include "vigil/checkpoint_manager.hpp"
 #include "vigil/io.hpp"
-#include "vigil/sharded_files.hpp"
 #include "vigil/torch/module_state.hpp"
 #include "vigil/torch/rng_state.hpp"
 #include "vigil/torch/trainer.hpp"
@@ -168,10 +167,7 @@ void run_eval(const EvalArgs& a) {
   RunData data = load_run_data(config, /*need_train=*/false);
   vt::seed_torch(config.seed);
   auto net = vt::build_model(data.spec);
-  if (model_file.filename() == shard_index_file_name(kModelStem))
-    vt::load_module_state(*net, open_sharded(model_file.parent_path(), kModelStem)->views());
-  else
-    vt::load_module_state(*net, model_file);
+  vt::load_module_state(*net, model_file);  // a file, or a shard index
   const Logs m = vt::evaluate(vt::Model::of(net), data.test, a.batch_size);
   if (!a.predictions.empty()) {
     if (!data.classification)

@@ -40,6 +40,15 @@ enum class SavePoint {
 
 struct CheckpointFileInfo;
 
+/// A committed tensor file that a new checkpoint may share (a hard link) rather than write the
+/// same bytes again. Committed files are never modified, so a link is as good as a copy, and
+/// deleting either folder leaves the other whole.
+struct ShareableFile {
+  std::filesystem::path path;  ///< the committed file
+  std::uint64_t bytes = 0;     ///< its size, as its state.json records it
+  std::uint64_t xxh3 = 0;      ///< its whole-file XXH3-64, as its state.json records it
+};
+
 /// Everything written into one checkpoint folder. The views must stay valid during the write.
 struct CheckpointContent {
   std::int64_t epoch = 0;  ///< 0-based epoch the checkpoint belongs to
@@ -62,6 +71,17 @@ struct CheckpointContent {
   /// does not return (e.g. an index) are kept unlisted. Throwing aborts the checkpoint: the
   /// temporary folder is removed and the error propagates.
   std::function<std::vector<CheckpointFileInfo>(const std::filesystem::path& tmp)> extra_files;
+  /// Committed files that a file of `files` may share, preferred in this order (default none:
+  /// every file is written). A file is shared when it would be byte for byte a listed one: the
+  /// same size and the same header, which holds every tensor's XXH3-64. Files written earlier
+  /// in this checkpoint are shared the same way. Where the file system refuses the link (no hard
+  /// links, the link count is full, the file is gone) the file is written instead.
+  std::vector<ShareableFile> shareable;
+  /// Shard indexes, by stem (default none): written as "<stem>.safetensors.index.json" in
+  /// Hugging Face's layout (see shard_index() in sharded_files.hpp), for a file given as shards
+  /// among `files`. They are not listed in "files": opening the set checks an index against
+  /// the shards it names.
+  std::map<std::string, nlohmann::json, std::less<>> indexes;
 };
 
 /// One tensor file of a checkpoint as recorded in state.json.
@@ -69,6 +89,9 @@ struct CheckpointFileInfo {
   std::string file;         ///< "model.safetensors"
   std::uint64_t bytes = 0;  ///< its exact size
   std::uint64_t xxh3 = 0;   ///< XXH3-64 of the whole file
+  /// Set by write_checkpoint() when it hard-linked an identical committed file instead of
+  /// writing this one (not recorded: false when read back from state.json).
+  bool linked = false;
 };
 
 /// What state.json says about a checkpoint (after verification, what is really on disk).

@@ -84,6 +84,11 @@ struct CheckpointManagerOptions {
   /// copied in from another run is never resumed. Checkpoints that record none (written before
   /// runs had ids) are adopted. Recorded in the manifest as "run_id". Not in JSON.
   std::string run_id;
+  /// A tensor file that would be byte for byte a file of a kept checkpoint (frozen weights, the
+  /// best-weights copy, an unchanged shard) is hard-linked to it instead of written again; see
+  /// CheckpointContent::shareable (default true). Every folder still holds all its files and
+  /// loads alone; removing a checkpoint frees only what no other one links. Not in JSON.
+  bool share_unchanged_files = true;
   /// The file layer (tests inject faults through it) (default FileOps::real()). Not in JSON.
   std::shared_ptr<FileOps> ops = FileOps::real();
   /// A policy of the caller's own, added to the union of the rules above; setting it turns
@@ -111,6 +116,7 @@ struct CheckpointManagerOptions {
   VIGIL_SETTER(verify_on_open)
   VIGIL_SETTER(best_stem)
   VIGIL_SETTER(run_id)
+  VIGIL_SETTER(share_unchanged_files)
   VIGIL_SETTER(ops)
   VIGIL_SETTER(retention)
 
@@ -150,6 +156,9 @@ struct SaveRequest {
   std::function<std::vector<CheckpointFileInfo>(const std::filesystem::path& tmp)> extra_files;
   /// CheckpointContent::metadata: header metadata of some files, by stem (default none).
   std::map<std::string, Metadata, std::less<>> metadata;
+  /// CheckpointContent::indexes: the shard indexes of files given as shards (default none).
+  /// With best_stem among them, best/model.safetensors is the shards merged into one file.
+  std::map<std::string, nlohmann::json, std::less<>> indexes;
 };
 
 /// What one save did.

@@ -77,6 +77,29 @@ struct SafetensorsWriteOptions {
     DurableFile& out, std::span<const TensorView> tensors, const Metadata& metadata = {},
     const SafetensorsWriteOptions& options = {});
 
+/// A safetensors file planned in memory: the exact header write_safetensors() would write and
+/// the file's size, computed without writing anything (with checksums, every tensor is hashed
+/// once here). Two files with checksums and equal headers hold equal data, up to XXH3-64
+/// collisions: that is how a checkpoint finds a committed file it can share rather than write.
+struct SafetensorsPlan {
+  std::string header;              ///< 8-byte length, JSON and padding: the file's first bytes
+  std::vector<std::size_t> order;  ///< indices of the planned tensors, in file order
+  std::uint64_t file_bytes = 0;    ///< the whole file's size
+  bool checksums = false;          ///< the header holds every tensor's XXH3-64
+};
+
+/// Plans the file write_safetensors(out, tensors, metadata, options) writes. Throws OptionError
+/// for invalid input, as write_safetensors does.
+[[nodiscard]] SafetensorsPlan plan_safetensors(std::span<const TensorView> tensors,
+                                               const Metadata& metadata = {},
+                                               const SafetensorsWriteOptions& options = {});
+
+/// write_safetensors() of a plan made from these same tensors (with the same options): the
+/// tensors are not hashed again. Throws OptionError if the plan is of other tensors.
+[[nodiscard]] std::optional<std::uint64_t> write_planned_safetensors(
+    DurableFile& out, std::span<const TensorView> tensors, const SafetensorsPlan& plan,
+    const SafetensorsWriteOptions& options = {});
+
 /// Writes `path` atomically and durably (temporary name, fsync, rename, fsync of the folder).
 void save_safetensors(const std::filesystem::path& path, std::span<const TensorView> tensors,
                       const Metadata& metadata = {}, const SafetensorsWriteOptions& options = {});

@@ -18,6 +18,8 @@ namespace vigil {
 
 /// "model-00002-of-00004.safetensors" for shard k (0-based) of n: Hugging Face's names (1-based).
 std::string shard_file_name(std::string_view stem, int k, int n);
+/// The end of an index file's name: "<stem>" + kShardIndexSuffix.
+inline constexpr std::string_view kShardIndexSuffix = ".safetensors.index.json";
 /// "model.safetensors.index.json".
 std::string shard_index_file_name(std::string_view stem);
 

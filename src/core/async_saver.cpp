@@ -90,6 +90,7 @@ void TensorSnapshot::capture(const SaveRequest& request) {
   detail::copy_save_point(request_, request);
   request_.state = request.state;
   request_.metadata = request.metadata;
+  request_.indexes = request.indexes;
   request_.files.clear();
   std::size_t offset = 0;
   for (const auto& [stem, views] : request.files) {

@@ -20,6 +20,8 @@
 
 #include "detail/posix.hpp"
 #include "detail/save_point.hpp"
+#include "shared_files.hpp"
+#include "vigil/sharded_files.hpp"
 #include "xxh_state.hpp"
 
 namespace vigil {
@@ -251,6 +253,21 @@ Loaded load_checkpoint(const std::filesystem::path& dir, const CheckpointVerifyO
   }
 }
 
+CheckpointFileInfo write_planned(const std::filesystem::path& dir, const std::string& name,
+                                 std::span<const TensorView> tensors, const SafetensorsPlan& plan,
+                                 const CheckpointWriteOptions& options) {
+  auto ops = options.ops ? options.ops : FileOps::real();
+  auto f = DurableFile::create(dir / name, ops);
+  const auto digest = write_planned_safetensors(f, tensors, plan,
+                                                SafetensorsWriteOptions{}
+                                                    .with_block_bytes(options.block_bytes)
+                                                    .with_ops(ops)
+                                                    .with_file_hash(true));
+  f.sync();
+  f.close();
+  return CheckpointFileInfo{name, f.size(), *digest};
+}
+
 }  // namespace
 
 std::uint64_t CheckpointInfo::total_bytes() const {
@@ -281,16 +298,7 @@ CheckpointFileInfo write_checkpoint_file(const std::filesystem::path& dir, const
                                          std::span<const TensorView> tensors,
                                          const CheckpointWriteOptions& options,
                                          const Metadata& metadata) {
-  auto ops = options.ops ? options.ops : FileOps::real();
-  auto f = DurableFile::create(dir / name, ops);
-  const auto digest = write_safetensors(f, tensors, metadata,
-                                        SafetensorsWriteOptions{}
-                                            .with_block_bytes(options.block_bytes)
-                                            .with_ops(ops)
-                                            .with_file_hash(true));
-  f.sync();
-  f.close();
-  return CheckpointFileInfo{name, f.size(), *digest};
+  return write_planned(dir, name, tensors, plan_safetensors(tensors, metadata), options);
 }
 
 CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const CheckpointContent& content,
@@ -338,13 +346,22 @@ CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const Checkpoi
   detail::copy_save_point(info, content);
   info.sequence = content.sequence;
   info.run_id = content.run_id;
+  // This checkpoint's own files are shared first: a file twice in one save is written once.
+  std::vector<ShareableFile> written;
   try {
     for (const auto& [stem, tensors] : content.files) {
       const auto meta = content.metadata.find(stem);
-      auto file = write_checkpoint_file(tmp, stem + std::string(kTensorFileSuffix), tensors,
-                                        CheckpointWriteOptions(options).with_ops(ops),
-                                        meta == content.metadata.end() ? Metadata{} : meta->second);
+      const auto name = stem + std::string(kTensorFileSuffix);
+      const auto plan =
+          plan_safetensors(tensors, meta == content.metadata.end() ? Metadata{} : meta->second);
+      auto candidates = written;
+      candidates.insert(candidates.end(), content.shareable.begin(), content.shareable.end());
+      auto shared = detail::share_file(tmp, name, plan, candidates, *ops);
+      auto file = shared ? std::move(*shared)
+                         : write_planned(tmp, name, tensors, plan,
+                                         CheckpointWriteOptions(options).with_ops(ops));
       j["files"][file.file] = {{"bytes", file.bytes}, {"xxh3", hex64(file.xxh3)}};
+      written.push_back({tmp / file.file, file.bytes, file.xxh3});
       info.files.push_back(std::move(file));
     }
     if (content.extra_files) {
@@ -359,6 +376,11 @@ CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const Checkpoi
       }
       std::sort(info.files.begin(), info.files.end(),
                 [](const auto& a, const auto& b) { return a.file < b.file; });
+    }
+    for (const auto& [stem, index] : content.indexes) {
+      if (!is_plain_name(stem))
+        throw OptionError(fmt::format("shard index stem \"{}\" is not a plain name", stem));
+      write_small_file(tmp / shard_index_file_name(stem), index.dump(2) + "\n", ops);
     }
     j["checksum"] = hex64(state_checksum(j));
     std::string text;

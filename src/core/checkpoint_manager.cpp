@@ -19,6 +19,7 @@
 #include "detail/posix.hpp"
 #include "detail/save_point.hpp"
 #include "detail/text.hpp"
+#include "shared_files.hpp"
 #include "vigil/async_saver.hpp"
 #include "vigil/retention.hpp"
 #include "vigil/template.hpp"
@@ -57,58 +58,6 @@ std::string read_small(const fs::path& p, std::size_t limit) {
 }
 
 // Copies a committed file through the durable writer (so the fault seam sees every write).
-void copy_file_durably(const fs::path& src, const fs::path& dst,
-                       const std::shared_ptr<FileOps>& ops) {
-  detail::UniqueFd fd(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    int err = errno;
-    throw IoError(fmt::format("cannot read {}: {}", src.string(), errno_text(err)), err);
-  }
-  std::vector<std::byte> buf(std::size_t{4} << 20);
-  atomic_write_file_with(
-      dst,
-      [&](DurableFile& out) {
-        for (;;) {
-          ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-          if (n < 0) {
-            int err = errno;
-            if (err == EINTR) continue;
-            throw IoError(fmt::format("cannot read {}: {}", src.string(), errno_text(err)), err);
-          }
-          if (n == 0) break;
-          out.write_all(std::span<const std::byte>(buf.data(), static_cast<std::size_t>(n)));
-        }
-      },
-      ops);
-}
-
-// Makes `dst` the committed, immutable file `src`: a hard link (no second write of the model)
-// where the file system allows one, else a durable copy. Either way `dst` appears by one rename,
-// and it outlives the checkpoint it came from (the link keeps the data).
-void publish_file(const fs::path& src, const fs::path& dst, const std::shared_ptr<FileOps>& ops) {
-  const fs::path tmp = temporary_path_for(dst);
-  if (ops->link(src.c_str(), tmp.c_str()) != 0) {
-    const int err = errno;
-    // The file system has no hard links here (EPERM on vfat, ENOTSUP), the link count is full,
-    // or best/ lives elsewhere: copy instead. Other errors (ENOSPC, EIO) are real ones.
-    if (err != EXDEV && err != EPERM && err != EMLINK && err != ENOTSUP && err != EOPNOTSUPP)
-      throw IoError(
-          fmt::format("cannot link {} to {}: {}", src.string(), tmp.string(), errno_text(err)),
-          err);
-    copy_file_durably(src, dst, ops);
-    return;
-  }
-  try {
-    rename_path(tmp, dst, ops);
-    // The data was fsynced when the checkpoint was committed; the new name needs its folder's.
-    fsync_dir(dst.parent_path(), ops);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
-  }
-}
-
 // Keras' strict improvement of `v` on the best so far, or, before any best, on the threshold;
 // NaN never improves.
 bool improves_on(Mode mode, double v, const std::optional<double>& best,
@@ -185,32 +134,6 @@ void repair_last(const fs::path& last_file, const std::vector<CheckpointInfo>& e
 // Publishes the best checkpoint's file `stem` (the model, or its average) as `best_path` unless an
 // identical copy is there (by size, and by hash when `verify`). Returns the record of the file
 // best/ now holds, or nothing when the checkpoint has no such file.
-std::optional<CheckpointFileInfo> repair_best_copy(const fs::path& best_path,
-                                                   const CheckpointInfo& best,
-                                                   const std::string& stem, bool verify,
-                                                   const std::shared_ptr<FileOps>& ops) {
-  const std::string file = stem + std::string(kTensorFileSuffix);
-  auto it = std::find_if(best.files.begin(), best.files.end(),
-                         [&](const CheckpointFileInfo& f) { return f.file == file; });
-  if (it == best.files.end()) return std::nullopt;
-  std::error_code ec;
-  bool current = false;
-  auto size = fs::file_size(best_path, ec);
-  if (!ec && size == it->bytes) {
-    // Without verify_on_open the size must do; with it, the copy is hashed like the rest.
-    try {
-      current = !verify || xxh3_file(best_path) == it->xxh3;
-    } catch (const Error&) {
-      current = false;
-    }
-  }
-  if (!current) {
-    fs::create_directories(best_path.parent_path(), ec);
-    publish_file(best.path / it->file, best_path, ops);
-  }
-  return *it;
-}
-
 // Opening a run whose folder holds a checkpoint of another run would resume someone else's
 // training under this run's name.
 void refuse_other_runs(const std::vector<CheckpointInfo>& entries, const std::string& run_id) {
@@ -305,8 +228,8 @@ void CheckpointManager::load() {
   if (best_name_) {
     const auto& b = *std::find_if(entries_.begin(), entries_.end(),
                                   [&](const CheckpointInfo& e) { return e.name == *best_name_; });
-    best_copy_ = repair_best_copy(best_model_path(run_dir_), b, options_.best_stem,
-                                  options_.verify_on_open, options_.ops);
+    best_copy_ = detail::repair_best_copy(best_model_path(run_dir_), b, options_.best_stem,
+                                          options_.verify_on_open, options_.ops);
     if (best_copy_) best_published_ = true;
   }
   write_manifest();
@@ -417,6 +340,11 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
   content.sequence = next_sequence_;
   content.run_id = options_.run_id;
   content.extra_files = request.extra_files;
+  content.indexes = request.indexes;
+  if (options_.share_unchanged_files)
+    for (auto e = entries_.rbegin(); e != entries_.rend(); ++e)  // newest first
+      for (const auto& f : e->files)
+        content.shareable.push_back({e->path / f.file, f.bytes, f.xxh3});
   auto info =
       write_checkpoint(cdir / name, content, CheckpointWriteOptions{}.with_ops(options_.ops));
   ++next_sequence_;
@@ -434,14 +362,10 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
   if (best_name_ && !best_published_) {
     auto it = std::find_if(entries_.begin(), entries_.end(),
                            [&](const CheckpointInfo& e) { return e.name == *best_name_; });
-    if (it != entries_.end() && it->has_file(options_.best_stem)) {
-      auto bp = best_model_path(run_dir_);
-      fs::create_directories(bp.parent_path(), ec);
-      const std::string file = options_.best_stem + std::string(kTensorFileSuffix);
-      publish_file(it->path / file, bp, options_.ops);
-      best_copy_ = *std::find_if(it->files.begin(), it->files.end(),
-                                 [&](const CheckpointFileInfo& f) { return f.file == file; });
-    }
+    if (it != entries_.end())
+      if (auto copy = detail::publish_best(*it, options_.best_stem, best_model_path(run_dir_),
+                                           options_.ops))
+        best_copy_ = std::move(copy);
     best_published_ = true;
   }
   atomic_write_file(last_path(run_dir_), info.name + "\n", options_.ops);

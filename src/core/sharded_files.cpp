@@ -20,7 +20,7 @@ std::string shard_file_name(std::string_view stem, int k, int n) {
 }
 
 std::string shard_index_file_name(std::string_view stem) {
-  return fmt::format("{}{}.index.json", stem, kTensorFileSuffix);
+  return fmt::format("{}{}", stem, kShardIndexSuffix);
 }
 
 std::vector<int> plan_shards(std::span<const TensorView> tensors, int n) {
@@ -62,7 +62,7 @@ std::vector<TensorView> ShardedTensors::views() const {
 }
 
 std::vector<std::string> shard_index_stems(const fs::path& dir) {
-  const std::string suffix = std::string(kTensorFileSuffix) + ".index.json";
+  const std::string suffix(kShardIndexSuffix);
   std::vector<std::string> out;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {

@@ -25,6 +25,12 @@ NamedTensors tensors_of(const SafetensorsFile& file) {
   return out;
 }
 
+NamedTensors tensors_of(const std::vector<SafetensorsFile>& shards) {
+  NamedTensors out;
+  for (const auto& f : shards) out.append(tensors_of(f), "");
+  return out;
+}
+
 std::vector<TensorView> views_of(const SafetensorsFile& file) {
   std::vector<TensorView> out;
   out.reserve(file.tensors().size());
@@ -156,12 +162,13 @@ Logs logs_from_json(const nlohmann::json& json) {
 RestorePoint RestorePoint::from(const Checkpoint& checkpoint) {
   RestorePoint p;
   p.path = checkpoint.info().path;
+  // A verified folder was hashed whole: its shards are not hashed again.
+  const auto read = SafetensorsReadOptions{}.with_verify_checksums(!checkpoint.verified());
   if (!checkpoint.has_file(kModelStem)) {
-    auto shards = open_sharded(p.path, kModelStem);
+    auto shards = open_sharded(p.path, kModelStem, read);
     if (!shards)
       throw InputError(fmt::format("{}: the checkpoint has no model.safetensors", p.path.string()));
     p.model_shards = std::move(shards->shards);
-    if (auto o = open_sharded(p.path, kOptimizerStem)) p.optimizer_shards = std::move(o->shards);
   } else {
     if (checkpoint.verified()) {
       p.model = checkpoint.open_file(kModelStem);
@@ -170,19 +177,26 @@ RestorePoint RestorePoint::from(const Checkpoint& checkpoint) {
       p.model = checkpoint.open_file_unchecked(kModelStem);
       p.model_xxh3 = checkpoint.file_xxh3(kModelStem);
     }
-    if (checkpoint.has_file(kOptimizerStem)) p.optimizer = checkpoint.open_file(kOptimizerStem);
   }
+  if (checkpoint.has_file(kOptimizerStem))
+    p.optimizer = checkpoint.open_file(kOptimizerStem);
+  else if (auto o = open_sharded(p.path, kOptimizerStem, read))
+    p.optimizer_shards = std::move(o->shards);
   if (checkpoint.has_file(kCallbacksStem)) p.callbacks = checkpoint.open_file(kCallbacksStem);
   p.state = checkpoint.state();
   // Only the files state.json names: a stem is opened once it is known to be a callback's.
   const auto names = p.state.is_object() ? p.state.value("callback_files", nlohmann::json::object())
                                          : nlohmann::json::object();
   if (names.is_object())
-    for (const auto& entry : names.items())
-      if (const auto& stem = entry.value();
-          stem.is_string() && checkpoint.has_file(stem.get<std::string>()))
-        p.callback_files.emplace(stem.get<std::string>(),
-                                 checkpoint.open_file(stem.get<std::string>()));
+    for (const auto& entry : names.items()) {
+      if (!entry.value().is_string()) continue;
+      const auto stem = entry.value().get<std::string>();
+      if (checkpoint.has_file(stem)) {
+        p.callback_files[stem].push_back(checkpoint.open_file(stem));
+      } else if (auto shards = open_sharded(p.path, stem, read)) {
+        p.callback_files[stem] = std::move(shards->shards);
+      }
+    }
   return p;
 }
 
@@ -202,8 +216,9 @@ vigil::TensorFiles TrainingSnapshot::files() const {
 TrainingSnapshot TrainingSnapshot::clone() const {
   std::map<std::string, NamedTensors, std::less<>> files;
   for (const auto& [stem, tensors] : callback_files) files.emplace(stem, tensors.clone());
-  return TrainingSnapshot{model.clone(), optimizer.clone(), callbacks.clone(), std::move(files),
-                          state,         metadata};
+  return TrainingSnapshot{
+      model.clone(), optimizer.clone(), callbacks.clone(), std::move(files), state, metadata,
+      frozen};
 }
 
 std::int64_t TrainContext::planned_steps() const {
@@ -220,6 +235,8 @@ TrainingSnapshot TrainContext::snapshot(const Logs& metrics) const {
   if (!model) throw OptionError("TrainContext::snapshot: no model in the training context");
   TrainingSnapshot snap;
   snap.model = module_state(*model);
+  for (const auto& p : model->named_parameters(true))
+    if (!p.value().requires_grad()) snap.frozen.push_back(p.key());
   Metadata meta = model_metadata;
   for (auto& [key, value] : tied_metadata(*model)) meta[key] = value;
   if (!meta.empty()) snap.metadata["model"] = meta;
@@ -235,7 +252,7 @@ TrainingSnapshot TrainContext::snapshot(const Logs& metrics) const {
     snap.callback_files = callbacks->state_files();
     // A file of the model's tensors (averaged weights) says the same about them.
     for (const auto& [stem, tensors] : snap.callback_files)
-      if (!meta.empty() && tensors.names() == snap.model.names()) snap.metadata[stem] = meta;
+      if (!meta.empty() && tensors.same_names(snap.model)) snap.metadata[stem] = meta;
     s["callbacks"] = callbacks->states();
     s["required_callbacks"] = callbacks->required_states();
     s["lr_callbacks"] = callbacks->lr_callbacks();
@@ -505,8 +522,9 @@ void CallbackList::load_state_files(const RestorePoint& point) {
 }
 
 void CallbackList::load_state_tensors(const NamedTensors& tensors) {
+  // Callbacks with a file of their own are included: checkpoints written before they had one
+  // (EarlyStopping's best weights) hold their tensors here, prefixed.
   for (auto& c : callbacks_) {
-    if (!c->state_file().empty()) continue;
     const std::string prefix = c->name() + "/";
     NamedTensors mine;
     for (std::size_t i = 0; i < tensors.size(); ++i) {

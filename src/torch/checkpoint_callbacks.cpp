@@ -1,12 +1,56 @@
 // ModelCheckpoint and BackupAndRestore: TrainContext snapshots in and out of a CheckpointManager.
 #include <fmt/core.h>
 
+#include <array>
+#include <set>
+#include <string_view>
+
+#include "vigil/sharded_files.hpp"
 #include "vigil/torch/backup_and_restore.hpp"
 #include "vigil/torch/model_checkpoint.hpp"
 
 namespace vigil::torch {
 
 namespace {
+
+std::string shard_stem(const std::string& stem, int k) {
+  auto name = shard_file_name(stem, k, 2);
+  name.resize(name.size() - kTensorFileSuffix.size());
+  return name;
+}
+
+// With some parameters frozen, every file of the model's tensors (the model, the best weights,
+// averaged weights) is written as two shards in Hugging Face's layout: the frozen tensors, the
+// same bytes in every checkpoint, which the manager then links rather than writes, and the rest.
+void split_frozen(SaveRequest& r, const TrainingSnapshot& snap) {
+  if (snap.frozen.empty()) return;
+  const std::set<std::string_view> frozen(snap.frozen.begin(), snap.frozen.end());
+  std::vector<std::string> stems = {std::string(kModelStem)};
+  for (const auto& [stem, tensors] : snap.callback_files)
+    if (tensors.same_names(snap.model)) stems.push_back(stem);
+  for (const auto& stem : stems) {
+    const auto it = r.files.find(stem);
+    if (it == r.files.end()) continue;
+    const std::vector<TensorView> views = std::move(it->second);
+    std::vector<int> plan;
+    std::array<std::vector<TensorView>, 2> shards;
+    for (const auto& v : views) {
+      plan.push_back(frozen.count(v.name) ? 0 : 1);
+      shards[plan.back()].push_back(v);
+    }
+    if (shards[0].empty() || shards[1].empty()) {
+      it->second = views;
+      continue;
+    }
+    r.files.erase(it);
+    const auto meta = r.metadata.extract(stem);
+    for (int k = 0; k < 2; ++k) {
+      r.files[shard_stem(stem, k)] = std::move(shards[k]);
+      if (!meta.empty()) r.metadata[shard_stem(stem, k)] = meta.mapped();
+    }
+    r.indexes[stem] = shard_index(stem, views, plan, 2);
+  }
+}
 
 SaveRequest request_for(const TrainContext& ctx, const TrainingSnapshot& snap, SavePoint at,
                         const Logs& metrics) {
@@ -18,6 +62,7 @@ SaveRequest request_for(const TrainContext& ctx, const TrainingSnapshot& snap, S
   r.files = snap.files();
   r.metadata = snap.metadata;
   r.state = snap.state;
+  split_frozen(r, snap);
   return r;
 }
 

@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "detail/text.hpp"
+#include "vigil/sharded_files.hpp"
 
 namespace vigil::torch {
 
@@ -267,6 +268,20 @@ LoadStateResult load_module_state(::torch::nn::Module& module, const Safetensors
 
 LoadStateResult load_module_state(::torch::nn::Module& module, const std::filesystem::path& path,
                                   const LoadStateOptions& options) {
+  if (const auto name = path.filename().string(); name.ends_with(kShardIndexSuffix)) {
+    const auto stem = name.substr(0, name.size() - kShardIndexSuffix.size());
+    const auto set = open_sharded(path.parent_path(), stem);  // every shard's checksums
+    if (!set) throw InputError(fmt::format("{}: no such shard index", path.string()));
+    LoadStateOptions with_ties = options;
+    if (!set->shards.empty())
+      for (auto& entry : tied_in(set->shards.front().metadata(), path.string()))
+        with_ties.tied.push_back(std::move(entry));
+    try {
+      return load_module_state(module, set->views(), with_ties);
+    } catch (const StateDictError& e) {
+      throw StateDictError(fmt::format("{}: {}", path.string(), e.what()), e.result());
+    }
+  }
   // Checksums are checked while reading into the module, not by a pass of their own.
   auto file = SafetensorsFile::open(path, SafetensorsReadOptions{}.with_verify_checksums(false));
   try {

@@ -44,18 +44,22 @@ Report report_from(const std::string& text) {
 using ShardedFiles = std::map<std::string, std::vector<TensorView>>;
 
 // This rank's shard of every file, written durably into `tmp`.
-std::vector<CheckpointFileInfo> write_my_shards(const fs::path& tmp, const ShardedFiles& files,
-                                                int rank, int world,
-                                                const std::shared_ptr<FileOps>& ops) {
+std::vector<CheckpointFileInfo> write_my_shards(
+    const fs::path& tmp, const ShardedFiles& files,
+    const std::map<std::string, Metadata, std::less<>>& metadata, int rank, int world,
+    const std::shared_ptr<FileOps>& ops) {
   std::vector<CheckpointFileInfo> out;
   for (const auto& [stem, views] : files) {
     const auto plan = plan_shards(views, world);
     std::vector<TensorView> mine;
     for (std::size_t i = 0; i < views.size(); ++i)
       if (plan[i] == rank) mine.push_back(views[i]);
+    // Every shard carries the file's metadata (the model's ties), so merging them loses none.
     // Hashed while written, not read back; the commit of the folder makes the shard visible.
+    const auto meta = metadata.find(stem);
     out.push_back(write_checkpoint_file(tmp, shard_file_name(stem, rank, world), mine,
-                                        CheckpointWriteOptions{}.with_ops(ops)));
+                                        CheckpointWriteOptions{}.with_ops(ops),
+                                        meta == metadata.end() ? Metadata{} : meta->second));
   }
   return out;
 }
@@ -104,7 +108,7 @@ SaveResult ShardedModelCheckpoint::save(TrainContext& ctx, SavePoint at, const L
   auto exchange = [&](const fs::path& tmp) {
     Report mine;
     try {
-      mine.files = write_my_shards(tmp, sharded, g.rank(), world, options_.ops);
+      mine.files = write_my_shards(tmp, sharded, snap.metadata, g.rank(), world, options_.ops);
       if (g.is_main())
         for (const auto& [stem, views] : sharded)
           atomic_write_file(
@@ -183,16 +187,7 @@ SaveResult ShardedModelCheckpoint::save(TrainContext& ctx, SavePoint at, const L
   if (!announced) g.broadcast_string("");
   g.broadcast_string(outcome);
   if (error) std::rethrow_exception(error);
-  // The manager copied best/ itself when the checkpoint holds its file whole (best_stem "ema").
-  if (result.is_best &&
-      !(result.checkpoint && result.checkpoint->has_file(manager_->options().best_stem))) {
-    // best/ stays one plain file: written from memory, since the checkpoint holds only shards.
-    const auto best = CheckpointManager::best_model_path(manager_->run_dir());
-    fs::create_directories(best.parent_path());
-    const auto meta = snap.metadata.find(std::string(kModelStem));
-    save_safetensors(best, snap.model.views(),
-                     meta == snap.metadata.end() ? Metadata{} : meta->second);
-  }
+  // best/ is the manager's: one plain file, the committed shards merged.
   return result;
 }
 

@@ -1,6 +1,7 @@
 // torch::Tensor <-> TensorView.
 #include "vigil/torch/tensor_bridge.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <utility>
@@ -143,6 +144,15 @@ const ::torch::Tensor* NamedTensors::find(std::string_view name) const {
   for (std::size_t i = 0; i < names_.size(); ++i)
     if (names_[i] == name) return &tensors_[i];
   return nullptr;
+}
+
+bool NamedTensors::same_names(const NamedTensors& other) const {
+  if (size() != other.size()) return false;
+  auto a = names_;
+  auto b = other.names_;
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  return a == b;
 }
 
 const ::torch::Tensor& NamedTensors::at(std::string_view name) const {

@@ -23,13 +23,14 @@ fs::path resolve_weights_file(const fs::path& path) {
     std::ifstream last(CheckpointManager::last_path(path));
     std::string name;
     if (last && std::getline(last, name) && !name.empty()) {
-      const auto f = CheckpointManager::checkpoints_dir(path) / name / "model.safetensors";
-      if (fs::is_regular_file(f)) return f;
+      const auto dir = CheckpointManager::checkpoints_dir(path) / name;
+      for (const auto& f : {dir / "model.safetensors", dir / shard_index_file_name(kModelStem)})
+        if (fs::is_regular_file(f)) return f;
     }
     throw InputError(fmt::format("run directory {} holds no saved model yet", path.string()));
   }
   if (fs::is_regular_file(path / "model.safetensors")) return path / "model.safetensors";
-  // A sharded checkpoint (data-parallel run): its index stands for the shards.
+  // A sharded checkpoint (data-parallel, or frozen parameters): its index stands for the shards.
   if (fs::is_regular_file(path / shard_index_file_name(kModelStem)))
     return path / shard_index_file_name(kModelStem);
   throw InputError(
@@ -49,7 +50,7 @@ WarmStartSource warm_start(::torch::nn::Module& module, const fs::path& path,
   if (source.file.filename() == shard_index_file_name(kModelStem)) {
     auto shards = open_sharded(source.file.parent_path(), kModelStem);
     if (!shards) throw InputError(fmt::format("{}: no shards found", source.file.string()));
-    source.tensors = load_module_state(module, shards->views(), options).loaded;
+    source.tensors = load_module_state(module, source.file, options).loaded;
     // Order-dependent combination of every shard file's own hash.
     for (const auto& f : shards->files)
       hash = hash * 0x100000001B3ULL ^ xxh3_file(source.file.parent_path() / f);

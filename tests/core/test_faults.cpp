@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,9 +25,12 @@ namespace {
 using test::TempDir;
 namespace fs = std::filesystem;
 
+// A "frozen" file that never changes is shared (hard-linked) by every checkpoint after the first,
+// so the faults hit links as well as writes.
 struct Training {
   std::vector<float> weights = std::vector<float>(256);
   std::vector<float> moments = std::vector<float>(256);
+  std::vector<float> frozen = std::vector<float>(256, 0.5f);
   SaveRequest request(std::int64_t epoch, double val_loss) {
     std::fill(weights.begin(), weights.end(), static_cast<float>(epoch));
     std::fill(moments.begin(), moments.end(), static_cast<float>(epoch) + 0.5f);
@@ -36,6 +40,7 @@ struct Training {
     r.metrics["val_loss"] = val_loss;
     r.files["model"] = {TensorView{"w", DType::F32, {16, 16}, std::as_bytes(std::span(weights))}};
     r.files["optimizer"] = {TensorView{"m", DType::F32, {256}, std::as_bytes(std::span(moments))}};
+    r.files["frozen"] = {TensorView{"f", DType::F32, {256}, std::as_bytes(std::span(frozen))}};
     r.state = {{"epoch", epoch}};
     return r;
   }
@@ -148,6 +153,7 @@ TEST(Faults, EveryFailingCallOfASaveIsSurvived) {
   }
   ASSERT_GT(total_calls, 15);
   int failures_seen = 0;
+  bool failed_a_link = false;
   Scratch scratch;
   for (int err : {ENOSPC, EIO}) {
     for (int n = 1; n <= total_calls; ++n) {
@@ -175,6 +181,8 @@ TEST(Faults, EveryFailingCallOfASaveIsSurvived) {
       } catch (const IoError& e) {
         threw = true;
         ++failures_seen;
+        failed_a_link |=
+            ops->failed_call == "link" && std::string(e.what()).find("frozen") != std::string::npos;
         std::string what = e.what();
         EXPECT_NE(what.find(std::strerror(err)), std::string::npos)
             << ops->failed_call << ": " << what;
@@ -189,6 +197,7 @@ TEST(Faults, EveryFailingCallOfASaveIsSurvived) {
         if (!fs::exists(c.path)) continue;
         EXPECT_NO_THROW(verify_checkpoint(c.path)) << c.name;
         EXPECT_EQ(test::first_f32(c.path / "model.safetensors"), static_cast<float>(c.epoch));
+        EXPECT_EQ(test::first_f32(c.path / "frozen.safetensors", "f"), 0.5f);
       }
       EXPECT_TRUE(fs::exists(before.back().path));
       // Space is back: the next save succeeds and the run directory is consistent.
@@ -199,6 +208,7 @@ TEST(Faults, EveryFailingCallOfASaveIsSurvived) {
     }
   }
   EXPECT_EQ(failures_seen, 2 * total_calls);
+  EXPECT_TRUE(failed_a_link) << "no fault hit the link of the shared file";
 }
 
 // A child saves in a loop (resuming from the newest checkpoint each time) and is killed by
@@ -210,6 +220,7 @@ TEST(Faults, SigkillDuringSavesLosesNothingCommitted) {
   std::mt19937 rng(20240611);
   std::uniform_int_distribution<int> delay_us(0, 15000);
   int resumed_past_zero = 0;
+  int shared = 0;  // checkpoints seen sharing their frozen file
   for (int iteration = 0; iteration < 30; ++iteration) {
     SCOPED_TRACE(testing::Message() << "iteration " << iteration);
     int pipefd[2];
@@ -256,6 +267,9 @@ TEST(Faults, SigkillDuringSavesLosesNothingCommitted) {
     bool reported_present = false;
     for (const auto& c : m.checkpoints()) {
       EXPECT_EQ(test::first_f32(c.path / "model.safetensors"), static_cast<float>(c.epoch));
+      EXPECT_EQ(test::first_f32(c.path / "frozen.safetensors", "f"), 0.5f);
+      struct stat st {};
+      if (::stat((c.path / "frozen.safetensors").c_str(), &st) == 0 && st.st_nlink > 1) ++shared;
       reported_present |= c.epoch == reported;
     }
     EXPECT_TRUE(reported_present);
@@ -264,6 +278,7 @@ TEST(Faults, SigkillDuringSavesLosesNothingCommitted) {
     if (latest->epoch > 0) ++resumed_past_zero;
   }
   EXPECT_GT(resumed_past_zero, 20);
+  EXPECT_GT(shared, 20);
 }
 
 // A real full file system (root only: a 2 MiB tmpfs).
@@ -285,13 +300,16 @@ class FullDisk : public ::testing::Test {
 
 TEST_F(FullDisk, ENOSPCIsClearLosesNothingAndTheNextSaveSucceeds) {
   auto run_dir = tmp / "run";
-  std::vector<float> big(64 * 1024, 1.0f);  // 256 KiB a checkpoint
+  std::vector<float> big(64 * 1024, 1.0f);     // 256 KiB a checkpoint
+  std::vector<float> frozen(64 * 1024, 0.5f);  // 256 KiB once, then shared
   auto request = [&](std::int64_t epoch) {
     std::fill(big.begin(), big.end(), static_cast<float>(epoch));
     SaveRequest r;
     r.epoch = epoch;
     r.metrics["val_loss"] = 1.0 / static_cast<double>(epoch + 1);
     r.files["model"] = {TensorView{"w", DType::F32, {big.size()}, std::as_bytes(std::span(big))}};
+    r.files["frozen"] = {
+        TensorView{"f", DType::F32, {frozen.size()}, std::as_bytes(std::span(frozen))}};
     return r;
   };
   // A filler file stands for whatever else fills the disk; deleting it gives the space back.
@@ -318,6 +336,7 @@ TEST_F(FullDisk, ENOSPCIsClearLosesNothingAndTheNextSaveSucceeds) {
   for (const auto& c : committed) {
     EXPECT_NO_THROW(verify_checkpoint(c.path)) << c.name;
     EXPECT_EQ(test::first_f32(c.path / "model.safetensors"), static_cast<float>(c.epoch));
+    EXPECT_EQ(test::first_f32(c.path / "frozen.safetensors", "f"), 0.5f);
   }
   fs::remove(tmp / "filler");
   auto r = m.save(request(epoch));

@@ -268,8 +268,8 @@ TEST(ModelEma, ResumeRefusesAnotherModelsAverage) {
   vt::NamedTensors wrong;
   wrong.add("0.weight", torch::zeros({2, 2}));
   vigil::save_safetensors(tmp / "ema.safetensors", wrong.views());
-  point.callback_files.erase("ema");
-  point.callback_files.emplace("ema", vigil::SafetensorsFile::open(tmp / "ema.safetensors"));
+  point.callback_files["ema"].clear();
+  point.callback_files["ema"].push_back(vigil::SafetensorsFile::open(tmp / "ema.safetensors"));
   Loop b(1, {std::make_shared<vt::ModelEma>()});
   b.ctx.pending_restore = std::move(point);
   EXPECT_THROW(b.callbacks.on_train_begin(b.ctx), vigil::InputError);

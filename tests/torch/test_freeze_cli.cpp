@@ -1,6 +1,8 @@
 // vigil train --freeze: the frozen layer is the same in every checkpoint, holds no optimizer
-// state, is recorded in run.json, and cannot change on resume.
+// state, is recorded in run.json, cannot change on resume, and is written once for all checkpoints.
 #include <gtest/gtest.h>
+
+#include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
 
@@ -45,4 +47,86 @@ TEST(FreezeCli, APatternThatMatchesNothingOrDoesNotParseIsAnError) {
                         "--freeze: freeze pattern '^9\\.' matches none of the model's parameters");
   expect_one_line_error(run_vigil(quick_train(tmp / "b", {"--freeze", "("})),
                         "not a valid regular expression");
+}
+
+namespace {
+
+ino_t inode_of(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+  return st.st_ino;
+}
+
+}  // namespace
+
+// The frozen tensors are a shard of their own that every checkpoint links (the best weights'
+// copy too); each folder still verifies, evaluates and loads alone, in vigil and in Python, and
+// best/ is one file.
+TEST(FreezeCli, CheckpointsShareTheFrozenShardAndEachFolderLoadsAlone) {
+  TempDir tmp;
+  const auto run = tmp / "run";
+  const auto r =
+      run_vigil(quick_train(run, {"--freeze", "^1\\.", "--epochs", "3", "--keep-last", "-1"}));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto names = folders(run / "checkpoints");
+  ASSERT_EQ(names.size(), 3u);
+  std::map<std::string, double> accuracy;
+  const auto frozen_inode =
+      inode_of(run / "checkpoints" / names[0] / "model-00001-of-00002.safetensors");
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    const auto dir = run / "checkpoints" / name;
+    EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
+    EXPECT_TRUE(fs::exists(dir / "model.safetensors.index.json"));
+    EXPECT_EQ(inode_of(dir / "model-00001-of-00002.safetensors"), frozen_inode);
+    EXPECT_EQ(inode_of(dir / "best_weights-00001-of-00002.safetensors"), frozen_inode);
+    const auto eval = run_vigil({"eval", "--model", dir.string(), "--json"});
+    ASSERT_EQ(eval.exit_code, 0) << eval.err;
+    accuracy[name] = nlohmann::json::parse(eval.out).at("metrics").at("accuracy").get<double>();
+  }
+  // The restored best weights scored what `vigil eval` of the best checkpoint scores.
+  const auto result = nlohmann::json::parse(read_file(run / "result.json"));
+  EXPECT_EQ(accuracy.at(names.at(result.at("best_epoch").get<std::size_t>())),
+            result.at("test").at("accuracy").get<double>());
+  const auto verify = run_vigil({"verify", run.string()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+
+  // best/ is the best checkpoint's shards merged into one plain file.
+  const auto manifest = nlohmann::json::parse(read_file(run / "checkpoints" / "manifest.json"));
+  const auto best = tensors_of(run / "checkpoints" / manifest.at("best").get<std::string>());
+  const auto best_file = vigil::SafetensorsFile::open(run / "best" / "model.safetensors");
+  ASSERT_EQ(best_file.tensors().size(), 4u);
+  for (const auto& info : best_file.tensors()) {
+    const auto v = best_file.view(info.name);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(v.data.data()), v.data.size()),
+              best.at("model:" + info.name))
+        << info.name;
+  }
+
+  // A plain Python reader (torch, json, struct) loads each folder's model into the network.
+  if (!python_has_torch()) GTEST_SKIP() << "python3 cannot import torch (python3-torch)";
+  write_file(tmp / "load.py", R"(import json, struct, sys, torch
+sys.path.insert(0, sys.argv[1])
+import load_in_python as lp
+run = json.load(open(sys.argv[2] + "/run.json"))
+for folder in sys.argv[4:]:
+    state, _ = lp.load_weights(sys.argv[2] + "/checkpoints/" + folder)
+    lp.build_model(run).load_state_dict(state)  # strict: every tensor there, none extra
+    for name, t in sorted(state.items()):
+        values = t.flatten().tolist()
+        open(f"{sys.argv[3]}/{folder}_{name}", "wb").write(struct.pack(f"<{len(values)}f", *values))
+)");
+  fs::create_directories(tmp / "out");
+  std::vector<std::string> argv = {"/usr/bin/python3", (tmp / "load.py").string(),
+                                   (source_dir() / "scripts").string(), run.string(),
+                                   (tmp / "out").string()};
+  argv.insert(argv.end(), names.begin(), names.end());
+  const auto py = run_process(argv);
+  ASSERT_EQ(py.exit_code, 0) << py.out << py.err;
+  for (const auto& name : names) {
+    for (const auto& [key, bytes] : tensors_of(run / "checkpoints" / name)) {
+      if (key.rfind("model:", 0) != 0) continue;
+      EXPECT_EQ(read_file(tmp / "out" / (name + "_" + key.substr(6))), bytes) << name << key;
+    }
+  }
 }

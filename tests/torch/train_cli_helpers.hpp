@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -157,15 +158,20 @@ inline std::vector<std::string> folders(const std::filesystem::path& dir) {
   return out;
 }
 
-/// Every tensor of every .safetensors file of a checkpoint folder: "stem:name" -> bytes.
+/// Every tensor of every .safetensors file of a checkpoint folder: "stem:name" -> bytes. A
+/// shard counts as its file ("model-00001-of-00002" as "model"), so both layouts compare.
 inline std::map<std::string, std::string> tensors_of(const std::filesystem::path& checkpoint) {
+  static const std::regex shard("(.*)-[0-9]{5}-of-[0-9]{5}");
   std::map<std::string, std::string> out;
   for (const auto& e : std::filesystem::directory_iterator(checkpoint)) {
     if (e.path().extension() != ".safetensors") continue;
     const auto file = vigil::SafetensorsFile::open(e.path());
+    std::smatch m;
+    auto stem = e.path().stem().string();
+    if (std::regex_match(stem, m, shard)) stem = m[1].str();
     for (const auto& info : file.tensors()) {
       const auto view = file.view(info.name);
-      out[e.path().stem().string() + ":" + info.name] =
+      out[stem + ":" + info.name] =
           std::string(reinterpret_cast<const char*>(view.data.data()), view.data.size());
     }
   }

@@ -41,13 +41,14 @@ struct RestorePoint {
   std::optional<std::uint64_t> model_xxh3;
   std::optional<SafetensorsFile> optimizer;  ///< optimizer.safetensors (may be absent)
   std::optional<SafetensorsFile> callbacks;  ///< callbacks.safetensors (may be absent)
-  /// A sharded checkpoint (saved by data-parallel ranks, see sharded_checkpoint.hpp) has no
-  /// model.safetensors/optimizer.safetensors but these shards, found through their index files.
+  /// A checkpoint may hold the model or the optimizer as shards found through their index files
+  /// (Hugging Face's layout: saved by data-parallel ranks, see sharded_checkpoint.hpp, or with
+  /// frozen parameters in a shard of their own): then these are set instead.
   std::vector<SafetensorsFile> model_shards;
   std::vector<SafetensorsFile> optimizer_shards;
   /// The files of callbacks with a state_file(), by stem (e.g. "ema" -> ema.safetensors), as
-  /// state.json's "callback_files" lists them.
-  std::map<std::string, SafetensorsFile, std::less<>> callback_files;
+  /// state.json's "callback_files" lists them: the file, or its shards.
+  std::map<std::string, std::vector<SafetensorsFile>, std::less<>> callback_files;
   nlohmann::json state;  ///< the parsed state.json
 
   /// Stems of the tensor files in a checkpoint folder besides "model" (kModelStem).
@@ -74,6 +75,9 @@ struct TrainingSnapshot {
   nlohmann::json state;
   /// Header metadata of some tensor files, by stem ("model", a callback file's).
   std::map<std::string, Metadata, std::less<>> metadata;
+  /// Names of the model's parameters that do not train (requires_grad false), in state order.
+  /// ModelCheckpoint writes them as a shard of their own, which checkpoints then share.
+  std::vector<std::string> frozen;
 
   /// A deep copy that later training steps cannot change.
   TrainingSnapshot clone() const;
@@ -298,7 +302,8 @@ class CallbackList {
   void load_states(const nlohmann::json& states, const std::vector<std::string>& required = {});
   /// Every callback's tensors, prefixed "<name>/" (callbacks with a state_file() excepted).
   NamedTensors state_tensors() const;
-  /// Hands each callback the tensors under its prefix (prefix removed).
+  /// Hands each callback the tensors under its prefix (prefix removed), if any; callbacks with
+  /// a state_file() too, for checkpoints written before they had one.
   void load_state_tensors(const NamedTensors& tensors);
   /// {name: stem} of the callbacks with a state_file().
   nlohmann::json state_file_names() const;

@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "vigil/early_stopping.hpp"
 #include "vigil/setter.hpp"
@@ -44,7 +45,15 @@ class EarlyStopping : public Callback {
   nlohmann::json state() const override;
   void load_state(const nlohmann::json& state) override;
   NamedTensors state_tensors() const override;
+  /// The best weights go to a file of their own, with the model's names and metadata: it is
+  /// then byte for byte the model file of the checkpoint that was best, and the manager links
+  /// the two rather than writing the weights twice (CheckpointManagerOptions::
+  /// share_unchanged_files). Checkpoints that hold them in callbacks.safetensors still resume.
+  std::string state_file() const override { return std::string(kBestWeightsStem); }
   void load_state_tensors(const NamedTensors& tensors) override;
+
+  /// The stem of the best weights' checkpoint file, "best_weights".
+  static constexpr std::string_view kBestWeightsStem = "best_weights";
 
   const EarlyStopper& stopper() const { return stopper_; }
   bool restore_best_weights() const { return restore_best_weights_; }

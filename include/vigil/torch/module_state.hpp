@@ -111,7 +111,9 @@ LoadStateResult load_module_state(::torch::nn::Module& module, std::span<const T
 /// module holds unchecked bytes, and it must be loaded again from an intact file before use.
 LoadStateResult load_module_state(::torch::nn::Module& module, const SafetensorsFile& file,
                                   const LoadStateOptions& options = {});
-/// Same, from a file path (checksums, when present, verified as above while reading).
+/// Same, from a file path (checksums, when present, verified as above while reading), or from
+/// the index of a sharded file ("model.safetensors.index.json": its shards' checksums are
+/// checked when they are opened, before anything is loaded).
 LoadStateResult load_module_state(::torch::nn::Module& module, const std::filesystem::path& path,
                                   const LoadStateOptions& options = {});
 

@@ -51,8 +51,9 @@ struct ShardedCheckpointOptions {
 /// ema.safetensors, whole) and state.json, and commits (fsync,
 /// rename, fsync) only once every rank reported success. A failure on any rank aborts that
 /// checkpoint on every rank (CheckpointError, the temporary folder removed, committed checkpoints
-/// untouched). Rank 0 also writes best/model.safetensors, a single file, when the checkpoint is
-/// the new best. The run directory must be reachable by every rank (one host, or shared storage).
+/// untouched). When the checkpoint is the new best, rank 0's manager merges its model shards into
+/// best/model.safetensors, a single file. The run directory must be reachable by every rank (one
+/// host, or shared storage).
 class ShardedModelCheckpoint : public Callback {
  public:
   ShardedModelCheckpoint(std::shared_ptr<ProcessGroup> group,

@@ -60,6 +60,8 @@ class NamedTensors {
   const ::torch::Tensor& at(std::string_view name) const;
   /// nullptr if absent.
   const ::torch::Tensor* find(std::string_view name) const;
+  /// True if both hold the same names, in any order (a file read back lists its own order).
+  [[nodiscard]] bool same_names(const NamedTensors& other) const;
 
   /// Views on the held tensors (valid while this object and its tensors live).
   std::vector<TensorView> views() const;

@@ -19,11 +19,6 @@ namespace {
 
 using detail::printable;
 
-struct PreparedHeader {
-  std::string bytes;               // 8-byte length + JSON + padding
-  std::vector<std::size_t> order;  // indices into the caller's tensors, in file order
-};
-
 void check_tensor(const TensorView& t, std::unordered_set<std::string_view>& names) {
   if (t.name == "__metadata__") {
     throw OptionError("a tensor cannot be named \"__metadata__\" (the format reserves it)");
@@ -141,10 +136,13 @@ std::string header_json(std::span<const TensorView> tensors, const std::vector<s
   return json;
 }
 
-PreparedHeader prepare_header(std::span<const TensorView> tensors, const Metadata& metadata,
-                              const SafetensorsWriteOptions& options) {
+}  // namespace
+
+SafetensorsPlan plan_safetensors(std::span<const TensorView> tensors, const Metadata& metadata,
+                                 const SafetensorsWriteOptions& options) {
   check_input(tensors, metadata);
-  PreparedHeader out;
+  SafetensorsPlan out;
+  out.checksums = options.checksums;
   out.order = file_order(tensors);
   const std::string json =
       header_json(tensors, out.order, file_metadata(tensors, metadata, options));
@@ -155,22 +153,35 @@ PreparedHeader prepare_header(std::span<const TensorView> tensors, const Metadat
         json.size(), detail::kMaxHeaderSize));
   }
   std::uint64_t n = json.size();
-  out.bytes.resize(8);
-  for (int i = 0; i < 8; ++i) out.bytes[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
-  out.bytes += json;
+  out.header.resize(8);
+  for (int i = 0; i < 8; ++i) out.header[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
+  out.header += json;
+  out.file_bytes = out.header.size();
+  for (const auto& t : tensors) out.file_bytes += t.data.size();
   return out;
 }
-
-}  // namespace
 
 std::optional<std::uint64_t> write_safetensors(DurableFile& out,
                                                std::span<const TensorView> tensors,
                                                const Metadata& metadata,
                                                const SafetensorsWriteOptions& options) {
   if (options.block_bytes == 0) throw OptionError("block_bytes must be at least 1");
-  auto header = prepare_header(tensors, metadata, options);
-  std::uint64_t total = header.bytes.size();
+  return write_planned_safetensors(out, tensors, plan_safetensors(tensors, metadata, options),
+                                   options);
+}
+
+std::optional<std::uint64_t> write_planned_safetensors(DurableFile& out,
+                                                       std::span<const TensorView> tensors,
+                                                       const SafetensorsPlan& plan,
+                                                       const SafetensorsWriteOptions& options) {
+  if (options.block_bytes == 0) throw OptionError("block_bytes must be at least 1");
+  std::uint64_t total = plan.header.size();
   for (const auto& t : tensors) total += t.data.size();
+  if (plan.order.size() != tensors.size() || total != plan.file_bytes)
+    throw OptionError(fmt::format(
+        "a safetensors plan of {} tensors ({} bytes) cannot write {} tensors ({} bytes): plan "
+        "the tensors being written",
+        plan.order.size(), plan.file_bytes, tensors.size(), total));
   detail::XxhState hash;
   if (options.file_hash) hash = detail::new_xxh_state();
   auto digest = [&]() -> std::optional<std::uint64_t> {
@@ -180,7 +191,7 @@ std::optional<std::uint64_t> write_safetensors(DurableFile& out,
   // Only with the real file layer: a FileOps given by the caller (fault injection, sparse
   // writes in tests) sees exactly the caller's buffers, as documented for block_bytes.
   if (total >= detail::kDirectMinBytes && options.ops == FileOps::real()) {
-    if (detail::write_direct(out, header.bytes, tensors, header.order, options.block_bytes,
+    if (detail::write_direct(out, plan.header, tensors, plan.order, options.block_bytes,
                              hash.get()))
       return digest();
     if (hash) XXH3_64bits_reset(hash.get());  // the refused first block was hashed already
@@ -189,9 +200,9 @@ std::optional<std::uint64_t> write_safetensors(DurableFile& out,
     out.write_all(bytes);
     if (hash) XXH3_64bits_update(hash.get(), bytes.data(), bytes.size());
   };
-  write(std::as_bytes(std::span<const char>(header.bytes.data(), header.bytes.size())));
+  write(std::as_bytes(std::span<const char>(plan.header.data(), plan.header.size())));
   // Through the page cache straight from the caller's memory: no staging copy.
-  for (std::size_t idx : header.order) {
+  for (std::size_t idx : plan.order) {
     auto data = tensors[idx].data;
     for (std::size_t pos = 0; pos < data.size(); pos += options.block_bytes) {
       write(data.subspan(pos, std::min(options.block_bytes, data.size() - pos)));
@@ -204,7 +215,7 @@ void save_safetensors(const std::filesystem::path& path, std::span<const TensorV
                       const Metadata& metadata, const SafetensorsWriteOptions& options) {
   // Invalid input must not even create a temporary file.
   if (options.block_bytes == 0) throw OptionError("block_bytes must be at least 1");
-  (void)prepare_header(tensors, metadata, SafetensorsWriteOptions{}.with_checksums(false));
+  (void)plan_safetensors(tensors, metadata, SafetensorsWriteOptions{}.with_checksums(false));
   atomic_write_file_with(
       path, [&](DurableFile& f) { (void)write_safetensors(f, tensors, metadata, options); },
       options.ops);
