@@ -111,6 +111,9 @@ struct CheckpointInfo {
   bool has_file(std::string_view stem) const;
 };
 
+/// Every tensor file of a committed checkpoint, as files a new checkpoint may share.
+[[nodiscard]] std::vector<ShareableFile> shareable_files(const CheckpointInfo& info);
+
 /// Options of write_checkpoint().
 struct CheckpointWriteOptions {
   /// The file layer; tests inject ENOSPC/EIO through it (default FileOps::real()).

@@ -283,6 +283,13 @@ bool CheckpointInfo::has_file(std::string_view stem) const {
   });
 }
 
+std::vector<ShareableFile> shareable_files(const CheckpointInfo& info) {
+  std::vector<ShareableFile> out;
+  out.reserve(info.files.size());
+  for (const auto& f : info.files) out.push_back({info.path / f.file, f.bytes, f.xxh3});
+  return out;
+}
+
 std::uint64_t xxh3_file(const std::filesystem::path& path) {
   std::error_code ec;
   auto size = std::filesystem::file_size(path, ec);
@@ -354,9 +361,8 @@ CheckpointInfo write_checkpoint(const std::filesystem::path& dir, const Checkpoi
       const auto name = stem + std::string(kTensorFileSuffix);
       const auto plan =
           plan_safetensors(tensors, meta == content.metadata.end() ? Metadata{} : meta->second);
-      auto candidates = written;
-      candidates.insert(candidates.end(), content.shareable.begin(), content.shareable.end());
-      auto shared = detail::share_file(tmp, name, plan, candidates, *ops);
+      auto shared = detail::share_file(tmp, name, plan, written, *ops);
+      if (!shared) shared = detail::share_file(tmp, name, plan, content.shareable, *ops);
       auto file = shared ? std::move(*shared)
                          : write_planned(tmp, name, tensors, plan,
                                          CheckpointWriteOptions(options).with_ops(ops));

@@ -342,9 +342,10 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
   content.extra_files = request.extra_files;
   content.indexes = request.indexes;
   if (options_.share_unchanged_files)
-    for (auto e = entries_.rbegin(); e != entries_.rend(); ++e)  // newest first
-      for (const auto& f : e->files)
-        content.shareable.push_back({e->path / f.file, f.bytes, f.xxh3});
+    for (auto e = entries_.rbegin(); e != entries_.rend(); ++e) {  // newest first
+      const auto files = shareable_files(*e);
+      content.shareable.insert(content.shareable.end(), files.begin(), files.end());
+    }
   auto info =
       write_checkpoint(cdir / name, content, CheckpointWriteOptions{}.with_ops(options_.ops));
   ++next_sequence_;

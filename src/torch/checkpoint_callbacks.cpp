@@ -31,17 +31,14 @@ void split_frozen(SaveRequest& r, const TrainingSnapshot& snap) {
   for (const auto& stem : stems) {
     const auto it = r.files.find(stem);
     if (it == r.files.end()) continue;
-    const std::vector<TensorView> views = std::move(it->second);
     std::vector<int> plan;
     std::array<std::vector<TensorView>, 2> shards;
-    for (const auto& v : views) {
+    for (const auto& v : it->second) {
       plan.push_back(frozen.count(v.name) ? 0 : 1);
       shards[plan.back()].push_back(v);
     }
-    if (shards[0].empty() || shards[1].empty()) {
-      it->second = views;
-      continue;
-    }
+    if (shards[0].empty() || shards[1].empty()) continue;  // nothing, or everything, frozen
+    const auto views = std::move(it->second);
     r.files.erase(it);
     const auto meta = r.metadata.extract(stem);
     for (int k = 0; k < 2; ++k) {

@@ -11,7 +11,6 @@
 #include <fmt/ranges.h>
 
 #include "detail/text.hpp"
-#include "vigil/sharded_files.hpp"
 
 namespace vigil::torch {
 
@@ -266,18 +265,23 @@ LoadStateResult load_module_state(::torch::nn::Module& module, const Safetensors
   return load_file(module, file, options, "the tensor file");
 }
 
+LoadStateResult load_module_state(::torch::nn::Module& module, const ShardedTensors& shards,
+                                  const LoadStateOptions& options) {
+  LoadStateOptions with_ties = options;
+  if (!shards.shards.empty())
+    for (auto& entry : tied_in(shards.shards.front().metadata(), "the shards"))
+      with_ties.tied.push_back(std::move(entry));
+  return load_module_state(module, shards.views(), with_ties);
+}
+
 LoadStateResult load_module_state(::torch::nn::Module& module, const std::filesystem::path& path,
                                   const LoadStateOptions& options) {
   if (const auto name = path.filename().string(); name.ends_with(kShardIndexSuffix)) {
     const auto stem = name.substr(0, name.size() - kShardIndexSuffix.size());
     const auto set = open_sharded(path.parent_path(), stem);  // every shard's checksums
     if (!set) throw InputError(fmt::format("{}: no such shard index", path.string()));
-    LoadStateOptions with_ties = options;
-    if (!set->shards.empty())
-      for (auto& entry : tied_in(set->shards.front().metadata(), path.string()))
-        with_ties.tied.push_back(std::move(entry));
     try {
-      return load_module_state(module, set->views(), with_ties);
+      return load_module_state(module, *set, options);
     } catch (const StateDictError& e) {
       throw StateDictError(fmt::format("{}: {}", path.string(), e.what()), e.result());
     }

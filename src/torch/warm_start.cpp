@@ -50,7 +50,7 @@ WarmStartSource warm_start(::torch::nn::Module& module, const fs::path& path,
   if (source.file.filename() == shard_index_file_name(kModelStem)) {
     auto shards = open_sharded(source.file.parent_path(), kModelStem);
     if (!shards) throw InputError(fmt::format("{}: no shards found", source.file.string()));
-    source.tensors = load_module_state(module, source.file, options).loaded;
+    source.tensors = load_module_state(module, *shards, options).loaded;
     // Order-dependent combination of every shard file's own hash.
     for (const auto& f : shards->files)
       hash = hash * 0x100000001B3ULL ^ xxh3_file(source.file.parent_path() / f);

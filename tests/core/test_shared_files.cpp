@@ -53,6 +53,13 @@ struct FrozenRun {
   }
 };
 
+// Epoch 0 of `run`, written with nothing to share.
+CheckpointInfo first_checkpoint(const fs::path& dir, FrozenRun& run) {
+  CheckpointContent content;
+  content.files = run.request(0).files;
+  return write_checkpoint(dir, content);
+}
+
 TEST(SafetensorsPlan, IsTheHeaderAndSizeOfTheWrittenFile) {
   TempDir tmp;
   std::vector<float> a(10, 1.5f);
@@ -76,14 +83,12 @@ TEST(SafetensorsPlan, IsTheHeaderAndSizeOfTheWrittenFile) {
 TEST(SharedFiles, AnIdenticalFileIsLinkedAndADifferentOneWritten) {
   TempDir tmp;
   FrozenRun run;
-  CheckpointContent first;
-  first.files = run.request(0).files;
-  const auto a = write_checkpoint(tmp / "a", first);
+  const auto a = first_checkpoint(tmp / "a", run);
   EXPECT_FALSE(file_of(a, "frozen.safetensors").linked);
 
   CheckpointContent second;
   second.files = run.request(1).files;
-  for (const auto& f : a.files) second.shareable.push_back({a.path / f.file, f.bytes, f.xxh3});
+  second.shareable = shareable_files(a);
   const auto b = write_checkpoint(tmp / "b", second);
   EXPECT_TRUE(file_of(b, "frozen.safetensors").linked);
   EXPECT_FALSE(file_of(b, "model.safetensors").linked);
@@ -101,14 +106,12 @@ TEST(SharedFiles, AnIdenticalFileIsLinkedAndADifferentOneWritten) {
 TEST(SharedFiles, EqualTensorsUnderOtherMetadataOrNamesAreNotShared) {
   TempDir tmp;
   FrozenRun run;
-  CheckpointContent first;
-  first.files = run.request(0).files;
-  const auto a = write_checkpoint(tmp / "a", first);
+  const auto a = first_checkpoint(tmp / "a", run);
   CheckpointContent second;
   second.files = run.request(0).files;
   second.metadata["frozen"] = {{"note", "other"}};
   second.files["model"][0].name = "v";
-  for (const auto& f : a.files) second.shareable.push_back({a.path / f.file, f.bytes, f.xxh3});
+  second.shareable = shareable_files(a);
   const auto b = write_checkpoint(tmp / "b", second);
   for (const auto& f : b.files) EXPECT_FALSE(f.linked) << f.file;
 }
@@ -128,9 +131,7 @@ TEST(SharedFiles, ATwiceWrittenFileInOneCheckpointIsWrittenOnce) {
 TEST(SharedFiles, AMissingOrChangedCandidateIsWrittenInstead) {
   TempDir tmp;
   FrozenRun run;
-  CheckpointContent first;
-  first.files = run.request(0).files;
-  const auto a = write_checkpoint(tmp / "a", first);
+  const auto a = first_checkpoint(tmp / "a", run);
   const auto& frozen = file_of(a, "frozen.safetensors");
   CheckpointContent second;
   second.files = run.request(0).files;

@@ -14,6 +14,7 @@
 #include "vigil/error.hpp"
 #include "vigil/safetensors.hpp"
 #include "vigil/setter.hpp"
+#include "vigil/sharded_files.hpp"
 #include "vigil/torch/tensor_bridge.hpp"
 
 namespace vigil::torch {
@@ -110,6 +111,10 @@ LoadStateResult load_module_state(::torch::nn::Module& module, std::span<const T
 /// only after the bytes were read in place: the FormatError (ChecksumMismatch) then says that the
 /// module holds unchecked bytes, and it must be loaded again from an intact file before use.
 LoadStateResult load_module_state(::torch::nn::Module& module, const SafetensorsFile& file,
+                                  const LoadStateOptions& options = {});
+/// Same, from a sharded file opened with open_sharded() (sharded_files.hpp; its shards' checksums
+/// are checked when they are opened), re-tying what the first shard's kTiedKey metadata says.
+LoadStateResult load_module_state(::torch::nn::Module& module, const ShardedTensors& shards,
                                   const LoadStateOptions& options = {});
 /// Same, from a file path (checksums, when present, verified as above while reading), or from
 /// the index of a sharded file ("model.safetensors.index.json": its shards' checksums are
