@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -134,6 +135,20 @@ class SharedState {
   std::byte* data_ = nullptr;
   bool owner_ = false;  // removes the file on destruction
 };
+
+/// Removes a file or folder tree, ignoring errors (it may not exist).
+inline void remove_all_quietly(const std::filesystem::path& p) {
+  std::error_code ec;
+  std::filesystem::remove_all(p, ec);
+}
+
+/// `v` rotated left by r: rotating the order every repeat keeps a drift of the disk from always
+/// hitting one contender.
+template <class T>
+std::vector<T> rotated(std::vector<T> v, int r) {
+  if (!v.empty()) std::rotate(v.begin(), v.begin() + (r % static_cast<int>(v.size())), v.end());
+  return v;
+}
 
 /// "256MiB", "1GiB", "4GiB", "4MiB".
 std::string size_label(std::uint64_t bytes);

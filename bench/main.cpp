@@ -37,7 +37,9 @@ Runs the vigil benchmark suite and writes a report.
   --no-replay          skip the replay benchmark
   --no-restore         skip the restore-into-a-model benchmark (fresh processes)
   --no-storage         skip the save, load, async and peak-memory benchmarks
+  --no-sharing         skip the saves of a frozen backbone and the frozen-backbone run
   --train-epochs N     epochs per training run (default 3)
+  --sharing-epochs N   epochs of the frozen-backbone run (default 5; --train-limit applies)
   --train-repeats N    repeats of the training contenders (default 5)
   --train-limit N      use the first N training examples (default 0 = all 60000)
   --threads N          libtorch/PyTorch threads of every training contender (default 1)
@@ -110,8 +112,12 @@ Config parse_args(int argc, char** argv) {
       c.restore = false;
     else if (a == "--no-storage")
       c.storage = false;
+    else if (a == "--no-sharing")
+      c.sharing = false;
     else if (a == "--no-replay")
       c.replay = false;
+    else if (a == "--sharing-epochs")
+      c.sharing_epochs = std::stoi(value());
     else if (a == "--train-epochs")
       train_epochs = std::stoi(value());
     else if (a == "--train-repeats")
@@ -139,6 +145,7 @@ Config parse_args(int argc, char** argv) {
     c.repeats = 1;
     c.train_repeats = 1;
     c.train_epochs = 1;
+    c.sharing_epochs = 2;
     c.replay_repeats = 1;
   }
   if (c.states.empty()) {
@@ -186,7 +193,9 @@ int run_suite(const Config& cfg) {
   for (const auto& [bytes, dtype] : cfg.states) {
     if (cfg.storage) bench_storage(cfg, bytes, dtype, results, facts);
     if (cfg.restore) bench_restore(cfg, bytes, dtype, results, facts);
+    if (cfg.sharing) bench_sharing(cfg, bytes, dtype, results, facts);
   }
+  if (cfg.sharing) bench_sharing_run(cfg, results, facts);
   {
     std::error_code ec;  // the states' folder in /dev/shm (their files are gone already)
     fs::remove_all(fmt::format("/dev/shm/vigil-bench-{}", ::getpid()), ec);

@@ -7,7 +7,7 @@
 #include <fmt/core.h>
 #include <fmt/format.h>
 
-#include "suite.hpp"
+#include "report_util.hpp"
 
 namespace vigil::bench {
 
@@ -41,18 +41,6 @@ std::string lscpu_summary() {
   }
   return out;
 }
-
-struct Target {
-  std::string name;
-  std::string figure;
-  double value = 0;
-  std::string comparison;  // ">=" or "<="
-  double threshold = 0;
-  std::string unit;
-  std::string explanation;
-
-  bool met() const { return comparison == ">=" ? value >= threshold : value <= threshold; }
-};
 
 }  // namespace
 
@@ -232,6 +220,8 @@ nlohmann::json report_json(const Config& cfg, const Results& res, const Facts& f
                        per100k, "<=", 2.0, "s", ""});
   }
 
+  sharing_targets(cfg, res, ratios, targets);
+
   auto& tj = j["targets"];
   tj = nlohmann::json::array();
   for (const auto& t : targets) {
@@ -264,40 +254,11 @@ nlohmann::json report_json(const Config& cfg, const Results& res, const Facts& f
 
 namespace {
 
-std::string secs(double s) {
-  if (s < 0.01) return fmt::format("{:.2f} ms", s * 1000);
-  if (s < 1) return fmt::format("{:.0f} ms", s * 1000);
-  return fmt::format("{:.2f} s", s);
-}
-
-std::string fig(const nlohmann::json& f) {
-  return fmt::format("{} ({} – {})", secs(f["median"].get<double>()), secs(f["min"].get<double>()),
-                     secs(f["max"].get<double>()));
-}
-
-std::string fmt_ratio(const nlohmann::json& ratios, const std::string& key,
-                      const char* suffix = "x") {
-  if (!ratios.contains(key)) return "–";
-  return fmt::format("{:.2f}{}", ratios[key].get<double>(), suffix);
-}
-
 std::string code_block(const std::string& s) {
   return "```\n" + s + (s.empty() || s.back() == '\n' ? "" : "\n") + "```\n";
 }
 
 }  // namespace
-
-// Calls row(label, prefix, bytes) for each state whose figures hold `prefix + probe`, where prefix
-// is `head` + the state's label + "." (e.g. "save.1GiB-F32.").
-template <class Row>
-void for_each_state(const Config& cfg, const nlohmann::json& F, const std::string& head,
-                    const std::string& probe, Row row) {
-  for (const auto& [bytes, dtype] : cfg.states) {
-    const auto label = state_label(bytes, dtype);
-    const auto prefix = head + label + ".";
-    if (F.contains(prefix + probe)) row(label, prefix, bytes);
-  }
-}
 
 std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
   std::string md;
@@ -375,7 +336,9 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
   out("\n## 1b. Parallel sharded save against the single writer\n\n");
   out("The same module (the state above as its parameters) saved as a training checkpoint "
       "through a CheckpointManager: single = `save_training_checkpoint` (what ModelCheckpoint "
-      "does, one model.safetensors); 2 ranks = `ShardedModelCheckpoint` on two data-parallel "
+      "does, one model.safetensors; sharing unchanged files off, since the benchmark's state "
+      "never changes and every save would be a link: section 7 measures sharing); 2 ranks = "
+      "`ShardedModelCheckpoint` on two data-parallel "
       "ranks (two threads of the benchmark, each with its own Gloo process group over the "
       "loopback), each writing `model-0000k-of-00002.safetensors` in parallel into one temporary "
       "folder, rank 0 writing the index and committing after both report success. Speed-up = "
@@ -461,7 +424,8 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
   }
 
   out("\n## 3. Async save: how long `save_async` blocks the training thread\n\n");
-  out("`CheckpointManager::save_async` with its reused snapshot arena. The first call of a "
+  out("`CheckpointManager::save_async` with its reused snapshot arena (sharing unchanged files "
+      "off, as in section 1b). The first call of a "
       "manager, which maps and first-touches the arena, is reported apart: cold, and after "
       "`reserve_async()` (what ModelCheckpoint calls after the first training step: the writer "
       "thread maps and touches the arena while training goes on; its own time in brackets). "
@@ -558,6 +522,8 @@ std::string report_markdown(const Config& cfg, const nlohmann::json& r) {
         cfg.replay_cases, fig(F["replay.seconds"]), R["replay.cases_per_second"].get<double>(),
         R["replay.seconds_per_100k_cases"].get<double>()));
   }
+
+  md += sharing_markdown(cfg, r);
 
   std::ifstream notes(cfg.source_dir / "notes.md");
   if (notes) {

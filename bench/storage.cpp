@@ -96,23 +96,11 @@ nlohmann::json ask(Child& py, const nlohmann::json& request) {
   return reply;
 }
 
-void remove_all_quietly(const fs::path& p) {
-  std::error_code ec;
-  fs::remove_all(p, ec);
-}
-
 // Minor page faults of the calling thread so far.
 std::uint64_t thread_minor_faults() {
   rusage u{};
   ::getrusage(RUSAGE_THREAD, &u);
   return static_cast<std::uint64_t>(u.ru_minflt);
-}
-
-// Rotating the order every repeat keeps a drift of the disk from always hitting one contender.
-template <class T>
-std::vector<T> rotated(std::vector<T> v, int r) {
-  if (!v.empty()) std::rotate(v.begin(), v.begin() + (r % static_cast<int>(v.size())), v.end());
-  return v;
 }
 
 int free_loopback_port() {
@@ -136,7 +124,11 @@ int free_loopback_port() {
 class ShardedRig {
  public:
   ShardedRig(const fs::path& dir, std::shared_ptr<::torch::nn::Module> module) {
-    const auto opts = CheckpointManagerOptions{}.with_monitor("").with_keep_last(1);
+    // The state never changes between saves: sharing would link every file instead of writing
+    // it (section 7 measures sharing; the sharded save does not share).
+    const auto opts =
+        CheckpointManagerOptions{}.with_monitor("").with_keep_last(1).with_share_unchanged_files(
+            false);
     single_ = std::make_shared<CheckpointManager>(dir / "single-run", opts);
     auto sharded = std::make_shared<CheckpointManager>(dir / "sharded-run", opts);
     const int port = free_loopback_port();
@@ -256,9 +248,11 @@ void bench_storage(const Config& cfg, std::uint64_t bytes, DType dtype, Results&
   auto ready = nlohmann::json::parse(py.read_line());
   facts.extra["python_torch"] = ready.value("torch", "");
 
-  // Background saves go through the real CheckpointManager (reused snapshot buffers).
+  // Background saves go through the real CheckpointManager (reused snapshot buffers), sharing
+  // off: the state never changes, so every file would be a link.
   CheckpointManager async_mgr(work / "async-run", CheckpointManagerOptions{}
                                                       .with_monitor("")
+                                                      .with_share_unchanged_files(false)
                                                       .with_keep_last(1)
                                                       .with_async(true)
                                                       .with_verify_on_open(false));
@@ -278,6 +272,7 @@ void bench_storage(const Config& cfg, std::uint64_t bytes, DType dtype, Results&
     // (an arena just unmapped would make the next first touch cheap: bench/notes.md).
     CheckpointManager reserved(work / "async-reserved", CheckpointManagerOptions{}
                                                             .with_monitor("")
+                                                            .with_share_unchanged_files(false)
                                                             .with_keep_last(1)
                                                             .with_async(true)
                                                             .with_verify_on_open(false));
@@ -508,8 +503,10 @@ int main_peak_rss(int argc, char** argv) {
   if (mode == "sync") {
     write_checkpoint(fs::path(dir) / "sync", model_content(request.files["model"]));
   } else {
-    CheckpointManager mgr(fs::path(dir) / "async-run",
-                          CheckpointManagerOptions{}.with_monitor("").with_async(true));
+    CheckpointManager mgr(
+        fs::path(dir) / "async-run",
+        CheckpointManagerOptions{}.with_monitor("").with_async(true).with_share_unchanged_files(
+            false));
     mgr.save_async(request);
     mgr.wait();
   }

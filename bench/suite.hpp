@@ -28,7 +28,9 @@ struct Config {
   bool replay = true;
   bool restore = true;  ///< the restore-into-a-model benchmark (fresh processes)
   bool storage = true;  ///< save, load, async and peak-memory benchmarks
+  bool sharing = true;  ///< saves of a frozen backbone with and without sharing, and a run
   int train_epochs = 3;
+  int sharing_epochs = 5;  ///< epochs of the frozen-backbone run
   int train_repeats = 5;
   std::int64_t train_limit = 0;  ///< --limit-train of every training contender (0 = all)
   int threads = 1;
@@ -61,6 +63,12 @@ void bench_storage(const Config& cfg, std::uint64_t bytes, DType dtype, Results&
 /// Restore into an existing model, each contender in a fresh process, warm and cold.
 void bench_restore(const Config& cfg, std::uint64_t bytes, DType dtype, Results& results,
                    Facts& facts);
+/// Saves of the state with 90% of it frozen, with and without sharing unchanged files, against a
+/// full save; non-best and new-best saves apart.
+void bench_sharing(const Config& cfg, std::uint64_t bytes, DType dtype, Results& results,
+                   Facts& facts);
+/// The disk use of a frozen-backbone `vigil train` run keeping every checkpoint.
+void bench_sharing_run(const Config& cfg, Results& results, Facts& facts);
 /// `vigil train` (sync and async checkpoints) against the bare libtorch loop and Python.
 void bench_training(const Config& cfg, Results& results, Facts& facts);
 /// `vigil replay --batch` over cfg.replay_cases cases.

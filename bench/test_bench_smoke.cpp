@@ -29,6 +29,8 @@ TEST(BenchSmoke, TinyRunPrintsEveryFigureAsJson) {
                         "1",
                         "--train-repeats",
                         "1",
+                        "--sharing-epochs",
+                        "2",
                         "--replay-cases",
                         "200",
                         "--dir",
@@ -60,6 +62,12 @@ TEST(BenchSmoke, TinyRunPrintsEveryFigureAsJson) {
                         "async.4MiB.f32.first_block",
                         "peak_extra.4MiB.f32.sync",
                         "peak_extra.4MiB.f32.async",
+                        "sharing.4MiB.f32.full",
+                        "sharing.4MiB.f32.frozen_noshare",
+                        "sharing.4MiB.f32.frozen_shared",
+                        "sharing.4MiB.f32.full_best",
+                        "sharing.4MiB.f32.frozen_shared_best",
+                        "sharing_run.sum_bytes",
                         "train.bare",
                         "train.vigil_sync",
                         "train.vigil_async",
@@ -75,6 +83,12 @@ TEST(BenchSmoke, TinyRunPrintsEveryFigureAsJson) {
   EXPECT_GT(f.at("save.4MiB.f32.vigil").at("median").get<double>(), 0.0);
   EXPECT_GT(f.at("peak_extra.4MiB.f32.async").at("median").get<double>(),
             f.at("peak_extra.4MiB.f32.sync").at("median").get<double>());
+  // Sharing writes less: the frozen shard is linked, not written, and a run's checkpoints share
+  // their frozen files.
+  auto median = [&](const char* k) { return f.at(k).at("median").get<double>(); };
+  EXPECT_LT(median("sharing.4MiB.f32.frozen_shared_written"),
+            0.5 * median("sharing.4MiB.f32.frozen_noshare_written"));
+  EXPECT_LT(median("sharing_run.unique_bytes"), 0.6 * median("sharing_run.sum_bytes"));
   const auto& ratios = j.at("ratios");
   for (const char* k :
        {"save.4MiB.f32.vigil_throughput_vs_dd", "save.4MiB.f32.vigil_speedup_vs_torch_save",
@@ -100,7 +114,8 @@ TEST(BenchSmoke, TinyRunPrintsEveryFigureAsJson) {
   for (const char* s :
        {"# vigil benchmarks", "## Machine", "## Targets", "## 1. Save", "## 2a. Load, warm",
         "## 2c. Restore into a model, fresh processes, warm", "## 3. Async", "## 4. Peak",
-        "## 5. Training", "## 6. `vigil replay --batch`"})
+        "## 5. Training", "## 6. `vigil replay --batch`", "## 7. Writing only what changed",
+        "### A frozen-backbone training run"})
     EXPECT_NE(md.find(s), std::string::npos) << s;
 }
 

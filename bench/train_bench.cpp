@@ -36,11 +36,6 @@ std::pair<double, double> evaluate(::torch::nn::Sequential& model, const vt::Dat
   return {loss / double(n), double(correct) / double(n)};
 }
 
-void remove_all_quietly(const fs::path& p) {
-  std::error_code ec;
-  fs::remove_all(p, ec);
-}
-
 }  // namespace
 
 // The plain loop a libtorch user writes without vigil: the same data, split, model, optimizer,

@@ -160,6 +160,25 @@ const CheckpointFileInfo* file_of(const CheckpointInfo& info, const std::string&
   return it == info.files.end() ? nullptr : &*it;
 }
 
+// True if `path` is the file checkpoint `info` holds as `file`'s shards merged into one: the same
+// size and header, whose per-tensor checksums (already verified in `path`) stand for the data.
+bool is_merge_of(const fs::path& path, const CheckpointInfo& info, const std::string& file) {
+  if (!file.ends_with(kTensorFileSuffix)) return false;
+  const auto stem = file.substr(0, file.size() - kTensorFileSuffix.size());
+  try {
+    const auto set =
+        open_sharded(info.path, stem, SafetensorsReadOptions{}.with_verify_checksums(false));
+    const auto plan = set ? merged_plan(*set) : std::nullopt;
+    std::error_code ec;
+    if (!plan || fs::file_size(path, ec) != plan->file_bytes || ec) return false;
+    std::ifstream in(path, std::ios::binary);
+    std::string head(plan->header.size(), '\0');
+    return in.read(head.data(), static_cast<std::streamsize>(head.size())) && head == plan->header;
+  } catch (const Error&) {
+    return false;  // a damaged checkpoint is reported on its own
+  }
+}
+
 // best/model.safetensors: intact, and the copy the manifest records, or (after a save was
 // interrupted) a copy of another checkpoint of this run; anything else was not written here.
 void verify_best(const fs::path& best_path, const std::map<std::string, CheckpointInfo>& intact,
@@ -206,14 +225,18 @@ void verify_best(const fs::path& best_path, const std::map<std::string, Checkpoi
     return;
   }
   if (!m.best_copy && best_file && best_file->xxh3 == hash) return;
-  for (const auto& [name, info] : intact)
-    if (const auto* f = file_of(info, m.best_file); f != nullptr && f->xxh3 == hash) {
-      report.note(label, fmt::format("is a copy of {}'s {}, not of the manifest's best {} (a "
+  for (const auto& [name, info] : intact) {
+    const auto* f = file_of(info, m.best_file);
+    const bool merged = f == nullptr && is_merge_of(best_path, info, m.best_file);
+    if ((f != nullptr && f->xxh3 == hash) || merged) {
+      report.note(label, fmt::format("is a copy of {}'s {}{}, not of the manifest's best {} (a "
                                      "save was interrupted after updating best/; fixed on the "
                                      "next open)",
-                                     name, m.best_file, m.best.value_or("(none)")));
+                                     name, m.best_file, merged ? " (its shards merged)" : "",
+                                     m.best.value_or("(none)")));
       return;
     }
+  }
   report.bad(label,
              "matches neither the manifest's record nor any checkpoint of this run: it was not "
              "written by this run (replaced, or copied in from elsewhere)");

@@ -44,6 +44,10 @@ struct ShardedTensors {
 /// Throws CheckpointError (checkpoint.hpp) for an index that does not match its shards.
 std::optional<ShardedTensors> open_sharded(const std::filesystem::path& dir, std::string_view stem,
                                            const SafetensorsReadOptions& options = {});
+/// The plan (header and size) of the one file the shards of `set` merge into, with the first
+/// shard's metadata, every tensor's checksum taken from the shards' headers: nothing is hashed.
+/// nullopt when a shard records no checksum for one of its tensors.
+[[nodiscard]] std::optional<SafetensorsPlan> merged_plan(const ShardedTensors& set);
 /// The stems of the index files in `dir` ("model" for model.safetensors.index.json), sorted.
 std::vector<std::string> shard_index_stems(const std::filesystem::path& dir);
 

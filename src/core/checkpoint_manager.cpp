@@ -150,6 +150,30 @@ nlohmann::json optional_int_json(const std::optional<int>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
 }
 
+// The tensors of the shards that `request` gives for file `stem` (by its index), still in memory;
+// empty when the file is not sharded or the index is not what the manager reads.
+std::vector<TensorView> shard_views(const SaveRequest& request, const std::string& stem) {
+  std::vector<TensorView> out;
+  const auto index = request.indexes.find(stem);
+  if (index == request.indexes.end() || !index->second.is_object() ||
+      !index->second.contains("weight_map") || !index->second["weight_map"].is_object())
+    return out;
+  std::set<std::string> stems;
+  for (const auto& file : index->second["weight_map"]) {
+    if (!file.is_string()) return {};
+    auto name = file.get<std::string>();
+    if (!name.ends_with(kTensorFileSuffix)) return {};
+    name.resize(name.size() - kTensorFileSuffix.size());
+    stems.insert(std::move(name));
+  }
+  for (const auto& s : stems) {
+    const auto it = request.files.find(s);
+    if (it == request.files.end()) return {};
+    out.insert(out.end(), it->second.begin(), it->second.end());
+  }
+  return out;
+}
+
 }  // namespace
 
 fs::path CheckpointManager::checkpoints_dir(const fs::path& run_dir) {
@@ -363,9 +387,13 @@ SaveResult CheckpointManager::save_now(const SaveRequest& request) {
   if (best_name_ && !best_published_) {
     auto it = std::find_if(entries_.begin(), entries_.end(),
                            [&](const CheckpointInfo& e) { return e.name == *best_name_; });
+    // The checkpoint just written is still in memory: a merged best/ copies from there.
+    const auto memory = it != entries_.end() && it->name == info.name
+                            ? shard_views(request, options_.best_stem)
+                            : std::vector<TensorView>{};
     if (it != entries_.end())
       if (auto copy = detail::publish_best(*it, options_.best_stem, best_model_path(run_dir_),
-                                           options_.ops))
+                                           options_.ops, memory))
         best_copy_ = std::move(copy);
     best_published_ = true;
   }

@@ -9,6 +9,8 @@
 #include <numeric>
 #include <set>
 
+#include "safetensors/format.hpp"
+#include "safetensors/plan.hpp"
 #include "vigil/checkpoint.hpp"
 
 namespace vigil {
@@ -72,6 +74,25 @@ std::vector<std::string> shard_index_stems(const fs::path& dir) {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+std::optional<SafetensorsPlan> merged_plan(const ShardedTensors& set) {
+  std::map<std::string_view, std::uint64_t> sums;
+  for (const auto& shard : set.shards)
+    for (const auto& [key, value] : shard.metadata())
+      if (std::string_view(key).starts_with(kChecksumKeyPrefix))
+        if (auto h = detail::parse_checksum_hex(value))
+          sums.emplace(std::string_view(key).substr(kChecksumKeyPrefix.size()), *h);
+  const auto views = set.views();
+  std::vector<std::uint64_t> ordered;
+  ordered.reserve(views.size());
+  for (const auto& v : views) {
+    auto it = sums.find(v.name);
+    if (it == sums.end()) return std::nullopt;
+    ordered.push_back(it->second);
+  }
+  const Metadata meta = set.shards.empty() ? Metadata{} : set.shards.front().metadata();
+  return detail::plan_with_checksums(views, ordered, meta);
 }
 
 std::optional<ShardedTensors> open_sharded(const fs::path& dir, std::string_view stem,

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <map>
+#include <string_view>
 #include <vector>
 
 #include <fmt/core.h>
@@ -62,14 +64,36 @@ struct Merged {
   SafetensorsPlan plan;
 };
 
-std::optional<Merged> merged_shards(const CheckpointInfo& best, const std::string& stem) {
-  // The checkpoint was verified when it was listed or written.
+// `views` with each tensor's data taken from `memory` instead, when memory holds every one of
+// them by name with the same dtype, shape and size; else `views` as they are.
+void prefer_memory(std::vector<TensorView>& views, std::span<const TensorView> memory) {
+  if (memory.size() != views.size()) return;
+  std::map<std::string_view, const TensorView*> by_name;
+  for (const auto& v : memory) by_name.emplace(v.name, &v);
+  std::vector<TensorView> out = views;
+  for (auto& v : out) {
+    auto it = by_name.find(v.name);
+    if (it == by_name.end() || it->second->dtype != v.dtype || it->second->shape != v.shape ||
+        it->second->data.size() != v.data.size())
+      return;
+    v.data = it->second->data;
+  }
+  views = std::move(out);
+}
+
+std::optional<Merged> merged_shards(const CheckpointInfo& best, const std::string& stem,
+                                    std::span<const TensorView> memory = {}) {
+  // The checkpoint was verified when it was listed or written, so its headers' checksums stand
+  // for its data: nothing is hashed again.
   auto set = open_sharded(best.path, stem, SafetensorsReadOptions{}.with_verify_checksums(false));
   if (!set) return std::nullopt;
   Merged m;
   m.views = set->views();
   if (!set->shards.empty()) m.metadata = set->shards.front().metadata();
-  m.plan = plan_safetensors(m.views, m.metadata);
+  // The plan depends on the tensors' names, shapes and checksums, not where their data is read.
+  auto plan = merged_plan(*set);
+  prefer_memory(m.views, memory);
+  m.plan = plan ? std::move(*plan) : plan_safetensors(m.views, m.metadata);
   m.set = std::move(*set);  // the views stay valid: the shards' mappings do not move
   return m;
 }
@@ -176,7 +200,8 @@ void publish_file(const fs::path& src, const fs::path& dst, const std::shared_pt
 
 std::optional<CheckpointFileInfo> publish_best(const CheckpointInfo& best, const std::string& stem,
                                                const fs::path& best_path,
-                                               const std::shared_ptr<FileOps>& ops) {
+                                               const std::shared_ptr<FileOps>& ops,
+                                               std::span<const TensorView> memory) {
   std::error_code ec;
   fs::create_directories(best_path.parent_path(), ec);
   const std::string file = stem + std::string(kTensorFileSuffix);
@@ -186,7 +211,7 @@ std::optional<CheckpointFileInfo> publish_best(const CheckpointInfo& best, const
     publish_file(best.path / file, best_path, ops);
     return *it;
   }
-  auto m = merged_shards(best, stem);
+  auto m = merged_shards(best, stem, memory);
   if (!m) return std::nullopt;
   return write_merged(*m, stem, best_path, ops);
 }

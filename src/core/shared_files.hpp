@@ -36,10 +36,13 @@ void publish_file(const std::filesystem::path& src, const std::filesystem::path&
 
 /// Makes `best_path` the `stem` file of checkpoint `best`: publish_file() of "<stem>.safetensors",
 /// or, for a file the checkpoint holds as shards, the shards merged into one file written
-/// durably. Returns what best/ holds now; nullopt when the checkpoint has neither.
+/// durably. `memory` may hold the shards' tensors still in memory (the save that just wrote
+/// them): the merge then copies from there instead of reading the shards back. Returns what
+/// best/ holds now; nullopt when the checkpoint has neither.
 std::optional<CheckpointFileInfo> publish_best(const CheckpointInfo& best, const std::string& stem,
                                                const std::filesystem::path& best_path,
-                                               const std::shared_ptr<FileOps>& ops);
+                                               const std::shared_ptr<FileOps>& ops,
+                                               std::span<const TensorView> memory = {});
 
 /// publish_best() unless `best_path` already holds that file (its size, and with `verify` its
 /// hash; for shards, the merged header, and with `verify` every tensor's checksum).

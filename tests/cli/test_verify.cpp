@@ -5,6 +5,7 @@
 
 #include "test_support.hpp"
 #include "vigil/checkpoint_manager.hpp"
+#include "vigil/sharded_files.hpp"
 
 namespace vigil {
 namespace {
@@ -165,6 +166,54 @@ TEST_F(Verify, ABestNotWrittenByThisRunMissingOrMisplacedIsDamaged) {
   fs::remove_all(run / "best");
   test::write_file(run / "best", "not a folder");
   expect_damaged({"verify", run.string()}, "DAMAGED   best: is not a folder");
+}
+
+// A best model kept as shards is merged into best/: after an interrupted save, best/ may hold an
+// earlier checkpoint's shards merged, which is this run's too.
+TEST(VerifySharded, ABestMergedFromAnEarlierCheckpointsShardsIsThisRuns) {
+  TempDir tmp;
+  const auto run = tmp / "run";
+  std::vector<float> frozen(256, 0.5F), w(16);
+  const auto best = run / "best" / "model.safetensors";
+  {
+    CheckpointManager m(run);
+    for (int e = 0; e < 2; ++e) {
+      std::fill(w.begin(), w.end(), static_cast<float>(e));
+      SaveRequest q;
+      q.epoch = e;
+      q.metrics["val_loss"] = 1.0 / (e + 1);
+      const std::vector<TensorView> all = {
+          TensorView{"f", DType::F32, {256}, std::as_bytes(std::span(frozen))},
+          TensorView{"w", DType::F32, {16}, std::as_bytes(std::span(w))}};
+      q.files = {{"model-00001-of-00002", {all[0]}}, {"model-00002-of-00002", {all[1]}}};
+      q.indexes["model"] = shard_index("model", all, std::vector<int>{0, 1}, 2);
+      ASSERT_TRUE(m.save(q).is_best);
+      if (e == 0) fs::copy_file(best, tmp / "merged-0.safetensors");
+    }
+  }
+  auto r = run_vigil({"verify", run.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out.find("note      best/"), std::string::npos) << r.out;
+  fs::remove(best);
+  fs::copy_file(tmp / "merged-0.safetensors", best);
+  r = run_vigil({"verify", run.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("note      best/model.safetensors: is a copy of epoch-0000's "
+                       "model.safetensors (its shards merged), not of the manifest's best "
+                       "epoch-0001"),
+            std::string::npos)
+      << r.out;
+  // Intact, with the same names and shapes, but values no checkpoint's shards hold.
+  std::fill(w.begin(), w.end(), 42.0F);
+  fs::remove(best);
+  save_safetensors(best, std::vector<TensorView>{
+                             TensorView{"f", DType::F32, {256}, std::as_bytes(std::span(frozen))},
+                             TensorView{"w", DType::F32, {16}, std::as_bytes(std::span(w))}});
+  r = run_vigil({"verify", run.string()});
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("matches neither the manifest's record nor any checkpoint"),
+            std::string::npos)
+      << r.out;
 }
 
 TEST_F(Verify, ACheckpointOfAnotherRunIsDamaged) {

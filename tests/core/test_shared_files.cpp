@@ -13,6 +13,7 @@
 
 #include "test_support.hpp"
 #include "vigil/checkpoint_manager.hpp"
+#include "vigil/sharded_files.hpp"
 
 namespace vigil {
 namespace {
@@ -256,6 +257,41 @@ TEST(SharedFiles, RetentionKeepsASharedFileUntilItsLastCheckpointGoes) {
   EXPECT_EQ(kept[0].epoch, 3);
   EXPECT_EQ(links(kept[0].path / "frozen.safetensors"), 2u);
   for (const auto& c : kept) EXPECT_NO_THROW(verify_checkpoint(c.path));
+}
+
+// A best model given as shards (frozen tensors apart) is merged into one best/model.safetensors:
+// from memory by the save that wrote it, from the shards on disk when the manager repairs it.
+// Either way it is byte for byte the file the tensors make when saved whole.
+TEST(SharedFiles, AShardedBestIsMergedIntoTheFileTheTensorsMakeWhole) {
+  TempDir tmp;
+  FrozenRun run;
+  auto request = [&](std::int64_t epoch) {
+    auto r = run.request(epoch);
+    const std::vector<TensorView> all = {r.files["frozen"][0], r.files["model"][0]};
+    r.files = {{"model-00001-of-00002", {all[0]}}, {"model-00002-of-00002", {all[1]}}};
+    r.indexes["model"] = shard_index("model", all, std::vector<int>{0, 1}, 2);
+    return std::pair{r, all};
+  };
+  const auto best = CheckpointManager::best_model_path(tmp.path());
+  {
+    CheckpointManager m(tmp.path());
+    for (int e = 0; e < 3; ++e) {
+      auto [r, all] = request(e);
+      const auto result = m.save(r);
+      ASSERT_TRUE(result.is_best);
+      save_safetensors(tmp / "whole.safetensors", all);
+      EXPECT_EQ(test::read_file(best), test::read_file(tmp / "whole.safetensors")) << e;
+    }
+  }
+  // Damaged, it is merged again on open, from the best checkpoint's shards.
+  {
+    auto bytes = test::read_file(best);
+    bytes[bytes.size() - 1] = static_cast<char>(bytes.back() ^ 1);
+    test::write_file(best, bytes);
+  }
+  CheckpointManager reopened(tmp.path());
+  EXPECT_EQ(test::read_file(best), test::read_file(tmp / "whole.safetensors"));
+  EXPECT_NO_THROW((void)SafetensorsFile::open(best));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include "safetensors/block_writer.hpp"
 #include "safetensors/format.hpp"
+#include "safetensors/plan.hpp"
 #include "vigil/safetensors.hpp"
 #include "xxh_state.hpp"
 
@@ -67,18 +68,21 @@ std::vector<std::size_t> file_order(std::span<const TensorView> tensors) {
   return order;
 }
 
-// Stored checksums are vigil's own: stale ones from a file being re-saved are replaced.
+// Stored checksums are vigil's own: stale ones from a file being re-saved are replaced. `known`
+// holds each tensor's XXH3-64 when the caller has them (empty: every tensor is hashed).
 Metadata file_metadata(std::span<const TensorView> tensors, const Metadata& metadata,
-                       const SafetensorsWriteOptions& options) {
+                       const SafetensorsWriteOptions& options,
+                       std::span<const std::uint64_t> known) {
   Metadata meta;
   for (const auto& [key, value] : metadata) {
     if (!detail::is_vigil_owned_key(key)) meta.emplace(key, value);
   }
   if (options.checksums) {
     meta.emplace(std::string(kFormatKey), "1");
-    for (const auto& t : tensors) {
-      meta.insert_or_assign(std::string(kChecksumKeyPrefix) + t.name,
-                            detail::checksum_hex(xxh3_64(t.data)));
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      meta.insert_or_assign(
+          std::string(kChecksumKeyPrefix) + tensors[i].name,
+          detail::checksum_hex(known.empty() ? xxh3_64(tensors[i].data) : known[i]));
     }
   }
   return meta;
@@ -138,14 +142,17 @@ std::string header_json(std::span<const TensorView> tensors, const std::vector<s
 
 }  // namespace
 
-SafetensorsPlan plan_safetensors(std::span<const TensorView> tensors, const Metadata& metadata,
-                                 const SafetensorsWriteOptions& options) {
+namespace {
+
+SafetensorsPlan make_plan(std::span<const TensorView> tensors, const Metadata& metadata,
+                          const SafetensorsWriteOptions& options,
+                          std::span<const std::uint64_t> known) {
   check_input(tensors, metadata);
   SafetensorsPlan out;
   out.checksums = options.checksums;
   out.order = file_order(tensors);
   const std::string json =
-      header_json(tensors, out.order, file_metadata(tensors, metadata, options));
+      header_json(tensors, out.order, file_metadata(tensors, metadata, options, known));
   if (json.size() > detail::kMaxHeaderSize) {
     throw OptionError(fmt::format(
         "the header would be {} bytes, above the format's limit of {} (too many tensors or too "
@@ -159,6 +166,22 @@ SafetensorsPlan plan_safetensors(std::span<const TensorView> tensors, const Meta
   out.file_bytes = out.header.size();
   for (const auto& t : tensors) out.file_bytes += t.data.size();
   return out;
+}
+
+}  // namespace
+
+SafetensorsPlan plan_safetensors(std::span<const TensorView> tensors, const Metadata& metadata,
+                                 const SafetensorsWriteOptions& options) {
+  return make_plan(tensors, metadata, options, {});
+}
+
+SafetensorsPlan detail::plan_with_checksums(std::span<const TensorView> tensors,
+                                            std::span<const std::uint64_t> xxh3,
+                                            const Metadata& metadata) {
+  if (xxh3.size() != tensors.size())
+    throw OptionError(
+        fmt::format("{} checksums given for {} tensors", xxh3.size(), tensors.size()));
+  return make_plan(tensors, metadata, SafetensorsWriteOptions{}, xxh3);
 }
 
 std::optional<std::uint64_t> write_safetensors(DurableFile& out,
