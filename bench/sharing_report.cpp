@@ -31,20 +31,20 @@ void sharing_targets(const Config& cfg, const Results& res, nlohmann::json& rati
     ratio(p + "frozen_shared_written_per_full", p + "frozen_shared_written", p + "full_written");
     ratio(p + "full_best_written_per_full", p + "full_best_written", p + "full_written");
     if (bytes != (std::uint64_t{1} << 30)) continue;
-    const auto k = p + "frozen_shared_speedup_vs_full";
-    if (ratios.contains(k))
-      targets.push_back(
-          {"A save of a state 90% frozen >= 3x faster than a full save of it, "
-           "checkpoint not a new best (" +
-               L + ")",
-           k, ratios[k], ">=", 3.0, "x", ""});
-    const auto b = p + "full_best_written_per_full";
-    if (ratios.contains(b))
-      targets.push_back(
-          {"A new-best save writes no second copy for best/: bytes written <= "
-           "1.05x those of a save that is not a new best (" +
-               L + ")",
-           b, ratios[b], "<=", 1.05, "x", ""});
+    auto target = [&](const std::string& what, const std::string& key, const char* comparison,
+                      double threshold) {
+      if (ratios.contains(p + key))
+        targets.push_back(
+            {what + " (" + L + ")", p + key, ratios[p + key], comparison, threshold, "x", ""});
+    };
+    target(
+        "A save of a state 90% frozen >= 3x faster than a full save of it, checkpoint not a "
+        "new best",
+        "frozen_shared_speedup_vs_full", ">=", 3.0);
+    target(
+        "A new-best save writes no second copy for best/: bytes written <= 1.05x those of a "
+        "save that is not a new best",
+        "full_best_written_per_full", "<=", 1.05);
   }
   if (res.has("sharing_run.sum_bytes") && res.median("sharing_run.sum_bytes") > 0) {
     ratios["sharing_run.unique_per_sum"] =

@@ -13,6 +13,7 @@
 #include <fmt/core.h>
 
 #include "detail/save_point.hpp"
+#include "detail/stream_copy.hpp"
 #include "vigil/error.hpp"
 
 namespace vigil {
@@ -21,6 +22,10 @@ namespace {
 
 constexpr std::size_t kTensorAlign = 64;
 constexpr std::size_t kHugePage = std::size_t{2} << 20;
+// From this size a snapshot is far larger than any cache, so its bytes are streamed into the
+// arena around the cache (detail::stream_copy); a smaller one is copied through the cache,
+// where the writer thread then finds it.
+constexpr std::size_t kStreamFrom = std::size_t{64} << 20;
 
 std::size_t align_up(std::size_t n, std::size_t a) {
   return (n + a - 1) / a * a;
@@ -85,7 +90,9 @@ void TensorSnapshot::reserve(std::size_t bytes) {
 }
 
 void TensorSnapshot::capture(const SaveRequest& request) {
-  ensure_capacity(bytes_for(request));
+  const std::size_t total = bytes_for(request);
+  ensure_capacity(total);
+  const bool stream = total >= kStreamFrom;
   touched_ = true;  // every byte of the request is written below
   detail::copy_save_point(request_, request);
   request_.state = request.state;
@@ -99,7 +106,10 @@ void TensorSnapshot::capture(const SaveRequest& request) {
     for (const auto& v : views) {
       const auto n = v.data.size();
       std::byte* dst = n > 0 ? arena_.get() + offset : nullptr;
-      if (n > 0) std::memcpy(dst, v.data.data(), n);
+      if (n > 0 && stream)
+        detail::stream_copy(dst, v.data.data(), n);
+      else if (n > 0)
+        std::memcpy(dst, v.data.data(), n);
       out.push_back(TensorView{v.name, v.dtype, v.shape, std::span<const std::byte>(dst, n)});
       offset += align_up(n, kTensorAlign);
     }
