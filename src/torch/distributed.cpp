@@ -57,7 +57,7 @@ DistributedOptions DistributedOptions::from_env() {
     o.master_port = static_cast<int>(env_int("MASTER_PORT", *v, 1, 65535));
   if (auto v = env("GLOO_SOCKET_IFNAME")) o.interface = *v;
   if (auto v = env("VIGIL_DIST_TIMEOUT"))
-    o.timeout = std::chrono::seconds(env_int("VIGIL_DIST_TIMEOUT", *v, 1, 7 * 24 * 3600));
+    o.timeout = std::chrono::seconds(env_int("VIGIL_DIST_TIMEOUT", *v, 1, 7LL * 24 * 3600));
   o.validate();
   return o;
 }
@@ -253,7 +253,7 @@ void ProcessGroup::all_reduce_gradients(::torch::nn::Module& module, double weig
 namespace {
 
 std::vector<double> reduce_doubles(c10d::ProcessGroupGloo& pg, const std::vector<double>& values,
-                                   c10d::ReduceOp op) {
+                                   const c10d::ReduceOp& op) {
   if (values.empty()) return {};
   auto t = ::torch::tensor(values, ::torch::kDouble);
   std::vector<at::Tensor> one{t};

@@ -112,6 +112,17 @@ std::vector<std::string> output_lines(const std::string& text) {
   return out;
 }
 
+// The last `n` lines of `text`: a long run's failure is in its end, and a report that shows only
+// the beginning of a long message would hide it.
+std::string last_lines(const std::string& text, std::size_t n) {
+  const auto lines = output_lines(text);
+  const std::size_t first = lines.size() > n ? lines.size() - n : 0;
+  std::string out;
+  if (first > 0) out.append("[").append(std::to_string(first)).append(" earlier lines]\n");
+  for (std::size_t i = first; i < lines.size(); ++i) out.append(lines[i]).append("\n");
+  return out;
+}
+
 std::string quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -186,8 +197,9 @@ void run_sections(const std::set<int>& sections) {
     std::string shown;
     for (const auto& l : want) shown += l + "\n";
     ASSERT_TRUE(lines_match(want, 0, got, 0)) << where << "\nthe guide shows:\n"
-                                              << shown << "it printed:\n"
-                                              << r.out << r.err;
+                                              << shown << "its output ends:\n"
+                                              << last_lines(r.out, 12) << "its errors end:\n"
+                                              << last_lines(r.err, 12);
   }
   EXPECT_GE(ran, 3) << "the guide lost its commands";
 }
