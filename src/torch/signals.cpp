@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdint>
+#include <ctime>
 
 #include "vigil/error.hpp"
 
@@ -17,6 +19,17 @@ namespace {
 volatile std::sig_atomic_t g_signal = 0;
 volatile std::sig_atomic_t g_second_exits = 1;
 std::atomic<bool> g_installed{false};
+// When the first signal came and how long a repeat of it counts as the same request (ns).
+std::atomic<std::int64_t> g_first_ns{0};
+std::atomic<std::int64_t> g_repeat_window_ns{0};
+static_assert(std::atomic<std::int64_t>::is_always_lock_free, "a handler needs lock-free atomics");
+
+// clock_gettime is async-signal-safe.
+std::int64_t monotonic_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
 
 // Fixed texts: a handler may call write(2) but nothing that formats or allocates.
 constexpr char kSecondSigint[] =
@@ -29,6 +42,9 @@ constexpr char kSecondOther[] =
 extern "C" void on_stop_signal(int sig) {
   // _exit is async-signal-safe; every checkpoint write is atomic, so leaving mid-write is safe.
   if (g_signal != 0 && g_second_exits != 0) {
+    // `timeout` signals its child and then the child's whole process group, so one request can
+    // arrive twice within microseconds; only a later one, or another signal, means "now".
+    if (sig == g_signal && monotonic_ns() - g_first_ns.load() < g_repeat_window_ns.load()) return;
     const char* text = sig == SIGINT    ? kSecondSigint
                        : sig == SIGTERM ? kSecondSigterm
                                         : kSecondOther;
@@ -38,6 +54,7 @@ extern "C" void on_stop_signal(int sig) {
     [[maybe_unused]] const auto written = ::write(STDERR_FILENO, text, n);
     _exit(128 + sig);
   }
+  if (g_signal == 0) g_first_ns = monotonic_ns();
   g_signal = sig;
 }
 
@@ -53,10 +70,14 @@ StopSignals::StopSignals(StopSignalsOptions options) {
   for (int s : sigs)
     if (s <= 0 || s >= NSIG || s == SIGKILL || s == SIGSTOP)
       throw OptionError(fmt::format("StopSignals: {} cannot be caught", signal_name(s)));
+  if (options.repeat_window.count() < 0)
+    throw OptionError("StopSignals: repeat_window must not be negative");
   if (g_installed.exchange(true))
     throw OptionError("StopSignals: another one is installed; keep one for the process");
   g_signal = 0;
   g_second_exits = options.second_exits ? 1 : 0;
+  g_repeat_window_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options.repeat_window).count();
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);

@@ -2,13 +2,19 @@
 // way to resume is printed, the exit code is 130/143, and resuming works.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "test_support.hpp"
 #include "train_cli_helpers.hpp"
+#include "vigil/error.hpp"
+#include "vigil/torch/signals.hpp"
 
 namespace fs = std::filesystem;
 using namespace vigil::test;
@@ -37,9 +43,13 @@ void interrupt_and_resume(int sig, int expected_exit, int signals) {
                 std::string::npos)
           << p.out();
       EXPECT_NE(p.out().find("checkpoint " + run.string()), std::string::npos) << p.out();
-    } else if (p.out().find("resume with:") == std::string::npos) {
-      // The second signal cut the checkpoint short: it says so rather than exiting silently.
-      EXPECT_NE(p.err().find("a second SIGINT: exiting at once"), std::string::npos) << p.err();
+    } else {
+      // Sent back to back, as `timeout` does (to the child, then to its process group): one
+      // request, so the run still checkpoints and says how to resume.
+      EXPECT_NE(p.out().find("resume with: vigil train --run-dir " + run.string()),
+                std::string::npos)
+          << p.out() << p.err();
+      EXPECT_EQ(p.err().find("exiting at once"), std::string::npos) << p.err();
     }
   }
   // Whatever the signals interrupted, the run directory is intact and resumes (--epochs may
@@ -63,6 +73,58 @@ TEST(Signals, SigtermCheckpointsAndExits143) {
   interrupt_and_resume(SIGTERM, 143, 1);
 }
 
-TEST(Signals, ASecondSignalExitsAtOnceWithoutCorruptingTheRun) {
+TEST(Signals, TheSameSignalTwiceAtOnceIsOneRequestAndStillCheckpoints) {
   interrupt_and_resume(SIGINT, 130, 2);
+}
+
+// In a child process each: a second signal ends the process at once by design.
+TEST(StopSignalsDeath, ARepeatWithinTheWindowWaitsAndALaterOneExitsAtOnce) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        vigil::torch::StopSignals signals(
+            vigil::torch::StopSignalsOptions{}.with_repeat_window(std::chrono::milliseconds(300)));
+        std::raise(SIGINT);
+        std::raise(SIGINT);  // the same request delivered twice
+        if (signals.received() != SIGINT) std::_Exit(1);
+        std::fputs("still running after the repeat\n", stderr);
+        std::this_thread::sleep_for(std::chrono::milliseconds(400));
+        std::raise(SIGINT);
+        std::_Exit(2);  // not reached: the handler exits with 130
+      },
+      ::testing::ExitedWithCode(130),
+      "still running after the repeat\n(.|\n)*a second SIGINT: exiting at once");
+}
+
+TEST(StopSignalsDeath, AnotherSignalWithinTheWindowExitsAtOnce) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        vigil::torch::StopSignals signals;
+        std::raise(SIGINT);
+        std::raise(SIGTERM);
+        std::_Exit(2);
+      },
+      ::testing::ExitedWithCode(143), "a second SIGTERM: exiting at once");
+}
+
+TEST(StopSignalsDeath, WithoutSecondExitsEverySignalOnlyAsksToStop) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        vigil::torch::StopSignals signals(
+            vigil::torch::StopSignalsOptions{}.with_second_exits(false).with_repeat_window(
+                std::chrono::milliseconds(0)));
+        std::raise(SIGTERM);
+        std::raise(SIGINT);
+        std::raise(SIGTERM);
+        std::_Exit(signals.received() == SIGTERM ? 7 : 1);
+      },
+      ::testing::ExitedWithCode(7), "");
+}
+
+TEST(StopSignals, ANegativeRepeatWindowIsRefused) {
+  EXPECT_THROW(vigil::torch::StopSignals(vigil::torch::StopSignalsOptions{}.with_repeat_window(
+                   std::chrono::milliseconds(-1))),
+               vigil::OptionError);
 }

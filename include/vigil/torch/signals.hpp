@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -22,10 +23,15 @@ struct StopSignalsOptions {
   /// A second signal exits the process at once with 128 + signal (default true). Checkpoint
   /// writes are atomic (temporary name + rename), so leaving in the middle of one loses nothing.
   bool second_exits = true;
+  /// A repeat of the signal already received within this long of it is the same request, not a
+  /// second one (default 1 s): `timeout` signals its child and then the child's process group,
+  /// so one SIGTERM can arrive twice, microseconds apart. Another signal always counts.
+  std::chrono::milliseconds repeat_window{1000};
 
   VIGIL_SETTER(signals)
   VIGIL_SETTER(extra_signal)
   VIGIL_SETTER(second_exits)
+  VIGIL_SETTER(repeat_window)
 };
 
 /// Installs the handler for the lifetime of the object (forgetting a signal received before);
